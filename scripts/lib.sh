@@ -1,0 +1,56 @@
+# Shared by scripts/*: installing system packages on Debian/Ubuntu.
+# shellcheck shell=bash
+
+# Runs a command as root (directly, or through sudo when we are not root).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        echo "error: '$*' needs root and sudo is not installed" >&2
+        return 1
+    fi
+}
+
+# ensure_packages PROGRAM:PACKAGE... installs each PACKAGE whose PROGRAM is
+# missing, with one apt-get run.
+ensure_packages() {
+    local wanted=() pair program package
+    for pair in "$@"; do
+        program=${pair%%:*}
+        package=${pair#*:}
+        if ! command -v "$program" >/dev/null && [ ! -x "/usr/sbin/$program" ]; then
+            wanted+=("$package")
+        fi
+    done
+    if [ ${#wanted[@]} -eq 0 ]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "error: missing ${wanted[*]} and this is not a Debian/Ubuntu system; install them by hand" >&2
+        return 1
+    fi
+    echo "==> installing ${wanted[*]}" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # A policy-rc.d that says "no" keeps the packaged services (MariaDB,
+    # HAProxy) from starting: the sandbox and benchmarks run their own.
+    local policy=/usr/sbin/policy-rc.d added_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"
+        added_policy=yes
+    fi
+    local status=0
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null || status=$?
+    if [ -n "$added_policy" ]; then
+        as_root rm -f "$policy"
+    fi
+    return "$status"
+}
+
+# The MariaDB server and client the sandbox needs.
+ensure_mariadb() {
+    ensure_packages mariadbd:mariadb-server mariadb:mariadb-client
+}

@@ -1,0 +1,174 @@
+//! The `rwsplit` command line: subcommands, their help, and their output.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::logging::LogFormat;
+use crate::sandbox::{self, Sandbox, SandboxOptions};
+
+/// rwsplit — a MySQL/MariaDB proxy that sends writes to the primary and reads
+/// to replicas.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rwsplit",
+    version,
+    after_help = "Log verbosity comes from RUST_LOG (default: info), e.g. RUST_LOG=rwsplit=debug.\n\
+                  Configuration reference: docs/configuration.md"
+)]
+pub struct Cli {
+    /// Format of log lines on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a configuration file and print every problem in it.
+    ///
+    /// Reads the file, substitutes ${VAR} and ${VAR:-default} from the
+    /// environment, and validates every key. Prints `ok` and exits 0 when the
+    /// file is good; otherwise prints each problem with its key path and
+    /// exits 1. Nothing is started and no server is contacted.
+    #[command(
+        after_help = "Example:\n  rwsplit check-config proxy.yaml\n  APP_PASSWORD=secret rwsplit check-config /etc/rwsplit/proxy.yaml"
+    )]
+    CheckConfig {
+        /// Path of the proxy.yaml to check.
+        path: PathBuf,
+    },
+
+    /// Start a local MariaDB primary and replicas to try rwsplit against.
+    ///
+    /// Uses the machine's mariadbd. Each server gets its own directory and a
+    /// free port on 127.0.0.1; replicas replicate from the primary with GTID.
+    /// Prints the ports and a ready-to-paste `mariadb` command for each server,
+    /// then waits. Ctrl-C stops every server and removes the directory (unless
+    /// --dir was given).
+    #[command(
+        after_help = "Examples:\n  rwsplit sandbox\n  rwsplit sandbox --replicas 1 --dir /tmp/my-sandbox"
+    )]
+    Sandbox {
+        /// Number of replicas next to the primary.
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        /// Keep the servers' files in this (empty or new) directory instead of
+        /// a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { path } => Ok(check_config(&path)),
+        Command::Sandbox { replicas, dir } => {
+            runtime()?.block_on(run_sandbox(SandboxOptions { replicas, dir }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid { path, problems }) => {
+            println!("{}: {} problem(s)", path.display(), problems.len());
+            for problem in problems {
+                println!("  {problem}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(other) => {
+            println!("{other}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_sandbox(options: SandboxOptions) -> anyhow::Result<()> {
+    eprintln!(
+        "Starting a MariaDB primary and {} replica(s)...",
+        options.replicas
+    );
+    let sandbox = Sandbox::start(options).await?;
+    println!("{}", describe(&sandbox));
+    println!("Press Ctrl-C to stop the servers.");
+    wait_for_shutdown().await?;
+    eprintln!("Stopping the servers...");
+    drop(sandbox);
+    eprintln!("Stopped.");
+    Ok(())
+}
+
+/// A readable summary of a running sandbox: servers, ports, commands, accounts.
+pub fn describe(sandbox: &Sandbox) -> String {
+    let mut out = format!(
+        "Sandbox ready in {:.1}s in {}\n\n",
+        sandbox.startup().as_secs_f64(),
+        sandbox.dir().display()
+    );
+    for server in sandbox.servers() {
+        let role = match server.role {
+            sandbox::SandboxRole::Primary => "primary",
+            sandbox::SandboxRole::Replica => "replica",
+        };
+        out.push_str(&format!(
+            "  {:<4} {role:<8} {:<16} pid {:<8} mariadb -h 127.0.0.1 -P {} -u {} -p{}\n",
+            server.name,
+            server.address(),
+            server.pid(),
+            server.port,
+            sandbox::APP.user,
+            sandbox::APP.password,
+        ));
+    }
+    out.push_str(&format!(
+        "\nAccounts: {}/{} (application), {}/{} (monitor), {}/{} (replication)",
+        sandbox::APP.user,
+        sandbox::APP.password,
+        sandbox::MONITOR.user,
+        sandbox::MONITOR.password,
+        sandbox::REPLICATION.user,
+        sandbox::REPLICATION.password,
+    ));
+    out
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,574 @@
+//! Turns the raw file model into a [`Config`], collecting every problem.
+//!
+//! Each leaf goes through a small pure parser that returns the typed value or
+//! a message saying what was expected; [`Checker`] records failures with their
+//! key path and substitutes the default so that checking can continue.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::*;
+use super::{
+    AdminConfig, BackendConfig, BackendTlsConfig, Config, FailoverConfig, ListenConfig,
+    ListenTlsConfig, MonitorConfig, Problem, ReadYourWrites, ReplicaSelection, Role, RoutingConfig,
+    UserConfig,
+};
+
+/// Largest packet the MySQL protocol allows (`max_allowed_packet` upper bound).
+const MAX_PACKET_LIMIT: usize = 1 << 30;
+
+pub(super) fn validate(
+    raw: RawConfig,
+    unknown_keys: Vec<String>,
+    base: &Path,
+) -> Result<Config, Vec<Problem>> {
+    let mut check = Checker {
+        problems: Vec::new(),
+        base,
+    };
+    for path in unknown_keys {
+        let message = super::keys::unknown_key_message(&path);
+        check.problem(&path, message);
+    }
+    let config = Config {
+        listen: listen(&mut check, raw.listen.unwrap_or_default()),
+        admin: admin(&mut check, raw.admin.unwrap_or_default()),
+        users: users(&mut check, raw.users),
+        backends: backends(&mut check, raw.backends),
+        monitor: monitor(&mut check, raw.monitor),
+        routing: routing(&mut check, raw.routing.unwrap_or_default()),
+        failover: failover(&mut check, raw.failover.unwrap_or_default()),
+    };
+    if check.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(check.problems)
+    }
+}
+
+/// Collects problems while converting leaves.
+struct Checker<'a> {
+    problems: Vec<Problem>,
+    /// Directory relative file paths are resolved against.
+    base: &'a Path,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses an optional leaf, falling back to `default` when it is absent or bad.
+    fn parse<T>(
+        &mut self,
+        path: &str,
+        value: Scalar,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
+        match value {
+            None => default,
+            Some(text) => parse(text.trim()).unwrap_or_else(|message| {
+                self.problem(path, message);
+                default
+            }),
+        }
+    }
+
+    /// A leaf that must be present and non-empty.
+    fn required(&mut self, path: &str, value: Scalar, what: &str) -> String {
+        match value {
+            Some(text) if !text.is_empty() => text,
+            _ => {
+                self.problem(path, format!("missing; expected {what}"));
+                String::new()
+            }
+        }
+    }
+
+    /// A file that must exist; relative paths are taken from the config's directory.
+    fn file(&mut self, path: &str, value: Scalar, what: &str) -> PathBuf {
+        let name = self.required(path, value, what);
+        if name.is_empty() {
+            return PathBuf::new();
+        }
+        let file = self.base.join(name);
+        if let Err(e) = std::fs::metadata(&file) {
+            self.problem(path, format!("cannot read {}: {e}", file.display()));
+        }
+        file
+    }
+}
+
+fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
+    let tls = raw.tls.map(|tls| ListenTlsConfig {
+        cert: check.file("listen.tls.cert", tls.cert, "a PEM certificate file"),
+        key: check.file("listen.tls.key", tls.key, "a PEM private key file"),
+        required: check.parse("listen.tls.required", tls.required, false, boolean),
+    });
+    ListenConfig {
+        address: check.parse("listen.address", raw.address, loopback(6033), socket_addr),
+        tls,
+        max_client_connections: check.parse(
+            "listen.max_client_connections",
+            raw.max_client_connections,
+            4096,
+            positive,
+        ),
+        handshake_timeout: check.parse(
+            "listen.handshake_timeout",
+            raw.handshake_timeout,
+            Duration::from_secs(10),
+            positive_duration,
+        ),
+        max_allowed_packet: check.parse(
+            "listen.max_allowed_packet",
+            raw.max_allowed_packet,
+            64 << 20,
+            packet_size,
+        ),
+    }
+}
+
+fn admin(check: &mut Checker, raw: RawAdmin) -> AdminConfig {
+    let token = raw.token.filter(|t| {
+        let empty = t.is_empty();
+        if empty {
+            check.problem("admin.token", "empty; remove the key or give a token");
+        }
+        !empty
+    });
+    AdminConfig {
+        address: check.parse("admin.address", raw.address, loopback(6034), socket_addr),
+        token,
+    }
+}
+
+fn users(check: &mut Checker, raw: Option<Vec<RawUser>>) -> Vec<UserConfig> {
+    let raw = raw.unwrap_or_default();
+    if raw.is_empty() {
+        check.problem(
+            "users",
+            "no users; expected at least one `{ name, password }`",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut users = Vec::new();
+    for (i, user) in raw.into_iter().enumerate() {
+        let path = format!("users[{i}]");
+        let name = check.required(&format!("{path}.name"), user.name, "a user name");
+        if name.chars().count() > 80 {
+            check.problem(
+                &format!("{path}.name"),
+                "longer than 80 characters, the MariaDB limit",
+            );
+        }
+        if !name.is_empty() && !seen.insert(name.clone()) {
+            check.problem(
+                &format!("{path}.name"),
+                format!("duplicate user `{name}`; each user is listed once"),
+            );
+        }
+        let password = check.required(&format!("{path}.password"), user.password, "a password");
+        users.push(UserConfig { name, password });
+    }
+    users
+}
+
+fn backends(check: &mut Checker, raw: Option<Vec<RawBackend>>) -> Vec<BackendConfig> {
+    let raw = raw.unwrap_or_default();
+    if raw.is_empty() {
+        check.problem(
+            "backends",
+            "no backends; expected at least one `{ name, address }`",
+        );
+    }
+    let backends: Vec<BackendConfig> = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, backend)| self::backend(check, &format!("backends[{i}]"), backend))
+        .collect();
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    for (i, backend) in backends.iter().enumerate() {
+        if !backend.name.is_empty() && !names.insert(&backend.name) {
+            check.problem(
+                &format!("backends[{i}].name"),
+                format!(
+                    "duplicate backend name `{}`; names must be unique",
+                    backend.name
+                ),
+            );
+        }
+        if !backend.address.is_empty() && !addresses.insert(&backend.address) {
+            check.problem(
+                &format!("backends[{i}].address"),
+                format!(
+                    "`{}` is listed twice; each server is one backend",
+                    backend.address
+                ),
+            );
+        }
+    }
+    let primaries = backends
+        .iter()
+        .filter(|b| b.role == Some(Role::Primary))
+        .count();
+    if primaries > 1 {
+        check.problem(
+            "backends",
+            format!("{primaries} backends have `role: primary`; at most one may"),
+        );
+    }
+    backends
+}
+
+fn backend(check: &mut Checker, path: &str, raw: RawBackend) -> BackendConfig {
+    let at = |key: &str| format!("{path}.{key}");
+    let name = check.required(&at("name"), raw.name, "a name such as db1");
+    if !name.is_empty()
+        && !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        check.problem(
+            &at("name"),
+            format!("`{name}` has characters other than letters, digits, `_`, `.` and `-`"),
+        );
+    }
+    let address = check.required(&at("address"), raw.address, "host:port");
+    if !address.is_empty() {
+        if let Err(message) = host_port(&address) {
+            check.problem(&at("address"), message);
+        }
+    }
+    let tls = raw.tls.map(|tls| BackendTlsConfig {
+        ca: tls
+            .ca
+            .map(|ca| check.file(&at("tls.ca"), Some(ca), "a PEM file of CA certificates")),
+        verify: check.parse(&at("tls.verify"), tls.verify, true, boolean),
+    });
+    BackendConfig {
+        role: check.parse(&at("role"), raw.role, None, |s| {
+            one_of(s, &[("primary", Role::Primary), ("replica", Role::Replica)]).map(Some)
+        }),
+        weight: check.parse(&at("weight"), raw.weight, 1, |s| {
+            positive(s).map_err(|e| {
+                format!("{e}; use `backup: true` for a replica that reads only when no other can")
+            })
+        }),
+        backup: check.parse(&at("backup"), raw.backup, false, boolean),
+        name,
+        address,
+        tls,
+    }
+}
+
+fn monitor(check: &mut Checker, raw: Option<RawMonitor>) -> MonitorConfig {
+    let raw = raw.unwrap_or_default();
+    MonitorConfig {
+        user: check.required(
+            "monitor.user",
+            raw.user,
+            "the user name of the monitor account",
+        ),
+        password: check.required(
+            "monitor.password",
+            raw.password,
+            "the password of the monitor account",
+        ),
+        interval: check.parse(
+            "monitor.interval",
+            raw.interval,
+            Duration::from_millis(500),
+            positive_duration,
+        ),
+        connect_timeout: check.parse(
+            "monitor.connect_timeout",
+            raw.connect_timeout,
+            Duration::from_secs(1),
+            positive_duration,
+        ),
+        query_timeout: check.parse(
+            "monitor.query_timeout",
+            raw.query_timeout,
+            Duration::from_secs(1),
+            positive_duration,
+        ),
+        failure_threshold: check.parse(
+            "monitor.failure_threshold",
+            raw.failure_threshold,
+            3,
+            positive,
+        ),
+        recovery_threshold: check.parse(
+            "monitor.recovery_threshold",
+            raw.recovery_threshold,
+            2,
+            positive,
+        ),
+        heartbeat_table: check.parse(
+            "monitor.heartbeat_table",
+            raw.heartbeat_table,
+            "rwsplit.heartbeat".to_owned(),
+            qualified_table,
+        ),
+    }
+}
+
+fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
+    RoutingConfig {
+        max_replication_lag: check.parse(
+            "routing.max_replication_lag",
+            raw.max_replication_lag,
+            Duration::from_secs(2),
+            positive_duration,
+        ),
+        replica_selection: check.parse(
+            "routing.replica_selection",
+            raw.replica_selection,
+            ReplicaSelection::RoundRobin,
+            |s| {
+                one_of(
+                    s,
+                    &[
+                        ("round_robin", ReplicaSelection::RoundRobin),
+                        ("least_connections", ReplicaSelection::LeastConnections),
+                        ("least_lag", ReplicaSelection::LeastLag),
+                    ],
+                )
+            },
+        ),
+        read_your_writes: check.parse(
+            "routing.read_your_writes",
+            raw.read_your_writes,
+            ReadYourWrites::Off,
+            |s| {
+                one_of(
+                    s,
+                    &[
+                        ("off", ReadYourWrites::Off),
+                        ("session", ReadYourWrites::Session),
+                    ],
+                )
+            },
+        ),
+        causal_read_timeout: check.parse(
+            "routing.causal_read_timeout",
+            raw.causal_read_timeout,
+            Duration::from_secs(1),
+            positive_duration,
+        ),
+        primary_serves_reads: check.parse(
+            "routing.primary_serves_reads",
+            raw.primary_serves_reads,
+            false,
+            boolean,
+        ),
+    }
+}
+
+fn failover(check: &mut Checker, raw: RawFailover) -> FailoverConfig {
+    FailoverConfig {
+        auto: check.parse("failover.auto", raw.auto, false, boolean),
+        failure_threshold: check.parse(
+            "failover.failure_threshold",
+            raw.failure_threshold,
+            3,
+            positive,
+        ),
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+// ---- leaf parsers: pure, each says what it expected ----
+
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IP address and port; expected something like 127.0.0.1:6033 or [::1]:6033"))
+}
+
+fn host_port(s: &str) -> Result<(), String> {
+    let expected = "expected host:port such as 127.0.0.1:3306 or db1:3306";
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` has no port; {expected}"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let valid_host = !host.is_empty()
+        && (host.parse::<std::net::IpAddr>().is_ok()
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    if !valid_host {
+        return Err(format!(
+            "`{host}` is not a valid host name or IP address; {expected}"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!(
+            "`{port}` is not a port number (1-65535); {expected}"
+        )),
+    }
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("`{s}` is not a boolean; expected true or false")),
+    }
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of at least 1")),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let expected = "expected a duration with a unit, such as 500ms, 2s or 1m";
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(format!("`{s}` is zero; {expected}, greater than zero")),
+        Ok(d) => Ok(d),
+        Err(_) => Err(format!("`{s}` is not a duration; {expected}")),
+    }
+}
+
+/// Sizes as MySQL writes them: bytes, or a number with K/M/G (KiB/MiB/GiB) suffix.
+fn packet_size(s: &str) -> Result<usize, String> {
+    let expected = "expected a size such as 16MiB, 64M or 1048576 (bytes), from 1KiB to 1GiB";
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits_end);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" | "k" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(format!("`{s}` has an unknown unit; {expected}")),
+    };
+    match number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_shl(shift).filter(|v| v >> shift == n))
+    {
+        Some(bytes) if (1024..=MAX_PACKET_LIMIT).contains(&bytes) => Ok(bytes),
+        _ => Err(format!("`{s}` is out of range; {expected}")),
+    }
+}
+
+fn one_of<T: Copy>(s: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            format!("`{s}` is not one of: {}", names.join(", "))
+        })
+}
+
+fn qualified_table(s: &str) -> Result<String, String> {
+    let identifier =
+        |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match s.split_once('.') {
+        Some((schema, table)) if identifier(schema) && identifier(table) => Ok(s.to_owned()),
+        _ => Err(format!(
+            "`{s}` is not schema.table; expected something like rwsplit.heartbeat"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(positive_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(positive_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(positive_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            positive_duration("1s 500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        for bad in ["0s", "5", "fast", "-1s", ""] {
+            assert!(positive_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("1048576", Some(1 << 20)),
+            ("16MiB", Some(16 << 20)),
+            ("64M", Some(64 << 20)),
+            ("1G", Some(1 << 30)),
+            ("1KiB", Some(1024)),
+            ("2G", None),
+            ("1000", None),
+            ("16 MB", None),
+            ("MiB", None),
+            ("99999999999999999999G", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(packet_size(input).ok(), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn host_ports() {
+        for good in [
+            "127.0.0.1:3306",
+            "db1:3306",
+            "my-db.example.com:1",
+            "[::1]:3306",
+        ] {
+            assert_eq!(host_port(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "db1:",
+            "db1:0",
+            "db1:70000",
+            ":3306",
+            "db 1:3306",
+            "a_b:3306",
+        ] {
+            assert!(host_port(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(boolean("true"), Ok(true));
+        assert!(boolean("yes").is_err());
+        assert_eq!(positive::<u32>("3"), Ok(3));
+        assert!(positive::<u32>("0").is_err());
+        assert!(positive::<u32>("-1").is_err());
+        assert_eq!(
+            qualified_table("rwsplit.heartbeat").as_deref(),
+            Ok("rwsplit.heartbeat")
+        );
+        assert!(qualified_table("heartbeat").is_err());
+        assert!(qualified_table("a.b;drop").is_err());
+        assert!(socket_addr("localhost:6033").is_err());
+        assert_eq!(one_of("b", &[("a", 1), ("b", 2)]), Ok(2));
+        assert_eq!(
+            one_of("c", &[("a", 1), ("b", 2)]),
+            Err("`c` is not one of: a, b".into())
+        );
+    }
+}
