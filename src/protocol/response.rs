@@ -1,0 +1,391 @@
+//! Finds where a backend's response to one command ends, without decoding
+//! rows, and keeps the status flags of its terminating packets.
+//!
+//! The scanner is fed the bytes read from the backend, in pieces of any size.
+//! It reports how many bytes belong to packets it has classified — those may
+//! be forwarded to the client at once — and whether the response is complete.
+//! Rows and column definitions are passed over by length, even across reads,
+//! so a large result set streams through with a bounded buffer; only the small
+//! packets that carry state (OK, ERR, EOF, column counts, PREPARE_OK) are
+//! waited for whole and parsed.
+
+use mysql_common::constants::StatusFlags;
+
+use super::packet::{HEADER_LEN, MAX_CHUNK, read_lenenc};
+
+/// What kind of response a command gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// OK, ERR, LOCAL INFILE request, or result sets chained by
+    /// `SERVER_MORE_RESULTS_EXISTS`: COM_QUERY, COM_STMT_EXECUTE, COM_PROCESS_INFO.
+    /// `cursor` is set for a COM_STMT_EXECUTE that asked for a cursor.
+    Results { cursor: bool },
+    /// PREPARE_OK with parameter and column definitions, or ERR.
+    Prepare,
+    /// Binary rows and a terminator, or ERR: COM_STMT_FETCH.
+    Fetch,
+    /// Column definitions and a terminator, or ERR: COM_FIELD_LIST.
+    FieldList,
+    /// Exactly one packet: COM_PING, COM_INIT_DB, COM_STATISTICS, COM_RESET_CONNECTION...
+    Single,
+}
+
+/// What the scanner has seen so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// The response goes on; feed more bytes.
+    NeedMore,
+    /// The server asked for a LOCAL INFILE: relay the client's file packets
+    /// (up to an empty one) to the backend, then keep scanning.
+    LocalInfile,
+    /// The response is complete.
+    Done,
+}
+
+/// How far a call to [`ResponseScanner::scan`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes from the start of the input that belong to classified packets.
+    pub consumed: usize,
+    pub scan: Scan,
+}
+
+/// The fields of a PREPARE_OK packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepareOk {
+    /// Offset, in the input of the `scan` call that saw it, of the statement
+    /// id's first byte — where a proxy writes its own id.
+    pub id_offset: usize,
+    pub statement_id: u32,
+    pub columns: u16,
+    pub params: u16,
+}
+
+/// The backend sent something no valid response contains.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed response from backend: {0}")]
+pub struct ScanError(pub &'static str);
+
+/// How the scanner treats one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handling {
+    /// Read whole and parsed (status-carrying packets).
+    Whole,
+    /// Passed over by length (rows, column definitions).
+    Opaque,
+    /// Its first byte has not arrived yet.
+    Undecided,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// First packet of a result: OK, ERR, LOCAL INFILE or a column count.
+    First,
+    /// Column definitions left before the rows.
+    Columns(u64),
+    /// The EOF after column definitions (without DEPRECATE_EOF).
+    MetaEof,
+    /// Rows until a terminator or ERR.
+    Rows,
+    /// First packet of a COM_STMT_PREPARE response.
+    PrepareFirst,
+    /// Column definitions until a terminator (COM_FIELD_LIST).
+    FieldList,
+    /// The only packet of the response.
+    Single,
+    /// This many more packets, then the response ends.
+    Skip(u32),
+    /// Waiting for the client's LOCAL INFILE data; the server then answers
+    /// with OK or ERR.
+    LocalInfile,
+    Done,
+}
+
+/// Incremental scanner for one response.
+#[derive(Debug, Clone)]
+pub struct ResponseScanner {
+    deprecate_eof: bool,
+    cursor: bool,
+    state: State,
+    /// Bytes of the current chunk still to pass through unread.
+    skip: usize,
+    /// The current packet goes on in another chunk (it was ≥ 16 MiB).
+    continued: bool,
+    last_seq: Option<u8>,
+    status: Option<StatusFlags>,
+    error: Option<u16>,
+    prepare: Option<PrepareOk>,
+}
+
+impl ResponseScanner {
+    /// A scanner for the response to a command that expects `expect`, on a
+    /// connection that did (`deprecate_eof`) or did not negotiate
+    /// CLIENT_DEPRECATE_EOF.
+    pub fn new(expect: Expect, deprecate_eof: bool) -> Self {
+        let (state, cursor) = match expect {
+            Expect::Results { cursor } => (State::First, cursor),
+            Expect::Prepare => (State::PrepareFirst, false),
+            Expect::Fetch => (State::Rows, false),
+            Expect::FieldList => (State::FieldList, false),
+            Expect::Single => (State::Single, false),
+        };
+        ResponseScanner {
+            deprecate_eof,
+            cursor,
+            state,
+            skip: 0,
+            continued: false,
+            last_seq: None,
+            status: None,
+            error: None,
+            prepare: None,
+        }
+    }
+
+    /// Status flags of the last OK or EOF packet seen, if any.
+    pub fn status(&self) -> Option<StatusFlags> {
+        self.status
+    }
+
+    /// The error code, if the response ended with ERR.
+    pub fn error(&self) -> Option<u16> {
+        self.error
+    }
+
+    /// The PREPARE_OK seen by the last `scan` call, if it saw one.
+    pub fn prepare_ok(&self) -> Option<PrepareOk> {
+        self.prepare
+    }
+
+    /// Sequence id of the last packet header consumed.
+    pub fn last_seq(&self) -> Option<u8> {
+        self.last_seq
+    }
+
+    /// Whether everything consumed so far ends on a packet boundary (so a
+    /// packet of our own may follow).
+    pub fn at_boundary(&self) -> bool {
+        self.skip == 0 && !self.continued
+    }
+
+    /// Whether the response is complete.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Call after relaying the client's LOCAL INFILE data: the server's
+    /// answer (OK or ERR) comes next. `seq` is the sequence id of the
+    /// client's last (empty) packet.
+    pub fn resume_after_local_infile(&mut self, seq: u8) {
+        debug_assert_eq!(self.state, State::LocalInfile);
+        self.state = State::First;
+        self.last_seq = Some(seq);
+    }
+
+    /// Scans `input` (the bytes not yet consumed, newest at the end).
+    pub fn scan(&mut self, input: &[u8]) -> Result<Progress, ScanError> {
+        self.prepare = None;
+        let mut pos = 0;
+        loop {
+            if self.skip > 0 {
+                let n = self.skip.min(input.len() - pos);
+                pos += n;
+                self.skip -= n;
+                if self.skip > 0 {
+                    return Ok(self.progress(pos, Scan::NeedMore));
+                }
+            }
+            match self.state {
+                State::Done if !self.continued => return Ok(self.progress(pos, Scan::Done)),
+                State::LocalInfile => return Ok(self.progress(pos, Scan::LocalInfile)),
+                _ => {}
+            }
+            let Some(header) = input.get(pos..pos + HEADER_LEN) else {
+                return Ok(self.progress(pos, Scan::NeedMore));
+            };
+            let len =
+                usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+            if self.continued {
+                // A further chunk of a packet over 16 MiB: opaque data.
+                self.continued = len == MAX_CHUNK;
+                self.last_seq = Some(header[3]);
+                self.skip = len;
+                pos += HEADER_LEN;
+                continue;
+            }
+            let handling = self.handling(input.get(pos + HEADER_LEN).copied(), len);
+            if handling == Handling::Undecided {
+                return Ok(self.progress(pos, Scan::NeedMore));
+            }
+            if handling == Handling::Opaque {
+                // A row or column definition: pass it through by length.
+                self.on_opaque_packet()?;
+                self.continued = len == MAX_CHUNK;
+                self.last_seq = Some(header[3]);
+                self.skip = len;
+                pos += HEADER_LEN;
+                continue;
+            }
+            if len >= MAX_CHUNK {
+                return Err(ScanError("a status packet is over 16 MiB"));
+            }
+            let Some(payload) = input.get(pos + HEADER_LEN..pos + HEADER_LEN + len) else {
+                return Ok(self.progress(pos, Scan::NeedMore));
+            };
+            self.on_packet(payload, pos + HEADER_LEN)?;
+            self.last_seq = Some(header[3]);
+            pos += HEADER_LEN + len;
+        }
+    }
+
+    fn progress(&self, consumed: usize, scan: Scan) -> Progress {
+        Progress { consumed, scan }
+    }
+
+    /// How the packet of length `len` starting with `first` (if that byte
+    /// has arrived) is handled. Rows and column definitions are opaque.
+    fn handling(&self, first: Option<u8>, len: usize) -> Handling {
+        match self.state {
+            State::Columns(_) | State::Skip(_) => Handling::Opaque,
+            State::Rows | State::FieldList => match first {
+                None if len > 0 => Handling::Undecided,
+                Some(0xFF) => Handling::Whole,
+                Some(0xFE) if len < MAX_CHUNK => Handling::Whole,
+                _ => Handling::Opaque,
+            },
+            _ => Handling::Whole,
+        }
+    }
+
+    /// A packet passed over by length.
+    fn on_opaque_packet(&mut self) -> Result<(), ScanError> {
+        self.state = match self.state {
+            State::Columns(1) if self.deprecate_eof => State::Rows,
+            State::Columns(1) => State::MetaEof,
+            State::Columns(n) => State::Columns(n - 1),
+            State::Skip(1) => State::Done,
+            State::Skip(n) => State::Skip(n - 1),
+            state @ (State::Rows | State::FieldList) => state,
+            _ => return Err(ScanError("unexpected packet")),
+        };
+        Ok(())
+    }
+
+    /// A packet read whole; `offset` is where its payload starts in the input.
+    fn on_packet(&mut self, payload: &[u8], offset: usize) -> Result<(), ScanError> {
+        let first = payload.first().copied();
+        self.state = match (self.state, first) {
+            (State::Single, Some(0xFF)) => self.on_error(payload),
+            (State::Single, _) => {
+                if let Some(status) = self.terminator_status(payload) {
+                    self.status = Some(status);
+                }
+                State::Done
+            }
+            (_, Some(0xFF)) => self.on_error(payload),
+            (State::First, Some(0x00)) => self.after_terminator(ok_status(payload)?),
+            (State::First, Some(0xFB)) => State::LocalInfile,
+            (State::First, _) => match read_lenenc(payload) {
+                Some((count, used)) if count > 0 && used == payload.len() => State::Columns(count),
+                _ => return Err(ScanError("bad column count")),
+            },
+            (State::MetaEof, Some(0xFE)) => {
+                let status = eof_status(payload)?;
+                self.status = Some(status);
+                if self.cursor && status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
+                    State::Done
+                } else {
+                    State::Rows
+                }
+            }
+            (State::Rows | State::FieldList, Some(0xFE)) => {
+                let status = self
+                    .terminator_status(payload)
+                    .ok_or(ScanError("bad terminator"))?;
+                self.after_terminator(status)
+            }
+            (State::PrepareFirst, Some(0x00)) => self.on_prepare_ok(payload, offset)?,
+            _ => return Err(ScanError("unexpected packet")),
+        };
+        Ok(())
+    }
+
+    fn on_error(&mut self, payload: &[u8]) -> State {
+        self.error = Some(
+            payload
+                .get(1..3)
+                .map_or(0, |c| u16::from_le_bytes([c[0], c[1]])),
+        );
+        State::Done
+    }
+
+    /// After an OK or EOF that ends a result: another result, or the end.
+    fn after_terminator(&mut self, status: StatusFlags) -> State {
+        self.status = Some(status);
+        if status.contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS) {
+            State::First
+        } else {
+            State::Done
+        }
+    }
+
+    /// Status of an OK or EOF packet in the format this connection uses for
+    /// a 0xFE terminator.
+    fn terminator_status(&self, payload: &[u8]) -> Option<StatusFlags> {
+        match payload.first() {
+            Some(0x00) => ok_status(payload).ok(),
+            Some(0xFE) if self.deprecate_eof => ok_status(payload).ok(),
+            Some(0xFE) => eof_status(payload).ok(),
+            _ => None,
+        }
+    }
+
+    fn on_prepare_ok(&mut self, payload: &[u8], offset: usize) -> Result<State, ScanError> {
+        let field =
+            |range: std::ops::Range<usize>| payload.get(range).ok_or(ScanError("short PREPARE_OK"));
+        let id = field(1..5)?;
+        let columns = field(5..7)?;
+        let params = field(7..9)?;
+        let ok = PrepareOk {
+            id_offset: offset + 1,
+            statement_id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
+            columns: u16::from_le_bytes([columns[0], columns[1]]),
+            params: u16::from_le_bytes([params[0], params[1]]),
+        };
+        self.prepare = Some(ok);
+        let eof = |n: u16| u32::from(n > 0 && !self.deprecate_eof);
+        let packets =
+            u32::from(ok.params) + eof(ok.params) + u32::from(ok.columns) + eof(ok.columns);
+        Ok(if packets == 0 {
+            State::Done
+        } else {
+            State::Skip(packets)
+        })
+    }
+}
+
+/// Status flags of an OK packet (header 0x00 or 0xFE).
+pub fn ok_status(payload: &[u8]) -> Result<StatusFlags, ScanError> {
+    let short = ScanError("short OK packet");
+    let (_, affected) = read_lenenc(payload.get(1..).ok_or(short.clone())?).ok_or(short.clone())?;
+    let (_, insert_id) =
+        read_lenenc(payload.get(1 + affected..).ok_or(short.clone())?).ok_or(short.clone())?;
+    let at = 1 + affected + insert_id;
+    let bytes = payload.get(at..at + 2).ok_or(short)?;
+    Ok(StatusFlags::from_bits_truncate(u16::from_le_bytes([
+        bytes[0], bytes[1],
+    ])))
+}
+
+/// Status flags of an EOF packet: 0xFE, warnings (2), status (2).
+pub fn eof_status(payload: &[u8]) -> Result<StatusFlags, ScanError> {
+    match payload {
+        [0xFE, _, _, s0, s1, ..] => Ok(StatusFlags::from_bits_truncate(u16::from_le_bytes([
+            *s0, *s1,
+        ]))),
+        _ => Err(ScanError("short EOF packet")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
