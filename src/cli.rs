@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError};
 use crate::logging::LogFormat;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
+use crate::server;
 
 /// rwsplit — a MySQL/MariaDB proxy that sends writes to the primary and reads
 /// to replicas.
@@ -30,6 +31,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the proxy.
+    ///
+    /// Loads and checks the configuration, then accepts MySQL clients on
+    /// listen.address and relays their statements to the backends. Stops
+    /// on Ctrl-C or SIGTERM: no new clients are accepted, and open sessions
+    /// get 10 seconds to finish.
+    #[command(
+        after_help = "Example:\n  APP_PASSWORD=secret rwsplit serve -c /etc/rwsplit/proxy.yaml"
+    )]
+    Serve {
+        /// The configuration file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+    },
+
+    /// Start a local sandbox and serve it: the quickest way to try rwsplit.
+    ///
+    /// Starts a MariaDB primary and two replicas (as `rwsplit sandbox`
+    /// does), points the configuration's backends at them through the
+    /// DB1_ADDRESS, DB2_ADDRESS and DB3_ADDRESS variables, and serves on the
+    /// configuration's listen address (127.0.0.1:6033 in the shipped
+    /// proxy.yaml). Ctrl-C stops the proxy and the servers.
+    #[command(after_help = "Example:\n  rwsplit demo\n  mariadb -h 127.0.0.1 -P 6033 -u app -papp")]
+    Demo {
+        /// The configuration file (its backends must use ${DB1_ADDRESS}...).
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+    },
+
     /// Check a configuration file and print every problem in it.
     ///
     /// Reads the file, substitutes ${VAR} and ${VAR:-default} from the
@@ -68,6 +98,15 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(server::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { config } => {
+            runtime()?.block_on(run_demo(&config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { path } => Ok(check_config(&path)),
         Command::Sandbox { replicas, dir } => {
             runtime()?.block_on(run_sandbox(SandboxOptions { replicas, dir }))?;
@@ -116,6 +155,47 @@ async fn run_sandbox(options: SandboxOptions) -> anyhow::Result<()> {
     drop(sandbox);
     eprintln!("Stopped.");
     Ok(())
+}
+
+async fn run_demo(config_path: &std::path::Path) -> anyhow::Result<()> {
+    eprintln!("Starting a MariaDB primary and 2 replicas...");
+    let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+    let addresses: Vec<(String, String)> = sandbox
+        .servers()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("DB{}_ADDRESS", i + 1), s.address()))
+        .collect();
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let config = Config::from_text(&text, config_path, |name| {
+        addresses
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    })?;
+    let listen = config.listen.address;
+    println!("{}", describe(&sandbox));
+    println!(
+        "\nrwsplit listens on {listen}. Connect with:\n\n  mariadb -h {} -P {} -u {} -p{}\n\nPress Ctrl-C to stop.",
+        listen.ip(),
+        listen.port(),
+        sandbox::APP.user,
+        sandbox::APP.password
+    );
+    server::run(config, shutdown_signal()).await?;
+    eprintln!("Stopping the servers...");
+    drop(sandbox);
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (logging a failure to listen for them).
+async fn shutdown_signal() {
+    if let Err(error) = wait_for_shutdown().await {
+        tracing::error!(%error, "cannot listen for shutdown signals; stop rwsplit with SIGKILL");
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A readable summary of a running sandbox: servers, ports, commands, accounts.

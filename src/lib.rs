@@ -1,17 +1,27 @@
 //! rwsplit: a MySQL/MariaDB read/write-splitting proxy.
 //!
-//! Module map (see docs/architecture.md for the data flow):
+//! Module map (docs/architecture.md has the data flow):
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`cli`] | the `rwsplit` command line: subcommands and their output |
 //! | [`config`] | `proxy.yaml`: `${VAR}` substitution, typed model, validation |
 //! | [`logging`] | tracing subscriber set-up (text or JSON) |
-//! | [`protocol`] | MySQL wire protocol: framing, response scanning, packets |
+//! | [`protocol`] | MySQL wire protocol: pure functions over bytes |
+//! | [`net`] | byte streams: TCP or TLS |
+//! | [`tls`] | TLS configurations for both sides |
+//! | [`server`] | client side: listener, login, sessions, KILL registry |
+//! | [`backend`] | backend side: connections and pools |
+//! | [`sql`] | what rwsplit reads in SQL text |
 //! | [`sandbox`] | local MariaDB primary + replicas for tests, demos and benchmarks |
 
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod net;
 pub mod protocol;
 pub mod sandbox;
+pub mod server;
+pub mod sql;
+pub mod tls;

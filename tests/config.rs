@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rwsplit::config::{Config, ConfigError, ReadYourWrites, ReplicaSelection, Role};
+use rwsplit::config::{
+    AuthPluginChoice, Config, ConfigError, ReadYourWrites, ReplicaSelection, Role,
+};
 
 const MINIMAL: &str = "
 users: [{ name: app, password: secret }]
@@ -40,6 +42,8 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.listen.address.to_string(), "127.0.0.1:6033");
     assert_eq!(config.listen.max_client_connections, 4096);
     assert_eq!(config.listen.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(config.listen.read_timeout, Duration::from_secs(30));
+    assert_eq!(config.listen.auth_plugin, AuthPluginChoice::NativePassword);
     assert_eq!(config.listen.max_allowed_packet, 64 << 20);
     assert_eq!(config.listen.tls, None);
     assert_eq!(config.admin.address.to_string(), "127.0.0.1:6034");
@@ -77,6 +81,8 @@ listen:
   tls: { cert: cert.pem, key: key.pem, required: true }
   max_client_connections: 10
   handshake_timeout: 3s
+  read_timeout: 5s
+  auth_plugin: caching_sha2_password
   max_allowed_packet: 16MiB
 admin: { address: '127.0.0.1:7001', token: t0ken }
 users:
@@ -118,6 +124,11 @@ failover: { auto: true, failure_threshold: 7 }
     assert_eq!(config.listen.address.to_string(), "0.0.0.0:7000");
     assert_eq!(config.listen.max_client_connections, 10);
     assert_eq!(config.listen.handshake_timeout, Duration::from_secs(3));
+    assert_eq!(config.listen.read_timeout, Duration::from_secs(5));
+    assert_eq!(
+        config.listen.auth_plugin,
+        AuthPluginChoice::CachingSha2Password
+    );
     assert_eq!(config.listen.max_allowed_packet, 16 << 20);
     assert_eq!(config.admin.token.as_deref(), Some("t0ken"));
     assert_eq!(config.users[0].password, "from-env");

@@ -48,8 +48,22 @@ pub struct ListenConfig {
     pub max_client_connections: usize,
     /// Time a new client has to finish logging in before it is dropped.
     pub handshake_timeout: Duration,
+    /// Time a client may take to send the rest of a packet it has started.
+    pub read_timeout: Duration,
+    /// The password plugin offered in the greeting.
+    pub auth_plugin: AuthPluginChoice,
     /// Largest command packet accepted from a client, in bytes.
     pub max_allowed_packet: usize,
+}
+
+/// The password plugin rwsplit offers clients first. Both are always
+/// accepted; this decides what a client that follows the server's lead uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPluginChoice {
+    /// `mysql_native_password`: MariaDB's default, understood by every client.
+    NativePassword,
+    /// `caching_sha2_password`: MySQL 8's default.
+    CachingSha2Password,
 }
 
 /// `listen.tls:` — certificate for client connections.

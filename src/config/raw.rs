@@ -27,7 +27,9 @@ pub struct RawListen {
     pub tls: Option<RawListenTls>,
     pub max_client_connections: Scalar,
     pub handshake_timeout: Scalar,
+    pub read_timeout: Scalar,
     pub max_allowed_packet: Scalar,
+    pub auth_plugin: Scalar,
 }
 
 #[derive(Debug, Default, Deserialize)]

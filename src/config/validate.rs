@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::raw::*;
 use super::{
-    AdminConfig, BackendConfig, BackendTlsConfig, Config, FailoverConfig, ListenConfig,
-    ListenTlsConfig, MonitorConfig, Problem, ReadYourWrites, ReplicaSelection, Role, RoutingConfig,
-    UserConfig,
+    AdminConfig, AuthPluginChoice, BackendConfig, BackendTlsConfig, Config, FailoverConfig,
+    ListenConfig, ListenTlsConfig, MonitorConfig, Problem, ReadYourWrites, ReplicaSelection, Role,
+    RoutingConfig, UserConfig,
 };
 
 /// Largest packet the MySQL protocol allows (`max_allowed_packet` upper bound).
@@ -126,11 +126,34 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
             Duration::from_secs(10),
             positive_duration,
         ),
+        read_timeout: check.parse(
+            "listen.read_timeout",
+            raw.read_timeout,
+            Duration::from_secs(30),
+            positive_duration,
+        ),
         max_allowed_packet: check.parse(
             "listen.max_allowed_packet",
             raw.max_allowed_packet,
             64 << 20,
             packet_size,
+        ),
+        auth_plugin: check.parse(
+            "listen.auth_plugin",
+            raw.auth_plugin,
+            AuthPluginChoice::NativePassword,
+            |s| {
+                one_of(
+                    s,
+                    &[
+                        ("mysql_native_password", AuthPluginChoice::NativePassword),
+                        (
+                            "caching_sha2_password",
+                            AuthPluginChoice::CachingSha2Password,
+                        ),
+                    ],
+                )
+            },
         ),
     }
 }

@@ -8,11 +8,13 @@
 //! | [`packet`] | framing: headers, >16 MiB chunking, length-encoded integers |
 //! | [`compress`] | the compressed protocol's zlib frames |
 //! | [`command`] | client commands: decoding, statement ids, parameter types |
+//! | [`change_user`] | COM_CHANGE_USER parsing |
 //! | [`response`] | where a backend's response ends, and its status flags |
 //! | [`messages`] | ERR and OK packets rwsplit writes, and its error catalogue |
 //! | [`auth`] | nonces, scramble checks, the caching_sha2 RSA key |
 
 pub mod auth;
+pub mod change_user;
 pub mod command;
 pub mod compress;
 pub mod messages;

@@ -152,9 +152,10 @@ impl ResponseScanner {
         self.error
     }
 
-    /// The PREPARE_OK seen by the last `scan` call, if it saw one.
-    pub fn prepare_ok(&self) -> Option<PrepareOk> {
-        self.prepare
+    /// The PREPARE_OK, once, after the `scan` call that saw it. Its
+    /// `id_offset` is relative to that call's input.
+    pub fn take_prepare_ok(&mut self) -> Option<PrepareOk> {
+        self.prepare.take()
     }
 
     /// Sequence id of the last packet header consumed.
@@ -184,7 +185,6 @@ impl ResponseScanner {
 
     /// Scans `input` (the bytes not yet consumed, newest at the end).
     pub fn scan(&mut self, input: &[u8]) -> Result<Progress, ScanError> {
-        self.prepare = None;
         let mut pos = 0;
         loop {
             if self.skip > 0 {

@@ -275,7 +275,8 @@ fn prepare_ok_is_located_and_its_definitions_counted() {
         let progress = scanner.scan(&wire.bytes).unwrap();
         assert_eq!(progress.scan, Scan::Done);
         assert_eq!(progress.consumed, wire.bytes.len());
-        let ok = scanner.prepare_ok().unwrap();
+        let ok = scanner.take_prepare_ok().unwrap();
+        assert_eq!(scanner.take_prepare_ok(), None, "taken once");
         assert_eq!((ok.statement_id, ok.columns, ok.params), (77, 1, 2));
         assert_eq!(
             &wire.bytes[ok.id_offset..ok.id_offset + 4],

@@ -1,0 +1,546 @@
+//! One connection to a backend: TCP, optional TLS, and a login as the
+//! client's user with the client's capability flags and collation, so that
+//! the backend's responses can be forwarded to the client byte for byte.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{
+    AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
+};
+use mysql_common::proto::MySerialize;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::net::Stream;
+use crate::protocol::auth::{self, AuthPlugin};
+use crate::protocol::messages::{ErrorPacket, single_text_value};
+use crate::protocol::packet::{Frame, FrameError, put_packet, take_frame};
+use crate::protocol::response::{Expect, ResponseScanner, Scan, ScanError, ok_status};
+
+/// Largest packet accepted from a backend (the protocol's own limit).
+const MAX_BACKEND_PACKET: usize = 1 << 30;
+/// Smallest spare room kept in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// The max_packet_size rwsplit announces to backends.
+const MAX_PACKET_ANNOUNCED: u32 = 1 << 30;
+
+/// Capabilities rwsplit needs on every backend login, whatever the client said.
+const LOGIN_CAPABILITIES: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41
+    .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
+    .union(CapabilityFlags::CLIENT_LONG_PASSWORD);
+
+/// Where a backend is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The backend's name from the configuration.
+    pub name: String,
+    /// `host:port`, resolved on each connect.
+    pub address: String,
+    /// TLS towards it, when configured.
+    pub tls: Option<TlsTarget>,
+    /// Limit on TCP connect plus login.
+    pub connect_timeout: Duration,
+}
+
+/// TLS settings for one backend.
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTarget")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+/// Who to log in as, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub db: Option<&'a str>,
+    /// The client's negotiated capabilities; compression and TLS are removed
+    /// (they are per side).
+    pub capabilities: CapabilityFlags,
+    pub collation: u8,
+    pub attributes: Option<&'a HashMap<String, String>>,
+}
+
+/// What a backend said about itself in its greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Greeting {
+    pub version: Vec<u8>,
+    pub capabilities: CapabilityFlags,
+    pub collation: u8,
+    pub thread_id: u32,
+}
+
+/// Why talking to a backend failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("timed out after {0:?} connecting and logging in")]
+    Timeout(Duration),
+    #[error("the backend does not offer TLS, but tls is configured for it")]
+    TlsUnavailable,
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
+    #[error("the backend refused: {} ({})", .0.message, .0.code)]
+    Refused(ErrorPacket),
+    #[error("the backend asked for authentication plugin {0}, which rwsplit does not implement")]
+    UnsupportedPlugin(String),
+    #[error("the backend sent an invalid packet: {0}")]
+    Protocol(String),
+    #[error("connection to the backend lost: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<FrameError> for BackendError {
+    fn from(e: FrameError) -> Self {
+        BackendError::Protocol(e.to_string())
+    }
+}
+
+impl From<ScanError> for BackendError {
+    fn from(e: ScanError) -> Self {
+        BackendError::Protocol(e.to_string())
+    }
+}
+
+/// An authenticated connection to a backend.
+#[derive(Debug)]
+pub struct BackendConn {
+    stream: Stream,
+    /// Bytes read from the backend and not yet consumed.
+    buf: BytesMut,
+    greeting: Greeting,
+    /// The capabilities this connection was opened with.
+    capabilities: CapabilityFlags,
+    /// Status flags of the last complete response.
+    status: StatusFlags,
+}
+
+impl BackendConn {
+    /// Connects and logs in, within the endpoint's connect timeout.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        login: &Login<'_>,
+    ) -> Result<BackendConn, BackendError> {
+        tokio::time::timeout(
+            endpoint.connect_timeout,
+            Self::connect_inner(endpoint, login),
+        )
+        .await
+        .map_err(|_| BackendError::Timeout(endpoint.connect_timeout))?
+    }
+
+    async fn connect_inner(
+        endpoint: &Endpoint,
+        login: &Login<'_>,
+    ) -> Result<BackendConn, BackendError> {
+        let tcp = TcpStream::connect(&endpoint.address)
+            .await
+            .map_err(|source| BackendError::Connect {
+                address: endpoint.address.clone(),
+                source,
+            })?;
+        tcp.set_nodelay(true)?;
+        let mut conn = BackendConn {
+            stream: Stream::Tcp(tcp),
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            greeting: Greeting {
+                version: Vec::new(),
+                capabilities: CapabilityFlags::empty(),
+                collation: 0,
+                thread_id: 0,
+            },
+            capabilities: CapabilityFlags::empty(),
+            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        };
+        let handshake = conn.read_frame().await?;
+        let payload = handshake.first_payload();
+        if payload.first() == Some(&0xFF) {
+            return Err(refusal(payload));
+        }
+        let greeting: HandshakePacket = ParseBuf(payload)
+            .parse(())
+            .map_err(|e| BackendError::Protocol(format!("bad greeting: {e}")))?;
+        conn.greeting = Greeting {
+            version: greeting.server_version_ref().to_vec(),
+            capabilities: greeting.capabilities(),
+            collation: greeting.default_collation(),
+            thread_id: greeting.connection_id(),
+        };
+        let nonce = greeting.nonce();
+        let plugin = greeting
+            .auth_plugin_name_ref()
+            .and_then(AuthPlugin::from_name)
+            .unwrap_or(AuthPlugin::NativePassword);
+        let mut capabilities =
+            (login.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
+                | LOGIN_CAPABILITIES;
+        let mut seq = 1;
+        if let Some(tls) = &endpoint.tls {
+            capabilities |= CapabilityFlags::CLIENT_SSL;
+            (conn, seq) = conn.start_tls(tls, capabilities, login.collation).await?;
+        }
+        conn.capabilities = capabilities;
+        let response = handshake_response(&greeting, login, capabilities, plugin, &nonce);
+        conn.send(seq, &response).await?;
+        conn.authenticate(login.password, plugin, nonce).await?;
+        Ok(conn)
+    }
+
+    /// Sends an SSLRequest and upgrades the stream; returns the upgraded
+    /// connection and the next sequence id.
+    async fn start_tls(
+        mut self,
+        tls: &TlsTarget,
+        capabilities: CapabilityFlags,
+        collation: u8,
+    ) -> Result<(BackendConn, u8), BackendError> {
+        if !self
+            .greeting
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_SSL)
+        {
+            return Err(BackendError::TlsUnavailable);
+        }
+        let mut request = Vec::new();
+        SslRequest::new(capabilities, MAX_PACKET_ANNOUNCED, collation).serialize(&mut request);
+        self.send(1, &request).await?;
+        if !self.buf.is_empty() {
+            return Err(BackendError::Protocol(
+                "data before the TLS handshake".into(),
+            ));
+        }
+        let tcp = self
+            .stream
+            .into_tcp()
+            .ok_or_else(|| BackendError::Protocol("TLS requested twice".into()))?;
+        let tls_stream = tls
+            .connector
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .map_err(BackendError::Tls)?;
+        let stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls_stream)));
+        Ok((BackendConn { stream, ..self }, 2))
+    }
+
+    /// Runs the authentication exchange until OK or ERR.
+    async fn authenticate(
+        &mut self,
+        password: &str,
+        mut plugin: AuthPlugin,
+        mut nonce: Vec<u8>,
+    ) -> Result<(), BackendError> {
+        loop {
+            let frame = self.read_frame().await?;
+            let seq = frame.seq().wrapping_add(1);
+            let payload = frame.first_payload();
+            match payload.first() {
+                Some(0x00) => {
+                    self.status = ok_status(payload)?;
+                    return Ok(());
+                }
+                Some(0xFF) => return Err(refusal(payload)),
+                Some(0xFE) => {
+                    let switch: AuthSwitchRequest = ParseBuf(payload)
+                        .parse(())
+                        .map_err(|e| BackendError::Protocol(format!("bad auth switch: {e}")))?;
+                    let name = switch.auth_plugin().as_bytes().to_vec();
+                    plugin = AuthPlugin::from_name(&name).ok_or_else(|| {
+                        BackendError::UnsupportedPlugin(String::from_utf8_lossy(&name).into_owned())
+                    })?;
+                    nonce = switch.plugin_data().to_vec();
+                    self.send(seq, &plugin.scramble(&nonce, password)).await?;
+                }
+                Some(0x01) if plugin == AuthPlugin::CachingSha2Password => match payload.get(1) {
+                    Some(&auth::SHA2_FAST_AUTH_OK) => {}
+                    Some(&auth::SHA2_PERFORM_FULL_AUTH) => {
+                        self.sha2_full_auth(seq, password, &nonce).await?
+                    }
+                    _ => {
+                        return Err(BackendError::Protocol(
+                            "unexpected caching_sha2_password data".into(),
+                        ));
+                    }
+                },
+                _ => {
+                    return Err(BackendError::Protocol(
+                        "unexpected packet during login".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// caching_sha2_password full authentication: the password in clear over
+    /// TLS, otherwise RSA-encrypted with the key the server sends.
+    async fn sha2_full_auth(
+        &mut self,
+        seq: u8,
+        password: &str,
+        nonce: &[u8],
+    ) -> Result<(), BackendError> {
+        let mut clear = password.as_bytes().to_vec();
+        clear.push(0);
+        if self.stream.is_tls() {
+            return self.send(seq, &clear).await;
+        }
+        self.send(seq, &[auth::SHA2_REQUEST_PUBLIC_KEY]).await?;
+        let frame = self.read_frame().await?;
+        let key = match frame.first_payload() {
+            [0x01, pem @ ..] => pem.to_vec(),
+            other => {
+                return Err(refusal_or_protocol(
+                    other,
+                    "expected the server's public key",
+                ));
+            }
+        };
+        let xored: Vec<u8> = clear
+            .iter()
+            .zip(nonce.iter().cycle())
+            .map(|(b, n)| b ^ n)
+            .collect();
+        // mysql_common panics on a malformed key; a backend sending one is
+        // broken, so turn that into an error instead of taking rwsplit down.
+        let encrypted = std::panic::catch_unwind(|| mysql_common::crypto::encrypt(&xored, &key))
+            .map_err(|_| {
+                BackendError::Protocol("the server's public key is not a valid RSA key".into())
+            })?;
+        self.send(frame.seq().wrapping_add(1), &encrypted).await
+    }
+
+    /// What the backend said in its greeting.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// The backend's id for this connection (its `CONNECTION_ID()`).
+    pub fn thread_id(&self) -> u32 {
+        self.greeting.thread_id
+    }
+
+    /// The capabilities this connection was opened with.
+    pub fn capabilities(&self) -> CapabilityFlags {
+        self.capabilities
+    }
+
+    /// Status flags of the last complete response.
+    pub fn status(&self) -> StatusFlags {
+        self.status
+    }
+
+    pub fn set_status(&mut self, status: StatusFlags) {
+        self.status = status;
+    }
+
+    /// Writes raw packet bytes.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Writes `payload` as a packet with sequence id `seq`.
+    pub async fn send(&mut self, seq: u8, payload: &[u8]) -> Result<(), BackendError> {
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        put_packet(&mut out, seq, payload);
+        Ok(self.stream.write_all(&out).await?)
+    }
+
+    /// Bytes read and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn buffered_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Drops `n` consumed bytes from the front of the buffer.
+    pub fn consume(&mut self, n: usize) {
+        let _consumed = self.buf.split_to(n);
+        if self.buf.is_empty() && self.buf.capacity() > 4 * 1024 * 1024 {
+            // Give back memory after a large response.
+            self.buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+
+    /// Reads more bytes into the buffer; returns how many (0 at end of stream).
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        self.buf.reserve(READ_CHUNK);
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Reads one whole packet (for rwsplit's own exchanges).
+    pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            if let Some(frame) = take_frame(&mut self.buf, MAX_BACKEND_PACKET)? {
+                return Ok(frame);
+            }
+            if self.fill().await? == 0 {
+                return Err(BackendError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// Runs one command of rwsplit's own and reads its whole response,
+    /// which must be small. Returns the raw response bytes and the scanner
+    /// that read them. An ERR response is returned as `Refused`.
+    pub async fn run(
+        &mut self,
+        payload: &[u8],
+        expect: Expect,
+    ) -> Result<(Vec<u8>, ResponseScanner), BackendError> {
+        self.send(0, payload).await?;
+        let deprecate_eof = self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+        let mut scanner = ResponseScanner::new(expect, deprecate_eof);
+        let mut response = Vec::new();
+        loop {
+            let progress = scanner.scan(&self.buf)?;
+            response.extend_from_slice(&self.buf[..progress.consumed]);
+            self.consume(progress.consumed);
+            match progress.scan {
+                Scan::Done => break,
+                Scan::NeedMore => {
+                    if self.fill().await? == 0 {
+                        return Err(BackendError::Io(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                }
+                Scan::LocalInfile => {
+                    return Err(BackendError::Protocol(
+                        "unexpected LOCAL INFILE request".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(status) = scanner.status() {
+            self.status = status;
+        }
+        if scanner.error().is_some() {
+            let err = response.get(4..).and_then(ErrorPacket::parse);
+            return Err(err.map_or_else(
+                || BackendError::Protocol("bad ERR packet".into()),
+                BackendError::Refused,
+            ));
+        }
+        Ok((response, scanner))
+    }
+
+    /// COM_RESET_CONNECTION: clears session state (variables, temporary
+    /// tables, prepared statements, open transaction).
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.run(
+            &[crate::protocol::command::com::RESET_CONNECTION],
+            Expect::Single,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// COM_INIT_DB.
+    pub async fn init_db(&mut self, db: &str) -> Result<(), BackendError> {
+        let mut payload = vec![crate::protocol::command::com::INIT_DB];
+        payload.extend_from_slice(db.as_bytes());
+        self.run(&payload, Expect::Single).await.map(drop)
+    }
+
+    /// The value of a one-row, one-column query such as `SELECT DATABASE()`.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let mut payload = vec![crate::protocol::command::com::QUERY];
+        payload.extend_from_slice(sql.as_bytes());
+        let (response, _) = self
+            .run(&payload, Expect::Results { cursor: false })
+            .await?;
+        let deprecate_eof = self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+        // Packets: column count, one definition, [EOF], the row, terminator.
+        let row_index = if deprecate_eof { 2 } else { 3 };
+        let row = packets(&response)
+            .nth(row_index)
+            .ok_or_else(|| BackendError::Protocol("expected one row".into()))?;
+        single_text_value(row)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .ok_or_else(|| BackendError::Protocol("bad row".into()))
+    }
+}
+
+/// Splits raw bytes of small packets into payloads.
+fn packets(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let header = bytes.get(..4)?;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let payload = bytes.get(4..4 + len)?;
+        bytes = &bytes[4 + len..];
+        Some(payload)
+    })
+}
+
+fn refusal(payload: &[u8]) -> BackendError {
+    ErrorPacket::parse(payload).map_or_else(
+        || BackendError::Protocol("bad ERR packet".into()),
+        BackendError::Refused,
+    )
+}
+
+fn refusal_or_protocol(payload: &[u8], what: &str) -> BackendError {
+    if payload.first() == Some(&0xFF) {
+        refusal(payload)
+    } else {
+        BackendError::Protocol(what.to_owned())
+    }
+}
+
+/// The HandshakeResponse41 for `login`, with the client's collation.
+fn handshake_response(
+    greeting: &HandshakePacket<'_>,
+    login: &Login<'_>,
+    capabilities: CapabilityFlags,
+    plugin: AuthPlugin,
+    nonce: &[u8],
+) -> Vec<u8> {
+    let wire_plugin = match plugin {
+        AuthPlugin::NativePassword => WireAuthPlugin::MysqlNativePassword,
+        AuthPlugin::CachingSha2Password => WireAuthPlugin::CachingSha2Password,
+    };
+    let response = HandshakeResponse::new(
+        Some(plugin.scramble(nonce, login.password)),
+        greeting.server_version_parsed().unwrap_or((5, 5, 5)),
+        Some(login.user.as_bytes()),
+        login.db.map(str::as_bytes),
+        Some(wire_plugin),
+        capabilities,
+        login.attributes.cloned(),
+        MAX_PACKET_ANNOUNCED,
+    );
+    let mut out = Vec::new();
+    response.serialize(&mut out);
+    // mysql_common picks the collation from the server version; the client's
+    // must be used so that text comes back in the encoding it expects. The
+    // collation is byte 8: after capabilities (4) and max packet size (4).
+    out[8] = login.collation;
+    out
+}

@@ -1,0 +1,177 @@
+//! The client side of a session after login: command packets in (through
+//! TLS and compression when negotiated), response bytes out.
+//!
+//! An idle client may stay silent for as long as it likes; once it has
+//! started a packet, the rest must come within `listen.read_timeout`, like
+//! MySQL's `net_read_timeout`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::Stream;
+use crate::protocol::compress::{self, CompressError};
+use crate::protocol::messages::ErrorPacket;
+use crate::protocol::packet::{Frame, FrameError, put_packet, take_frame};
+
+/// Room reserved before each read from the client. Small, because idle
+/// sessions keep their buffer: memory per idle client matters.
+const READ_CHUNK: usize = 4096;
+/// A buffer grown past this by a large command is given back afterwards.
+const SHRINK_ABOVE: usize = 256 * 1024;
+
+/// Why no command could be read from the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("client closed the connection")]
+    Closed,
+    #[error("client closed the connection in the middle of a packet")]
+    Truncated,
+    #[error("client took longer than {0:?} to send the rest of a packet")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Compression(#[from] CompressError),
+    #[error("client connection failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// State of the compressed protocol towards this client.
+#[derive(Debug, Default)]
+struct Compression {
+    /// Compressed bytes received and not yet inflated.
+    raw: BytesMut,
+    /// Sequence id of the next compressed frame rwsplit sends.
+    next_seq: u8,
+    /// Output buffer, reused.
+    out: BytesMut,
+}
+
+/// A logged-in client connection.
+#[derive(Debug)]
+pub struct ClientConn {
+    stream: Stream,
+    /// Plain packet bytes received and not yet taken as frames.
+    buf: BytesMut,
+    compression: Option<Box<Compression>>,
+    max_packet: usize,
+    read_timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl ClientConn {
+    pub fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        max_packet: usize,
+        read_timeout: Duration,
+    ) -> ClientConn {
+        ClientConn {
+            stream,
+            buf: BytesMut::new(),
+            compression: None,
+            max_packet,
+            read_timeout,
+            peer,
+        }
+    }
+
+    /// Switches both directions to the compressed protocol (after the OK
+    /// that ends a login with CLIENT_COMPRESS).
+    pub fn enable_compression(&mut self) {
+        self.compression = Some(Box::default());
+    }
+
+    /// Sets the largest command packet accepted from now on.
+    pub fn set_max_packet(&mut self, max_packet: usize) {
+        self.max_packet = max_packet;
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// Reads the next whole packet.
+    pub async fn read_frame(&mut self) -> Result<Frame, ClientError> {
+        loop {
+            if let Some(frame) = take_frame(&mut self.buf, self.max_packet)? {
+                if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
+                    self.buf = BytesMut::new();
+                }
+                return Ok(frame);
+            }
+            let partial = !self.buf.is_empty();
+            let read = if partial {
+                tokio::time::timeout(self.read_timeout, self.fill())
+                    .await
+                    .map_err(|_| ClientError::Timeout(self.read_timeout))??
+            } else {
+                self.fill().await?
+            };
+            if read == 0 {
+                return Err(if partial || self.has_pending_compressed() {
+                    ClientError::Truncated
+                } else {
+                    ClientError::Closed
+                });
+            }
+        }
+    }
+
+    fn has_pending_compressed(&self) -> bool {
+        self.compression.as_ref().is_some_and(|c| !c.raw.is_empty())
+    }
+
+    /// Reads from the socket; returns the bytes read (0 at end of stream).
+    async fn fill(&mut self) -> Result<usize, ClientError> {
+        let Some(compression) = self.compression.as_mut() else {
+            self.buf.reserve(READ_CHUNK);
+            return Ok(self.stream.read_buf(&mut self.buf).await?);
+        };
+        compression.raw.reserve(READ_CHUNK);
+        let read = self.stream.read_buf(&mut compression.raw).await?;
+        while let Some(seq) = compress::take_frame(&mut compression.raw, &mut self.buf, None)? {
+            compression.next_seq = seq.wrapping_add(1);
+        }
+        Ok(read)
+    }
+
+    /// Writes packet bytes (headers included), compressed when negotiated.
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.compression.as_mut() {
+            None => self.stream.write_all(bytes).await,
+            Some(compression) => {
+                compression.out.clear();
+                compression.next_seq =
+                    compress::compress_into(&mut compression.out, compression.next_seq, bytes);
+                self.stream.write_all(&compression.out).await
+            }
+        }
+    }
+
+    /// Writes one packet with sequence id `seq`.
+    pub async fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 4);
+        put_packet(&mut out, seq, payload);
+        self.write(&out).await
+    }
+
+    /// Writes an ERR packet with sequence id `seq`.
+    pub async fn send_error(&mut self, seq: u8, error: &ErrorPacket) -> io::Result<()> {
+        self.send(seq, &error.payload()).await
+    }
+
+    /// Closes the connection (flushing TLS's close_notify).
+    pub async fn shutdown(&mut self) {
+        // The peer may be gone already; nothing to do about it then.
+        let _ = self.stream.shutdown().await;
+    }
+}

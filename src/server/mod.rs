@@ -1,0 +1,311 @@
+//! The client-facing side: accepting connections, logging clients in, and
+//! running their sessions.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`listener`] | accept loop, connection limit, graceful shutdown |
+//! | [`login`] | greeting, TLS upgrade, password checks |
+//! | [`client`] | a logged-in client's packet stream (TLS, compression, timeouts) |
+//! | [`session`] | one client's commands, relayed to backends |
+//! | [`registry`] | live sessions by connection id, for KILL |
+
+pub mod client;
+pub mod listener;
+pub mod login;
+pub mod registry;
+pub mod session;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mysql_common::constants::CapabilityFlags;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::backend::conn::{BackendConn, Endpoint, Greeting, Login, TlsTarget};
+use crate::backend::pool::Pool;
+use crate::config::{AuthPluginChoice, Config, Role, UserConfig};
+use crate::protocol::auth::{AuthPlugin, RsaKey};
+use crate::tls::{self, TlsError};
+use registry::Registry;
+
+/// Capabilities rwsplit offers clients, before intersecting with what the
+/// backends support. Compression and TLS are rwsplit's own, per side.
+/// CLIENT_LONG_PASSWORD doubles as "CLIENT_MYSQL": with it set, MariaDB
+/// clients do not ask for MariaDB's extended capabilities (progress
+/// reports, bulk operations, metadata caching), which rwsplit does not relay.
+const OFFERED: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
+    .union(CapabilityFlags::CLIENT_FOUND_ROWS)
+    .union(CapabilityFlags::CLIENT_LONG_FLAG)
+    .union(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
+    .union(CapabilityFlags::CLIENT_LOCAL_FILES)
+    .union(CapabilityFlags::CLIENT_IGNORE_SPACE)
+    .union(CapabilityFlags::CLIENT_PROTOCOL_41)
+    .union(CapabilityFlags::CLIENT_INTERACTIVE)
+    .union(CapabilityFlags::CLIENT_TRANSACTIONS)
+    .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
+    .union(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
+    .union(CapabilityFlags::CLIENT_MULTI_RESULTS)
+    .union(CapabilityFlags::CLIENT_PS_MULTI_RESULTS)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+    .union(CapabilityFlags::CLIENT_CONNECT_ATTRS)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
+    .union(CapabilityFlags::CLIENT_SESSION_TRACK)
+    .union(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+
+/// Idle backend connections kept per pool key.
+const POOL_MAX_IDLE: usize = 32;
+/// Idle backend connections older than this are closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What clients are told about "the server" in the greeting: taken from the
+/// primary, so that clients see the real version and collation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: Vec<u8>,
+    pub capabilities: CapabilityFlags,
+    pub collation: u8,
+}
+
+impl ServerInfo {
+    /// Used until a backend has answered: a MariaDB 10.11 with every
+    /// capability rwsplit offers.
+    fn fallback() -> ServerInfo {
+        ServerInfo {
+            version: b"5.5.5-10.11.0-MariaDB".to_vec(),
+            capabilities: OFFERED,
+            collation: 45, // utf8mb4_general_ci
+        }
+    }
+}
+
+/// Why rwsplit could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listen.tls: {0}")]
+    ListenTls(#[source] TlsError),
+    #[error("backends[{index}].tls: {source}")]
+    BackendTls {
+        index: usize,
+        #[source]
+        source: TlsError,
+    },
+    #[error("cannot generate the RSA key for caching_sha2_password")]
+    RsaKey,
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything sessions share.
+pub struct Proxy {
+    pub config: Config,
+    /// How to reach each backend, in configuration order.
+    pub endpoints: Vec<Endpoint>,
+    /// Idle connections of each backend, in configuration order.
+    pub pools: Vec<Pool>,
+    pub registry: Arc<Registry>,
+    /// Present when `listen.tls` is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// For caching_sha2_password full authentication without TLS.
+    pub rsa: RsaKey,
+    users: HashMap<String, Arc<UserConfig>>,
+    server_info: RwLock<Arc<ServerInfo>>,
+    /// Users that completed caching_sha2_password full authentication, and
+    /// may now use its fast path (MySQL keeps the same cache).
+    sha2_cache: Mutex<HashSet<String>>,
+}
+
+/// Starts serving `config` on its listen address until `shutdown` resolves:
+/// builds the shared state, learns the primary's version, binds, accepts.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let address = config.listen.address;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })?;
+    let proxy = Arc::new(Proxy::new(config)?);
+    start(proxy, listener, shutdown).await;
+    Ok(())
+}
+
+/// Serves on an already bound listener (tests bind port 0 themselves).
+pub async fn start(
+    proxy: Arc<Proxy>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    if let Err(error) = proxy.probe_primary().await {
+        tracing::warn!(%error, "cannot reach the primary to learn its version; greeting clients with a default until it answers");
+    }
+    if proxy.config.failover.auto {
+        tracing::warn!(
+            "failover.auto is set, but automatic failover is not implemented in this version"
+        );
+    }
+    tracing::info!(address = %proxy.config.listen.address, backends = proxy.endpoints.len(), "rwsplit is serving");
+    listener::serve(proxy, listener, shutdown).await;
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("listen", &self.config.listen.address)
+            .field("endpoints", &self.endpoints)
+            .field("sessions", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Builds the shared state from a validated configuration.
+    pub fn new(config: Config) -> Result<Proxy, StartError> {
+        let tls = config
+            .listen
+            .tls
+            .as_ref()
+            .map(|t| tls::server_config(&t.cert, &t.key).map(TlsAcceptor::from))
+            .transpose()
+            .map_err(StartError::ListenTls)?;
+        let endpoints = config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| {
+                let tls = backend
+                    .tls
+                    .as_ref()
+                    .map(|t| -> Result<TlsTarget, TlsError> {
+                        let host = backend
+                            .address
+                            .rsplit_once(':')
+                            .map_or(backend.address.as_str(), |(h, _)| h);
+                        Ok(TlsTarget {
+                            connector: TlsConnector::from(tls::client_config(
+                                t.ca.as_deref(),
+                                t.verify,
+                            )?),
+                            server_name: tls::server_name(host)?,
+                        })
+                    })
+                    .transpose()
+                    .map_err(|source| StartError::BackendTls { index, source })?;
+                Ok(Endpoint {
+                    name: backend.name.clone(),
+                    address: backend.address.clone(),
+                    tls,
+                    connect_timeout: config.monitor.connect_timeout,
+                })
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
+        let pools = endpoints
+            .iter()
+            .map(|_| Pool::new(POOL_MAX_IDLE, POOL_IDLE_TIMEOUT))
+            .collect();
+        let users = config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), Arc::new(u.clone())))
+            .collect();
+        Ok(Proxy {
+            endpoints,
+            pools,
+            registry: Arc::default(),
+            tls,
+            rsa: RsaKey::generate().map_err(|_| StartError::RsaKey)?,
+            users,
+            server_info: RwLock::new(Arc::new(ServerInfo::fallback())),
+            sha2_cache: Mutex::default(),
+            config,
+        })
+    }
+
+    /// Logs in to the primary with the monitor account to learn the version,
+    /// capabilities and collation clients are greeted with.
+    pub async fn probe_primary(&self) -> Result<(), crate::backend::conn::BackendError> {
+        let monitor = &self.config.monitor;
+        let login = Login {
+            user: &monitor.user,
+            password: &monitor.password,
+            db: None,
+            capabilities: OFFERED,
+            collation: ServerInfo::fallback().collation,
+            attributes: None,
+        };
+        let conn = BackendConn::connect(&self.endpoints[self.primary()], &login).await?;
+        self.note_greeting(conn.greeting());
+        Ok(())
+    }
+
+    /// Updates what clients are greeted with from a primary's greeting.
+    pub fn note_greeting(&self, greeting: &Greeting) {
+        let info = ServerInfo {
+            version: greeting.version.clone(),
+            capabilities: greeting.capabilities,
+            collation: greeting.collation,
+        };
+        let mut current = self.server_info.write().unwrap_or_else(|p| p.into_inner());
+        if **current != info {
+            *current = Arc::new(info);
+        }
+    }
+
+    pub fn server_info(&self) -> Arc<ServerInfo> {
+        self.server_info
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The capabilities offered to clients: what rwsplit relays and the
+    /// backends support, plus TLS when configured and compression.
+    pub fn client_capabilities(&self) -> CapabilityFlags {
+        let mut offered =
+            (OFFERED & self.server_info().capabilities) | CapabilityFlags::CLIENT_COMPRESS;
+        if self.tls.is_some() {
+            offered |= CapabilityFlags::CLIENT_SSL;
+        }
+        offered
+    }
+
+    /// The password plugin named in the greeting.
+    pub fn default_plugin(&self) -> AuthPlugin {
+        match self.config.listen.auth_plugin {
+            AuthPluginChoice::NativePassword => AuthPlugin::NativePassword,
+            AuthPluginChoice::CachingSha2Password => AuthPlugin::CachingSha2Password,
+        }
+    }
+
+    pub fn user(&self, name: &str) -> Option<Arc<UserConfig>> {
+        self.users.get(name).cloned()
+    }
+
+    pub fn sha2_cached(&self, user: &str) -> bool {
+        self.sha2_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(user)
+    }
+
+    pub fn sha2_remember(&self, user: &str) {
+        self.sha2_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_owned());
+    }
+
+    /// The backend that takes writes: the one marked `role: primary`, else
+    /// the first. (The monitor will discover it instead.)
+    pub fn primary(&self) -> usize {
+        self.config
+            .backends
+            .iter()
+            .position(|b| b.role == Some(Role::Primary))
+            .unwrap_or(0)
+    }
+}

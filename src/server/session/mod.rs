@@ -1,0 +1,434 @@
+//! One client's session: its commands, the backend connections it holds,
+//! and the state it must keep consistent across them.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`relay`] | a command to a backend and its response back (the hot path) |
+//! | [`statements`] | prepared statements: client ids and backend ids |
+//! | [`prepared`] | the COM_STMT_* commands |
+//! | [`control`] | commands rwsplit answers itself: PING, KILL, RESET, CHANGE_USER |
+//!
+//! A backend connection held in [`Session::backends`] is always between
+//! responses. Whenever a relay stops part-way, the connection is closed and
+//! the session ends: its state on that backend is unknown.
+
+mod control;
+mod prepared;
+mod relay;
+mod statements;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{debug, info, warn};
+
+use super::Proxy;
+use super::client::{ClientConn, ClientError};
+use super::login::{self, Identity, LoginError};
+use super::registry::Registration;
+use crate::backend::conn::{BackendConn, BackendError, Login};
+use crate::backend::pool::PoolKey;
+use crate::protocol::command::Command;
+use crate::protocol::messages::{ErrorPacket, ok_payload};
+use crate::protocol::packet::{Frame, FrameError};
+use crate::protocol::response::Expect;
+use crate::sql::kill::{Kill, parse_kill};
+use relay::{RelayError, Relayed};
+use statements::Statements;
+
+const RESULTS: Expect = Expect::Results { cursor: false };
+
+/// Whether the session goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// COM_QUIT.
+    Quit,
+    /// The client went away or its connection failed.
+    Client(ClientError),
+    /// The client broke the protocol; it was told why.
+    Violation(&'static str),
+    /// A backend connection failed mid-command; the client was told.
+    BackendLost { backend: String, error: String },
+    /// Authentication (COM_CHANGE_USER) or database selection failed.
+    Refused,
+}
+
+impl From<std::io::Error> for End {
+    fn from(e: std::io::Error) -> Self {
+        End::Client(ClientError::Io(e))
+    }
+}
+
+/// Runs one client from accept to close.
+pub async fn run(
+    proxy: Arc<Proxy>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    registration: Registration,
+    _permit: OwnedSemaphorePermit,
+) {
+    let timeout = proxy.config.listen.handshake_timeout;
+    let login =
+        tokio::time::timeout(timeout, login::login(&proxy, tcp, peer, registration.id())).await;
+    let logged_in = match login {
+        Ok(Ok(logged_in)) => logged_in,
+        Ok(Err(LoginError::Denied { user })) => return warn!(%peer, user, "access denied"),
+        Ok(Err(error)) => return info!(%peer, %error, "login failed"),
+        Err(_) => return info!(%peer, ?timeout, "client did not log in in time; closed"),
+    };
+    registration.set_user(logged_in.identity.user.name.as_str().into());
+    let next_seq = logged_in.next_seq;
+    let mut session = Session {
+        backends: proxy.endpoints.iter().map(|_| None).collect(),
+        proxy,
+        client: logged_in.client,
+        identity: logged_in.identity,
+        statements: Statements::default(),
+        status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        registration,
+    };
+    let end = match session.start(next_seq).await {
+        Ok(()) => session.serve().await,
+        Err(end) => end,
+    };
+    session.close(end).await;
+}
+
+/// A logged-in client and the backend connections it holds.
+struct Session {
+    proxy: Arc<Proxy>,
+    client: ClientConn,
+    identity: Identity,
+    /// One slot per backend, filled the first time a command goes there.
+    backends: Vec<Option<BackendConn>>,
+    statements: Statements,
+    /// Status flags of the last response (for answers rwsplit gives itself).
+    status: StatusFlags,
+    registration: Registration,
+}
+
+impl Session {
+    /// Ends the login: checks the database the client asked for (by opening
+    /// the primary connection with it), then sends OK.
+    async fn start(&mut self, seq: u8) -> Result<(), End> {
+        if self.identity.db.is_some() {
+            if let Err(error) = self.ensure_backend(self.proxy.primary()).await {
+                self.client.send_error(seq, &error).await?;
+                return Err(End::Refused);
+            }
+        }
+        self.client.send(seq, &ok_payload(self.status, 0)).await?;
+        if self
+            .identity
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_COMPRESS)
+        {
+            self.client.enable_compression();
+        }
+        debug!(id = self.registration.id(), user = self.identity.user.name, peer = %self.client.peer(), "logged in");
+        Ok(())
+    }
+
+    async fn serve(&mut self) -> End {
+        loop {
+            let frame = match self.client.read_frame().await {
+                Ok(frame) => frame,
+                Err(ClientError::Frame(FrameError::TooLarge { .. })) => {
+                    return self
+                        .violation(
+                            1,
+                            ErrorPacket::packet_too_large(),
+                            "packet over max_allowed_packet",
+                        )
+                        .await;
+                }
+                Err(ClientError::Frame(FrameError::OutOfOrder { .. })) => {
+                    return self
+                        .violation(
+                            1,
+                            ErrorPacket::packets_out_of_order(),
+                            "chunks out of order",
+                        )
+                        .await;
+                }
+                Err(error) => return End::Client(error),
+            };
+            match self.handle(frame).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Quit) => return End::Quit,
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// Tells the client why it is disconnected.
+    async fn violation(&mut self, seq: u8, error: ErrorPacket, why: &'static str) -> End {
+        // The client may be gone already; the session ends either way.
+        let _ = self.client.send_error(seq, &error).await;
+        End::Violation(why)
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Result<Flow, End> {
+        let seq = frame.last_seq().wrapping_add(1);
+        if frame.seq() != 0 {
+            return Err(self
+                .violation(
+                    seq,
+                    ErrorPacket::packets_out_of_order(),
+                    "command with sequence id not 0",
+                )
+                .await);
+        }
+        let command = match Command::decode(frame.first_payload()) {
+            Ok(command) => command,
+            Err(error) => {
+                debug!(%error, "malformed command");
+                return self
+                    .reply_error(seq, &ErrorPacket::malformed_packet())
+                    .await;
+            }
+        };
+        let primary = self.proxy.primary();
+        match command {
+            Command::Quit => Ok(Flow::Quit),
+            Command::Ping => self.reply_ok(seq).await,
+            Command::Query(sql) => match parse_kill(sql) {
+                Some(kill) => self.kill(kill, seq).await,
+                None => self
+                    .forward(primary, &frame, RESULTS)
+                    .await
+                    .map(|_| Flow::Continue),
+            },
+            Command::InitDb(db) => {
+                let db = String::from_utf8_lossy(db).into_owned();
+                let relayed = self.forward(primary, &frame, Expect::Single).await?;
+                if relayed.is_some_and(|r| r.error.is_none()) {
+                    self.identity.db = Some(db);
+                }
+                Ok(Flow::Continue)
+            }
+            Command::FieldList => self
+                .forward(primary, &frame, Expect::FieldList)
+                .await
+                .map(|_| Flow::Continue),
+            Command::Statistics | Command::Debug | Command::Refresh | Command::SetOption => self
+                .forward(primary, &frame, Expect::Single)
+                .await
+                .map(|_| Flow::Continue),
+            Command::ProcessInfo => self
+                .forward(primary, &frame, RESULTS)
+                .await
+                .map(|_| Flow::Continue),
+            Command::ProcessKill(id) => self.kill(Kill::Connection(id.into()), seq).await,
+            Command::ChangeUser => self.change_user(frame).await,
+            Command::ResetConnection => self.reset_connection(seq).await,
+            Command::Prepare(sql) => {
+                let sql = sql.to_vec();
+                self.prepare(frame, sql).await
+            }
+            Command::Execute { statement, flags } => self.execute(frame, statement, flags).await,
+            Command::SendLongData { statement } => self.send_long_data(frame, statement).await,
+            Command::Close { statement } => self.close_statement(frame, statement).await,
+            Command::Reset { statement } => self.reset_statement(frame, statement).await,
+            Command::Fetch { statement } => self.fetch(frame, statement).await,
+            Command::Refused(what) => {
+                self.reply_error(seq, &ErrorPacket::not_supported(what))
+                    .await
+            }
+            Command::Unknown(byte) => {
+                debug!(byte, "unknown command");
+                self.reply_error(seq, &ErrorPacket::unknown_command()).await
+            }
+        }
+    }
+
+    /// Relays a client command to backend `target`. `Ok(None)` when no
+    /// connection to it could be opened (the client got an ERR).
+    async fn forward(
+        &mut self,
+        target: usize,
+        frame: &Frame,
+        expect: Expect,
+    ) -> Result<Option<Relayed>, End> {
+        if let Err(error) = self.ensure_backend(target).await {
+            self.reply_error(frame.last_seq().wrapping_add(1), &error)
+                .await?;
+            return Ok(None);
+        }
+        self.relay_to(target, frame.as_bytes(), expect, None)
+            .await
+            .map(Some)
+    }
+
+    /// Relays raw request bytes to an open backend connection.
+    async fn relay_to(
+        &mut self,
+        target: usize,
+        request: &[u8],
+        expect: Expect,
+        rename: Option<u32>,
+    ) -> Result<Relayed, End> {
+        let Some(backend) = self.backends[target].as_mut() else {
+            return Err(End::Violation("internal error: no backend connection"));
+        };
+        match relay::relay(&mut self.client, backend, request, expect, rename).await {
+            Ok(relayed) => {
+                if let Some(status) = relayed.status {
+                    self.status = status;
+                }
+                Ok(relayed)
+            }
+            Err(RelayError::Client(error)) => {
+                self.discard(target);
+                Err(End::Client(error))
+            }
+            Err(RelayError::Backend {
+                error,
+                at_boundary,
+                next_seq,
+            }) => {
+                let name = self.proxy.endpoints[target].name.clone();
+                self.discard(target);
+                if at_boundary {
+                    // The session ends either way; the client may be gone.
+                    let _ = self
+                        .client
+                        .send_error(next_seq, &ErrorPacket::backend_lost(&name))
+                        .await;
+                }
+                Err(End::BackendLost {
+                    backend: name,
+                    error: error.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Makes sure the session holds a connection to backend `target`: from
+    /// the pool (moved to the session's database) or newly opened. The
+    /// error is what to tell the client.
+    async fn ensure_backend(&mut self, target: usize) -> Result<(), ErrorPacket> {
+        if self.backends[target].is_some() {
+            return Ok(());
+        }
+        let endpoint = &self.proxy.endpoints[target];
+        let db = self.identity.db.as_deref();
+        let pooled = self.proxy.pools[target].take(&self.pool_key(), db);
+        let conn = match pooled {
+            Some((mut conn, current)) if current.as_deref() != db => {
+                match conn.init_db(db.unwrap_or_default()).await {
+                    Ok(()) => conn,
+                    Err(BackendError::Refused(error)) => return Err(error),
+                    Err(_) => self.connect(target).await?,
+                }
+            }
+            Some((conn, _)) => conn,
+            None => self.connect(target).await?,
+        };
+        if target == self.proxy.primary() {
+            self.proxy.note_greeting(conn.greeting());
+        }
+        debug!(
+            backend = endpoint.name,
+            thread = conn.thread_id(),
+            "backend connection"
+        );
+        self.registration.set_thread(target, Some(conn.thread_id()));
+        self.backends[target] = Some(conn);
+        Ok(())
+    }
+
+    async fn connect(&self, target: usize) -> Result<BackendConn, ErrorPacket> {
+        let endpoint = &self.proxy.endpoints[target];
+        let login = Login {
+            user: &self.identity.user.name,
+            password: &self.identity.user.password,
+            db: self.identity.db.as_deref(),
+            capabilities: self.backend_capabilities(),
+            collation: self.identity.collation,
+            attributes: self.identity.attributes.as_ref(),
+        };
+        BackendConn::connect(endpoint, &login).await.map_err(|error| match error {
+            BackendError::Refused(error) => error,
+            other => {
+                warn!(backend = endpoint.name, error = %other, "cannot open a backend connection");
+                ErrorPacket::backend_unreachable(&endpoint.name, &endpoint.address, &other.to_string())
+            }
+        })
+    }
+
+    /// The client's capabilities as used towards backends (without the
+    /// per-side TLS and compression).
+    fn backend_capabilities(&self) -> CapabilityFlags {
+        self.identity.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL
+    }
+
+    fn pool_key(&self) -> PoolKey {
+        PoolKey {
+            user: self.identity.user.name.as_str().into(),
+            capabilities: self.backend_capabilities().bits(),
+            collation: self.identity.collation,
+        }
+    }
+
+    /// Closes the connection to `target` (its state is unknown).
+    fn discard(&mut self, target: usize) {
+        self.backends[target] = None;
+        self.registration.set_thread(target, None);
+        self.statements.forget_backend(target);
+    }
+
+    /// Hands every held backend connection to its pool (reset in the
+    /// background), leaving the session with none.
+    fn release_backends(&mut self) {
+        let key = self.pool_key();
+        for (index, slot) in self.backends.iter_mut().enumerate() {
+            if let Some(conn) = slot.take() {
+                self.registration.set_thread(index, None);
+                let proxy = self.proxy.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = proxy.pools[index].put(key, conn).await {
+                        debug!(%error, "backend connection not reusable; closed");
+                    }
+                });
+            }
+        }
+    }
+
+    async fn reply_ok(&mut self, seq: u8) -> Result<Flow, End> {
+        self.client.send(seq, &ok_payload(self.status, 0)).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn reply_error(&mut self, seq: u8, error: &ErrorPacket) -> Result<Flow, End> {
+        self.client.send_error(seq, error).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn close(mut self, end: End) {
+        let id = self.registration.id();
+        match &end {
+            End::Quit | End::Client(ClientError::Closed) => debug!(id, "session ended"),
+            End::Client(error) => info!(id, %error, "session ended"),
+            End::Violation(why) => info!(id, why, "client broke the protocol; disconnected"),
+            End::BackendLost { backend, error } => warn!(
+                id,
+                backend, error, "backend connection lost; session closed"
+            ),
+            End::Refused => debug!(id, "session refused"),
+        }
+        self.release_backends();
+        self.client.shutdown().await;
+    }
+}

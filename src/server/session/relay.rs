@@ -1,0 +1,151 @@
+//! The hot path: send one client command to a backend and stream the
+//! response back unchanged.
+//!
+//! Bytes go from the backend's read buffer to the client as soon as the
+//! scanner has classified them: one read, one write, no copy of rows. The
+//! only rewrite is a PREPARE_OK's statement id, patched in place.
+
+use mysql_common::constants::StatusFlags;
+
+use crate::backend::conn::{BackendConn, BackendError};
+use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan};
+use crate::server::client::{ClientConn, ClientError};
+
+/// What a relayed response said.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Relayed {
+    /// Status flags of its last OK/EOF.
+    pub status: Option<StatusFlags>,
+    /// Its error code, if it ended with ERR.
+    pub error: Option<u16>,
+    /// The PREPARE_OK, for COM_STMT_PREPARE.
+    pub prepared: Option<PrepareOk>,
+}
+
+/// Why a relay stopped early. Either way the backend connection is in an
+/// unknown state and must be closed.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The client went away or broke the protocol.
+    Client(ClientError),
+    /// The backend did.
+    Backend {
+        error: BackendError,
+        /// Whether what the client got so far ends on a packet boundary, so
+        /// that an ERR packet can still be sent to it.
+        at_boundary: bool,
+        /// Sequence id an ERR packet to the client would carry.
+        next_seq: u8,
+    },
+}
+
+impl From<ClientError> for RelayError {
+    fn from(e: ClientError) -> Self {
+        RelayError::Client(e)
+    }
+}
+
+/// Sends `request` (raw packet bytes) to `backend` and relays the response
+/// to `client`. With `rename`, a PREPARE_OK's statement id is replaced.
+pub async fn relay(
+    client: &mut ClientConn,
+    backend: &mut BackendConn,
+    request: &[u8],
+    expect: Expect,
+    rename: Option<u32>,
+) -> Result<Relayed, RelayError> {
+    let lost = |error, scanner: &ResponseScanner| RelayError::Backend {
+        error,
+        at_boundary: scanner.at_boundary(),
+        next_seq: scanner.last_seq().map_or(1, |s| s.wrapping_add(1)),
+    };
+    let deprecate_eof = backend
+        .capabilities()
+        .contains(mysql_common::constants::CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    let mut scanner = ResponseScanner::new(expect, deprecate_eof);
+    if let Err(e) = backend.write_all(request).await {
+        return Err(lost(e.into(), &scanner));
+    }
+    let mut prepared = None;
+    loop {
+        let progress = match scanner.scan(backend.buffered()) {
+            Ok(progress) => progress,
+            Err(e) => return Err(lost(e.into(), &scanner)),
+        };
+        if let Some(ok) = scanner.take_prepare_ok() {
+            prepared = Some(ok);
+            if let Some(id) = rename {
+                backend.buffered_mut()[ok.id_offset..ok.id_offset + 4]
+                    .copy_from_slice(&id.to_le_bytes());
+            }
+        }
+        if progress.consumed > 0 {
+            client
+                .write(&backend.buffered()[..progress.consumed])
+                .await
+                .map_err(|e| RelayError::Client(e.into()))?;
+            backend.consume(progress.consumed);
+        }
+        match progress.scan {
+            Scan::Done => break,
+            Scan::LocalInfile => {
+                let last_seq = relay_local_infile(client, backend).await?;
+                scanner.resume_after_local_infile(last_seq);
+            }
+            Scan::NeedMore => match backend.fill().await {
+                Ok(0) => {
+                    return Err(lost(
+                        std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(),
+                        &scanner,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(lost(e.into(), &scanner)),
+            },
+        }
+    }
+    if !backend.buffered().is_empty() {
+        // The client has its whole response; what follows cannot be trusted.
+        let error = BackendError::Protocol("data after the end of a response".into());
+        return Err(RelayError::Backend {
+            error,
+            at_boundary: false,
+            next_seq: 0,
+        });
+    }
+    let relayed = Relayed {
+        status: scanner.status(),
+        error: scanner.error(),
+        prepared,
+    };
+    if let Some(status) = relayed.status {
+        backend.set_status(status);
+    }
+    Ok(relayed)
+}
+
+/// Relays the client's LOCAL INFILE packets to the backend, up to and
+/// including the empty one that ends the file. Returns its sequence id.
+async fn relay_local_infile(
+    client: &mut ClientConn,
+    backend: &mut BackendConn,
+) -> Result<u8, RelayError> {
+    loop {
+        let frame = client.read_frame().await?;
+        if let Err(e) = backend.write_all(frame.as_bytes()).await {
+            return Err(RelayError::Backend {
+                error: e.into(),
+                at_boundary: true,
+                next_seq: frame.last_seq().wrapping_add(1),
+            });
+        }
+        if frame.payload_len() == 0 {
+            return Ok(frame.last_seq());
+        }
+    }
+}
+
+/// Sends packets that get no response (COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE).
+pub async fn send_only(backend: &mut BackendConn, request: &[u8]) -> Result<(), BackendError> {
+    Ok(backend.write_all(request).await?)
+}

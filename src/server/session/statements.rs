@@ -1,0 +1,138 @@
+//! Server-side prepared statements of one session.
+//!
+//! The client sees one statement id, chosen by rwsplit; each backend that
+//! has the statement prepared has its own id for it, recorded here. The
+//! SQL and the last parameter types are kept so that the statement can be
+//! prepared and executed on a backend that has not seen it yet.
+
+use std::collections::HashMap;
+
+use crate::protocol::command::LAST_PREPARED;
+
+/// One prepared statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement text, to prepare it on another backend.
+    pub sql: Vec<u8>,
+    pub params: u16,
+    pub columns: u16,
+    /// Parameter types from the last execution that sent them (2 bytes
+    /// each), for executions that do not resend them.
+    pub types: Option<Vec<u8>>,
+    /// (backend index, that backend's statement id).
+    pub on: Vec<(usize, u32)>,
+}
+
+impl Statement {
+    /// This statement's id on `backend`, if prepared there.
+    pub fn id_on(&self, backend: usize) -> Option<u32> {
+        self.on
+            .iter()
+            .find(|(b, _)| *b == backend)
+            .map(|(_, id)| *id)
+    }
+}
+
+/// The session's statements by client-facing id.
+#[derive(Debug, Default)]
+pub struct Statements {
+    next_id: u32,
+    by_id: HashMap<u32, Statement>,
+    /// The last statement prepared successfully (MariaDB's id -1).
+    last: Option<u32>,
+}
+
+impl Statements {
+    /// A fresh client-facing id.
+    pub fn allocate(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        if self.next_id == LAST_PREPARED {
+            self.next_id = 1;
+        }
+        self.next_id
+    }
+
+    pub fn insert(&mut self, id: u32, statement: Statement) {
+        self.by_id.insert(id, statement);
+        self.last = Some(id);
+    }
+
+    /// The client-facing id a command names, with -1 meaning the last one.
+    pub fn resolve(&self, id: u32) -> Option<u32> {
+        let id = if id == LAST_PREPARED { self.last? } else { id };
+        self.by_id.contains_key(&id).then_some(id)
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Statement> {
+        self.by_id.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Statement> {
+        self.by_id.get_mut(&id)
+    }
+
+    pub fn remove(&mut self, id: u32) -> Option<Statement> {
+        if self.last == Some(id) {
+            self.last = None;
+        }
+        self.by_id.remove(&id)
+    }
+
+    /// Forgets everything (COM_RESET_CONNECTION, COM_CHANGE_USER).
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+        self.last = None;
+    }
+
+    /// Forgets the ids of a backend whose connection was closed.
+    pub fn forget_backend(&mut self, backend: usize) {
+        for statement in self.by_id.values_mut() {
+            statement.on.retain(|(b, _)| *b != backend);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(on: Vec<(usize, u32)>) -> Statement {
+        Statement {
+            sql: b"SELECT ?".to_vec(),
+            params: 1,
+            columns: 1,
+            types: None,
+            on,
+        }
+    }
+
+    #[test]
+    fn ids_map_per_backend_and_minus_one_is_the_last() {
+        let mut statements = Statements::default();
+        let a = statements.allocate();
+        statements.insert(a, statement(vec![(0, 100)]));
+        let b = statements.allocate();
+        statements.insert(b, statement(vec![(0, 101), (2, 7)]));
+        assert_ne!(a, b);
+        assert_eq!(statements.resolve(LAST_PREPARED), Some(b));
+        assert_eq!(statements.resolve(a), Some(a));
+        assert_eq!(statements.resolve(999), None);
+        assert_eq!(statements.get(b).unwrap().id_on(2), Some(7));
+        statements.forget_backend(0);
+        assert_eq!(statements.get(b).unwrap().id_on(0), None);
+        statements.remove(b);
+        assert_eq!(statements.resolve(LAST_PREPARED), None);
+        statements.clear();
+        assert_eq!(statements.resolve(a), None);
+    }
+
+    #[test]
+    fn allocation_never_yields_zero_or_minus_one() {
+        let mut statements = Statements {
+            next_id: u32::MAX - 2,
+            ..Default::default()
+        };
+        assert_eq!(statements.allocate(), u32::MAX - 1);
+        assert_eq!(statements.allocate(), 1);
+    }
+}
