@@ -403,10 +403,9 @@ impl BackendConn {
         }
     }
 
-    /// Runs one command of rwsplit's own and reads its whole response,
-    /// which must be small. Returns the raw response bytes and the scanner
-    /// that read them. An ERR response is returned as `Refused`.
-    pub async fn run(
+    /// Sends one command and reads its whole response as raw bytes,
+    /// whatever it is (ERR included); the response must fit in memory.
+    pub async fn exchange(
         &mut self,
         payload: &[u8],
         expect: Expect,
@@ -438,6 +437,17 @@ impl BackendConn {
         if let Some(status) = scanner.status() {
             self.status = status;
         }
+        Ok((response, scanner))
+    }
+
+    /// Runs one command of rwsplit's own; an ERR response is returned as
+    /// `Refused`.
+    pub async fn run(
+        &mut self,
+        payload: &[u8],
+        expect: Expect,
+    ) -> Result<(Vec<u8>, ResponseScanner), BackendError> {
+        let (response, scanner) = self.exchange(payload, expect).await?;
         if scanner.error().is_some() {
             let err = response.get(4..).and_then(ErrorPacket::parse);
             return Err(err.map_or_else(

@@ -49,3 +49,145 @@ pub fn start_sandbox(options: SandboxOptions) -> Sandbox {
     .expect("sandbox start-up thread panicked")
     .unwrap_or_else(|e| panic!("sandbox did not start: {e}"))
 }
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mysql_common::constants::CapabilityFlags;
+use rwsplit::backend::conn::{BackendConn, Endpoint, Login};
+use rwsplit::config::Config;
+use rwsplit::sandbox::APP;
+use rwsplit::server::Proxy;
+
+/// A proxy configuration for `sandbox`: db1 primary, the rest replicas,
+/// listening on a free port, the sandbox's accounts.
+pub fn proxy_config(sandbox: &Sandbox) -> Config {
+    let mut yaml = String::from(
+        "listen: { address: '127.0.0.1:0' }\nusers: [{ name: app, password: app }]\nbackends:\n",
+    );
+    for server in sandbox.servers() {
+        let role = if server.server_id == 1 {
+            "primary"
+        } else {
+            "replica"
+        };
+        yaml.push_str(&format!(
+            "  - {{ name: {}, address: '{}', role: {role} }}\n",
+            server.name,
+            server.address()
+        ));
+    }
+    yaml.push_str("monitor: { user: monitor, password: monitor }\n");
+    Config::from_text(&yaml, std::path::Path::new("test.yaml"), |_| None)
+        .expect("test config is valid")
+}
+
+/// An rwsplit running in this process on its own runtime; stopped (all its
+/// tasks dropped) when this is dropped.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestProxy {
+    /// Connection options for the sandbox's application user.
+    pub fn opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.addr.port())
+            .prefer_socket(false)
+            .user(Some(APP.user))
+            .pass(Some(APP.password))
+            .into()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Starts rwsplit for `config` on 127.0.0.1 and a free port.
+pub fn start_proxy(config: Config) -> TestProxy {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("rwsplit-under-test")
+        .enable_all()
+        .build()
+        .expect("proxy runtime");
+    // Bound here rather than in the runtime: this may be called from a
+    // test's own runtime, where blocking on another is not allowed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let addr = listener.local_addr().expect("local addr");
+    let proxy = Arc::new(Proxy::new(config).expect("proxy starts"));
+    let serving = proxy.clone();
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        rwsplit::server::start(serving, listener, std::future::pending()).await;
+    });
+    TestProxy {
+        addr,
+        proxy,
+        runtime: Some(runtime),
+    }
+}
+
+/// Capabilities a typical modern client asks for.
+pub fn modern_capabilities() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_MULTI_STATEMENTS
+        | CapabilityFlags::CLIENT_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_LOCAL_FILES
+        | CapabilityFlags::CLIENT_DEPRECATE_EOF
+        | CapabilityFlags::CLIENT_SESSION_TRACK
+}
+
+/// A raw protocol client (rwsplit's own backend side) logged in to
+/// `address` as the application user, for byte-level comparisons.
+pub async fn raw_client(
+    address: &str,
+    capabilities: CapabilityFlags,
+    db: Option<&str>,
+) -> BackendConn {
+    let endpoint = Endpoint {
+        name: "test".into(),
+        address: address.into(),
+        tls: None,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let login = Login {
+        user: APP.user,
+        password: APP.password,
+        db,
+        capabilities,
+        collation: 45,
+        attributes: None,
+    };
+    BackendConn::connect(&endpoint, &login)
+        .await
+        .unwrap_or_else(|e| panic!("raw client cannot log in to {address}: {e}"))
+}
+
+/// Runs `future` with a limit, so that a protocol bug fails a test instead
+/// of hanging it.
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
