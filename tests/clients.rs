@@ -1,0 +1,400 @@
+//! Real clients through rwsplit: mysql_async (text and binary protocol,
+//! compared with direct connections), the `mariadb` command-line client,
+//! PyMySQL, and sysbench.
+
+mod common;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Column, Conn, Row, Value};
+use rwsplit::config::ListenTlsConfig;
+use rwsplit::sandbox::APP;
+
+use common::{program, within};
+
+/// Everything a client can observe about one result of a statement.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    affected_rows: u64,
+    last_insert_id: Option<u64>,
+    warnings: u16,
+    info: String,
+}
+
+fn describe(column: &Column) -> String {
+    format!(
+        "{}.{}({}).{}({}) charset={} length={} type={:?} flags={:?} decimals={}",
+        column.schema_str(),
+        column.table_str(),
+        column.org_table_str(),
+        column.name_str(),
+        column.org_name_str(),
+        column.character_set(),
+        column.column_length(),
+        column.column_type(),
+        column.flags(),
+        column.decimals()
+    )
+}
+
+fn server_error(sql: &str, e: mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(e) => format!("{} ({}): {}", e.code, e.state, e.message),
+        other => panic!("{sql}: unexpected failure {other}"),
+    }
+}
+
+/// Runs `sql` (text protocol, or binary with `params`) and records every
+/// result set, or the error as code/state/message.
+async fn observe(
+    conn: &mut Conn,
+    sql: &str,
+    params: Option<Vec<Value>>,
+) -> Result<Vec<Observed>, String> {
+    match params {
+        None => {
+            drain(
+                sql,
+                conn.query_iter(sql)
+                    .await
+                    .map_err(|e| server_error(sql, e))?,
+            )
+            .await
+        }
+        Some(params) => {
+            drain(
+                sql,
+                conn.exec_iter(sql, params)
+                    .await
+                    .map_err(|e| server_error(sql, e))?,
+            )
+            .await
+        }
+    }
+}
+
+async fn drain<P: mysql_async::prelude::Protocol>(
+    sql: &str,
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+) -> Result<Vec<Observed>, String> {
+    let mut observed = Vec::new();
+    loop {
+        let columns = result.columns_ref().iter().map(describe).collect();
+        let rows: Vec<Row> = result.collect().await.map_err(|e| server_error(sql, e))?;
+        observed.push(Observed {
+            columns,
+            rows: rows.into_iter().map(Row::unwrap).collect(),
+            affected_rows: result.affected_rows(),
+            last_insert_id: result.last_insert_id(),
+            warnings: result.warnings(),
+            info: result.info().into_owned(),
+        });
+        if result.is_empty() {
+            break;
+        }
+    }
+    Ok(observed)
+}
+
+const SETUP: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS clients",
+    "CREATE TABLE IF NOT EXISTS clients.items (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(8,2), added DATETIME(3), data BLOB)",
+    "INSERT IGNORE INTO clients.items VALUES (1, 'apple', 1.25, '2024-01-02 03:04:05.678', x'0102'), (2, 'pear', NULL, NULL, NULL), (3, 'ü', 0, '2000-01-01', '')",
+];
+
+const TEXT: &[&str] = &[
+    "SELECT * FROM items ORDER BY id",
+    "SELECT COUNT(*), SUM(price), MAX(added) FROM items",
+    "SELECT 1; SELECT name FROM items WHERE id = 1",
+    "CREATE TEMPORARY TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(3))",
+    "INSERT INTO t (v) VALUES ('a'), ('b')",
+    "UPDATE t SET v = 'c'",
+    "SET sql_mode = ''",
+    "INSERT INTO t (v) VALUES ('toolong')",
+    "SHOW WARNINGS",
+    "SELECT * FROM no_such_table",
+    "SELECT id FROM t ORDER BY id",
+];
+
+#[tokio::test]
+async fn mysql_async_sees_the_same_as_direct() {
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut admin = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+    for statement in SETUP {
+        admin.query_drop(*statement).await.unwrap();
+    }
+    let with_db = |opts: mysql_async::Opts| {
+        mysql_async::OptsBuilder::from_opts(opts).db_name(Some("clients"))
+    };
+    let mut direct = Conn::new(with_db(sandbox.primary().opts(&APP)))
+        .await
+        .unwrap();
+    let mut proxied = Conn::new(with_db(proxy.opts())).await.unwrap();
+    for sql in TEXT {
+        let expected = observe(&mut direct, sql, None).await;
+        let got = within(sql, observe(&mut proxied, sql, None)).await;
+        assert_eq!(got, expected, "text protocol: {sql}");
+    }
+    let binary: &[(&str, Vec<Value>)] = &[
+        (
+            "SELECT * FROM items WHERE id >= ? ORDER BY id",
+            vec![Value::Int(2)],
+        ),
+        (
+            "SELECT ?, ?, ?, ?",
+            vec![
+                Value::NULL,
+                Value::Bytes(b"\xc3\xbc".to_vec()),
+                Value::Double(0.5),
+                Value::Date(2024, 1, 2, 3, 4, 5, 6),
+            ],
+        ),
+        (
+            "INSERT INTO t (v) VALUES (?)",
+            vec![Value::Bytes(b"xyz".to_vec())],
+        ),
+        ("SELECT v FROM t WHERE id > ?", vec![Value::UInt(1)]),
+        (
+            "SELECT no_such_column FROM t WHERE id = ?",
+            vec![Value::Int(1)],
+        ),
+    ];
+    for (sql, params) in binary {
+        let expected = observe(&mut direct, sql, Some(params.clone())).await;
+        let got = within(sql, observe(&mut proxied, sql, Some(params.clone()))).await;
+        assert_eq!(got, expected, "binary protocol: {sql}");
+    }
+    // A prepared statement used many times, then closed.
+    let statement = proxied
+        .prep("SELECT name FROM items WHERE id = ?")
+        .await
+        .unwrap();
+    for id in [1, 2, 3, 1] {
+        let name: Option<String> = proxied.exec_first(&statement, (id,)).await.unwrap();
+        let expected: Option<String> = direct
+            .exec_first("SELECT name FROM items WHERE id = ?", (id,))
+            .await
+            .unwrap();
+        assert_eq!(name, expected);
+    }
+    proxied.close(statement).await.unwrap();
+    proxied.ping().await.unwrap();
+    proxied.reset().await.unwrap();
+    let rows: Vec<u8> = proxied.query("SELECT 1").await.unwrap();
+    assert_eq!(rows, [1]);
+    proxied.disconnect().await.unwrap();
+}
+
+fn mariadb(port: u16, args: &[&str]) -> std::process::Output {
+    program("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            APP.user,
+            &format!("-p{}", APP.password),
+        ])
+        .args(args)
+        .output()
+        .expect("run mariadb")
+}
+
+#[test]
+fn the_mariadb_client_reports_status_and_sources_files() {
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let status = mariadb(proxy.port(), &["-e", "status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(text.contains("Server:\t\t\tMariaDB"), "{text}");
+    assert!(text.contains("Server version:\t\t10.11"), "{text}");
+    assert!(
+        text.contains(&format!("TCP port:\t\t{}", proxy.port())),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        "CREATE DATABASE IF NOT EXISTS cli;\nUSE cli;\nDROP PROCEDURE IF EXISTS p;\n\
+         DELIMITER //\nCREATE PROCEDURE p() BEGIN SELECT 1 AS a; SELECT 2 AS b; END//\nDELIMITER ;\n\
+         CALL p();\nSELECT 'x' AS c, NULL AS d, 1.5 AS e;\nSHOW WARNINGS;\nSELECT CAST('q' AS INT) AS w;\nSHOW WARNINGS;\n",
+    )
+    .unwrap();
+    let source = format!("source {}", script.display());
+    // Each run starts from the same state, so warnings match too.
+    let fresh = || {
+        assert!(
+            mariadb(
+                sandbox.primary().port,
+                &["-e", "DROP DATABASE IF EXISTS cli"]
+            )
+            .status
+            .success()
+        )
+    };
+    fresh();
+    let through = mariadb(proxy.port(), &["--batch", "-e", &source]);
+    fresh();
+    let direct = mariadb(sandbox.primary().port, &["--batch", "-e", &source]);
+    assert!(
+        through.status.success(),
+        "{}",
+        String::from_utf8_lossy(&through.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&through.stdout),
+        String::from_utf8_lossy(&direct.stdout)
+    );
+    assert!(String::from_utf8_lossy(&through.stdout).contains("Truncated incorrect INTEGER value"));
+}
+
+#[test]
+fn pymysql_transactions_load_data_and_tls() {
+    let sandbox = common::shared_sandbox();
+    let certs = common::test_certs();
+    let mut config = common::proxy_config(&sandbox);
+    config.listen.tls = Some(ListenTlsConfig {
+        cert: certs.cert.clone(),
+        key: certs.key.clone(),
+        required: false,
+    });
+    let proxy = common::start_proxy(config);
+    let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/pymysql_suite.py");
+    let output = program("python3")
+        .args([suite, "--proxy-port", &proxy.port().to_string()])
+        .args(["--direct-port", &sandbox.primary().port.to_string()])
+        .arg("--ca")
+        .arg(&certs.ca)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "PyMySQL suite failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in ["transactions ok", "load data ok", "tls ok", "types ok"] {
+        assert!(stdout.contains(check), "missing `{check}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn sysbench_oltp_read_write_runs_without_errors() {
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut admin = mysql::Connection::open(&sandbox);
+    admin.run("DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest");
+    let sysbench = |command: &str, extra: &[&str]| {
+        program("sysbench")
+            .args([
+                "oltp_read_write",
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+            ])
+            .arg(format!("--mysql-port={}", proxy.port()))
+            .args([
+                "--mysql-user=app",
+                "--mysql-password=app",
+                "--mysql-db=sbtest",
+                "--tables=1",
+                "--table-size=1000",
+            ])
+            .args(extra)
+            .arg(command)
+            .output()
+            .expect("run sysbench")
+    };
+    let prepare = sysbench("prepare", &[]);
+    assert!(
+        prepare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prepare.stderr)
+    );
+    // Any error is fatal here, so a clean exit means zero errors. One thread:
+    // with several, InnoDB itself picks deadlock victims on this small table
+    // (direct connections see the same).
+    let strict = sysbench(
+        "run",
+        &[
+            "--threads=1",
+            "--time=10",
+            "--report-interval=0",
+            "--mysql-ignore-errors=none",
+        ],
+    );
+    let report = String::from_utf8_lossy(&strict.stdout);
+    assert!(
+        strict.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
+    assert!(count(&report, "transactions:") > 100, "{report}");
+    assert_eq!(count(&report, "ignored errors:"), 0, "{report}");
+    assert_eq!(count(&report, "reconnects:"), 0, "{report}");
+    // Concurrent sessions: only the server's deadlocks may be skipped.
+    let concurrent = sysbench(
+        "run",
+        &[
+            "--threads=4",
+            "--time=5",
+            "--report-interval=0",
+            "--mysql-ignore-errors=1213",
+        ],
+    );
+    let report = String::from_utf8_lossy(&concurrent.stdout);
+    assert!(
+        concurrent.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&concurrent.stderr)
+    );
+    assert_eq!(count(&report, "reconnects:"), 0, "{report}");
+}
+
+/// The number after `label` in a sysbench report.
+fn count(report: &str, label: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no `{label}` in\n{report}"));
+    line.split_whitespace()
+        .nth(label.split_whitespace().count())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A tiny synchronous admin helper over the `mariadb` client, for set-up.
+mod mysql {
+    use rwsplit::sandbox::Sandbox;
+
+    pub struct Connection {
+        port: u16,
+    }
+
+    impl Connection {
+        pub fn open(sandbox: &Sandbox) -> Connection {
+            Connection {
+                port: sandbox.primary().port,
+            }
+        }
+
+        pub fn run(&mut self, sql: &str) {
+            let output = super::mariadb(self.port, &["-e", sql]);
+            assert!(
+                output.status.success(),
+                "{sql}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
