@@ -33,6 +33,17 @@ impl ErrorPacket {
         out
     }
 
+    /// The payload for a client whose capabilities are not known yet (an
+    /// error instead of the greeting): without the SQL state, which such a
+    /// client would read as part of the message.
+    pub fn payload_before_handshake(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.message.len());
+        out.push(0xFF);
+        out.extend_from_slice(&self.code.to_le_bytes());
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
     /// Parses an ERR packet payload (starting with 0xFF).
     pub fn parse(payload: &[u8]) -> Option<ErrorPacket> {
         let [0xFF, c0, c1, rest @ ..] = payload else {
@@ -193,7 +204,9 @@ mod tests {
             b"\xff\x15\x04#28000Access denied for user 'app'@'127.0.0.1' (using password: YES)"
         );
         assert_eq!(ErrorPacket::parse(&error.payload()), Some(error));
-        let old_style = ErrorPacket::parse(b"\xff\x10\x04Too many connections").unwrap();
+        let early = ErrorPacket::too_many_connections().payload_before_handshake();
+        assert_eq!(early, b"\xff\x10\x04Too many connections");
+        let old_style = ErrorPacket::parse(&early).unwrap();
         assert_eq!((old_style.code, &old_style.state), (1040, b"HY000"));
         assert_eq!(ErrorPacket::parse(b"\x00"), None);
         assert_eq!(ErrorPacket::parse(b"\xff\x01"), None);

@@ -76,7 +76,11 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Futu
 /// Tells a client over the limit why it is refused, then closes.
 async fn refuse(mut tcp: TcpStream) {
     let mut out = Vec::new();
-    put_packet(&mut out, 0, &ErrorPacket::too_many_connections().payload());
+    put_packet(
+        &mut out,
+        0,
+        &ErrorPacket::too_many_connections().payload_before_handshake(),
+    );
     // The client may already be gone; there is nothing more to do then.
     let _ = tcp.write_all(&out).await;
     let _ = tcp.shutdown().await;

@@ -115,8 +115,16 @@ impl Drop for TestProxy {
     }
 }
 
-/// Starts rwsplit for `config` on 127.0.0.1 and a free port.
+/// Starts rwsplit for `config` on 127.0.0.1 and a free port. Its logs go to
+/// the test output when RUST_LOG is set.
 pub fn start_proxy(config: Config) -> TestProxy {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // Another test may have installed it already; that one serves.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("rwsplit-under-test")
