@@ -41,6 +41,16 @@ use statements::Statements;
 
 const RESULTS: Expect = Expect::Results { cursor: false };
 
+/// Capabilities that only shape the login, not anything a connection sends
+/// back afterwards: connections that differ only in these are
+/// interchangeable in the pool.
+const LOGIN_ONLY: CapabilityFlags = CapabilityFlags::CLIENT_CONNECT_WITH_DB
+    .union(CapabilityFlags::CLIENT_CONNECT_ATTRS)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
+    .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
+    .union(CapabilityFlags::CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS);
+
 /// Whether the session goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -376,7 +386,7 @@ impl Session {
     fn pool_key(&self) -> PoolKey {
         PoolKey {
             user: self.identity.user.name.as_str().into(),
-            capabilities: self.backend_capabilities().bits(),
+            capabilities: (self.backend_capabilities() - LOGIN_ONLY).bits(),
             collation: self.identity.collation,
         }
     }

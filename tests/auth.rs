@@ -1,0 +1,232 @@
+//! Authentication as clients meet it: both password plugins and their
+//! paths (caching_sha2_password fast path, full authentication over TLS and
+//! with RSA), the switch from a plugin rwsplit does not verify, and
+//! COM_CHANGE_USER.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{ChangeUserOpts, Conn};
+use mysql_common::constants::CapabilityFlags;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{
+    AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse,
+};
+use mysql_common::proto::MySerialize;
+use rwsplit::config::{AuthPluginChoice, ListenTlsConfig};
+use rwsplit::protocol::auth::AuthPlugin;
+use rwsplit::protocol::packet::put_packet;
+use rwsplit::sandbox::APP;
+
+use common::{TestCerts, TestProxy, program};
+
+fn sha2_proxy(tls: Option<&TestCerts>) -> TestProxy {
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.auth_plugin = AuthPluginChoice::CachingSha2Password;
+    config.listen.tls = tls.map(|certs| ListenTlsConfig {
+        cert: certs.cert.clone(),
+        key: certs.key.clone(),
+        required: false,
+    });
+    common::start_proxy(config)
+}
+
+fn with_password(proxy: &TestProxy, password: &str) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::from_opts(proxy.opts())
+        .pass(Some(password))
+        .into()
+}
+
+async fn login_fails_with_1045(opts: mysql_async::Opts) {
+    match Conn::new(opts).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{}", e.message),
+        other => panic!("expected access denied, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn caching_sha2_full_authentication_with_rsa_then_the_fast_path() {
+    let proxy = sha2_proxy(None);
+    assert!(!proxy.proxy.sha2_cached(APP.user));
+    login_fails_with_1045(with_password(&proxy, "wrong")).await;
+    assert!(
+        !proxy.proxy.sha2_cached(APP.user),
+        "a failed login caches nothing"
+    );
+    // First login: not cached, no TLS: the client fetches rwsplit's RSA key
+    // and sends the password encrypted with it.
+    let mut first = Conn::new(proxy.opts())
+        .await
+        .expect("full authentication over RSA");
+    assert!(
+        proxy.proxy.sha2_cached(APP.user),
+        "full authentication fills the cache"
+    );
+    // Later logins use the fast path (a scramble check).
+    let mut second = Conn::new(proxy.opts()).await.expect("fast path");
+    login_fails_with_1045(with_password(&proxy, "wrong")).await;
+    for conn in [&mut first, &mut second] {
+        let one: Option<u8> = conn.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1));
+    }
+}
+
+#[tokio::test]
+async fn caching_sha2_full_authentication_over_tls() {
+    let certs = common::test_certs();
+    let proxy = sha2_proxy(Some(&certs));
+    let tls = mysql_async::SslOpts::default().with_root_certs(vec![certs.ca.clone().into()]);
+    let opts = |password: &str| {
+        mysql_async::OptsBuilder::from_opts(with_password(&proxy, password))
+            .ssl_opts(Some(tls.clone()))
+    };
+    login_fails_with_1045(opts("wrong").into()).await;
+    let mut conn = Conn::new(opts(APP.password))
+        .await
+        .expect("password in clear over TLS");
+    assert!(proxy.proxy.sha2_cached(APP.user));
+    conn.ping().await.unwrap();
+}
+
+fn mariadb(proxy: &TestProxy, args: &[&str]) -> std::process::Output {
+    program("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &proxy.port().to_string(),
+            "-u",
+            APP.user,
+            &format!("-p{}", APP.password),
+        ])
+        .args(args)
+        .args(["-e", "SELECT CURRENT_USER()"])
+        .output()
+        .expect("run mariadb")
+}
+
+#[test]
+fn the_c_client_switches_from_ed25519_and_speaks_caching_sha2() {
+    let proxy = common::start_proxy(common::proxy_config(&common::shared_sandbox()));
+    let switched = mariadb(&proxy, &["--default-auth=client_ed25519"]);
+    assert!(
+        switched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&switched.stderr)
+    );
+    assert!(String::from_utf8_lossy(&switched.stdout).contains("app@%"));
+
+    let certs = common::test_certs();
+    let proxy = sha2_proxy(Some(&certs));
+    let ca = format!("--ssl-ca={}", certs.ca.display());
+    let sha2 = mariadb(
+        &proxy,
+        &["--default-auth=caching_sha2_password", "--ssl", &ca],
+    );
+    assert!(
+        sha2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sha2.stderr)
+    );
+}
+
+/// A client that starts with `sha256_password` (which rwsplit does not
+/// verify) is switched to the default plugin with a fresh nonce.
+#[test]
+fn an_unknown_plugin_gets_an_auth_switch() {
+    let proxy = common::start_proxy(common::proxy_config(&common::shared_sandbox()));
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (_, greeting) = read_packet(&mut tcp);
+    let greeting: HandshakePacket = ParseBuf(&greeting).parse(()).unwrap();
+    let capabilities =
+        greeting.capabilities() - CapabilityFlags::CLIENT_SSL - CapabilityFlags::CLIENT_COMPRESS;
+    let response = HandshakeResponse::new(
+        Some(&b"not a sha256 answer"[..]),
+        (10, 11, 0),
+        Some(APP.user.as_bytes()),
+        None::<&[u8]>,
+        Some(WireAuthPlugin::Other(b"sha256_password".as_slice().into())),
+        capabilities,
+        None,
+        1 << 24,
+    );
+    let mut payload = Vec::new();
+    response.serialize(&mut payload);
+    write_packet(&mut tcp, 1, &payload);
+    let (seq, switch) = read_packet(&mut tcp);
+    assert_eq!(seq, 2);
+    let switch: AuthSwitchRequest = ParseBuf(&switch).parse(()).expect("an AuthSwitchRequest");
+    assert_eq!(switch.auth_plugin().as_bytes(), b"mysql_native_password");
+    let nonce = switch.plugin_data().to_vec();
+    assert_eq!(nonce.len(), 20);
+    assert_ne!(nonce, greeting.nonce(), "a fresh nonce");
+    write_packet(
+        &mut tcp,
+        3,
+        &AuthPlugin::NativePassword.scramble(&nonce, APP.password),
+    );
+    let (seq, ok) = read_packet(&mut tcp);
+    assert_eq!((seq, ok[0]), (4, 0x00), "logged in: {ok:?}");
+}
+
+fn read_packet(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 4];
+    tcp.read_exact(&mut header).unwrap();
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).unwrap();
+    (header[3], payload)
+}
+
+fn write_packet(tcp: &mut TcpStream, seq: u8, payload: &[u8]) {
+    let mut out = Vec::new();
+    put_packet(&mut out, seq, payload);
+    tcp.write_all(&out).unwrap();
+}
+
+#[tokio::test]
+async fn change_user_re_authenticates_and_starts_a_fresh_session() {
+    let sandbox = common::shared_sandbox();
+    let mut admin = sandbox.primary().admin().await.unwrap();
+    admin
+        .query_drop("CREATE USER IF NOT EXISTS 'other'@'%' IDENTIFIED BY 'other-pw'; GRANT SELECT ON *.* TO 'other'@'%'")
+        .await
+        .unwrap();
+    let mut config = common::proxy_config(&sandbox);
+    config.users.push(rwsplit::config::UserConfig {
+        name: "other".into(),
+        password: "other-pw".into(),
+    });
+    let proxy = common::start_proxy(config);
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("SET @kept = 'no'").await.unwrap();
+    let change = ChangeUserOpts::default()
+        .with_user(Some("other".into()))
+        .with_pass(Some("other-pw".into()))
+        .with_db_name(Some("mysql".into()));
+    conn.change_user(change)
+        .await
+        .expect("change to the other user");
+    let (user, db, kept): (String, Option<String>, Option<String>) = conn
+        .query_first("SELECT CURRENT_USER(), DATABASE(), @kept")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (user.as_str(), db.as_deref(), kept),
+        ("other@%", Some("mysql"), None)
+    );
+
+    let wrong = ChangeUserOpts::default()
+        .with_user(Some("app".into()))
+        .with_pass(Some("wrong".into()));
+    match conn.change_user(wrong).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{}", e.message),
+        other => panic!("expected access denied, got {other:?}"),
+    }
+}
