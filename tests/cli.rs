@@ -72,7 +72,7 @@ fn check_config_names_a_missing_file() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for subcommand in ["check-config", "sandbox"] {
+    for subcommand in ["serve", "demo", "check-config", "sandbox"] {
         let output = rwsplit(&[subcommand, "--help"]);
         assert!(output.status.success());
         let help = stdout(&output);
@@ -82,4 +82,34 @@ fn every_subcommand_has_help_with_an_example() {
         );
         assert!(help.contains(&format!("rwsplit {subcommand}")), "{help}");
     }
+}
+
+#[test]
+fn docker_compose_yml_is_valid() {
+    let output = Command::new("docker-compose")
+        .args([
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"),
+            "config",
+            "-q",
+        ])
+        .output()
+        .expect("docker-compose is not installed; scripts/test installs it");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn serve_names_every_problem_of_a_bad_config_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(&path, "listen: { address: 'nowhere' }\n").unwrap();
+    let output = rwsplit(&["serve", "-c", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listen.address"), "{stderr}");
+    assert!(stderr.contains("users: no users"), "{stderr}");
 }

@@ -1,10 +1,12 @@
-//! The third-party decoders rwsplit feeds untrusted bytes never panic:
-//! mysql_common's connection-phase parsers, on arbitrary input. (rwsplit's
-//! own decoders are fuzzed next to their code, in src/protocol.)
+//! Parsing peer bytes with mysql_common's connection-phase packet types
+//! never panics: rwsplit goes through `protocol::untrusted::parse`, fuzzed
+//! here on arbitrary and on plausible input. (rwsplit's own decoders are
+//! fuzzed next to their code, in src/protocol.) This test found that
+//! mysql_common's greeting parser can panic; see protocol/untrusted.rs.
 
-use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use proptest::prelude::*;
+use rwsplit::protocol::untrusted::parse;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(20_000))]
@@ -12,14 +14,23 @@ proptest! {
     /// A client's HandshakeResponse41 (parsed before authentication).
     #[test]
     fn handshake_responses(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let _ = ParseBuf(&bytes).parse::<HandshakeResponse>(());
+        let _ = parse::<HandshakeResponse>(&bytes);
     }
 
     /// A backend's greeting and auth switch request.
     #[test]
     fn greetings_and_auth_switches(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let _ = ParseBuf(&bytes).parse::<HandshakePacket>(());
-        let _ = ParseBuf(&bytes).parse::<AuthSwitchRequest>(());
+        let _ = parse::<HandshakePacket>(&bytes);
+        let _ = parse::<AuthSwitchRequest>(&bytes);
+    }
+
+    /// Greetings that get past the version string and fixed fields.
+    #[test]
+    fn plausible_greetings(fixed in proptest::collection::vec(any::<u8>(), 31), tail in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let mut bytes = vec![10, b'1', b'0', 0];
+        bytes.extend_from_slice(&fixed);
+        bytes.extend_from_slice(&tail);
+        let _ = parse::<HandshakePacket>(&bytes);
     }
 
     /// Structured inputs that look like a HandshakeResponse41 get past the
@@ -30,6 +41,6 @@ proptest! {
         bytes.extend_from_slice(&[0, 0, 0, 1, 45]);
         bytes.extend_from_slice(&[0; 23]);
         bytes.extend_from_slice(&tail);
-        let _ = ParseBuf(&bytes).parse::<HandshakeResponse>(());
+        let _ = parse::<HandshakeResponse>(&bytes);
     }
 }

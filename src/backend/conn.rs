@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
-use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
     AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
 };
@@ -23,6 +22,7 @@ use crate::protocol::auth::{self, AuthPlugin};
 use crate::protocol::messages::{ErrorPacket, single_text_value};
 use crate::protocol::packet::{Frame, FrameError, put_packet, take_frame};
 use crate::protocol::response::{Expect, ResponseScanner, Scan, ScanError, ok_status};
+use crate::protocol::untrusted;
 
 /// Largest packet accepted from a backend (the protocol's own limit).
 const MAX_BACKEND_PACKET: usize = 1 << 30;
@@ -180,9 +180,8 @@ impl BackendConn {
         if payload.first() == Some(&0xFF) {
             return Err(refusal(payload));
         }
-        let greeting: HandshakePacket = ParseBuf(payload)
-            .parse(())
-            .map_err(|e| BackendError::Protocol(format!("bad greeting: {e}")))?;
+        let greeting: HandshakePacket = untrusted::parse(payload)
+            .ok_or_else(|| BackendError::Protocol("bad greeting".into()))?;
         conn.greeting = Greeting {
             version: greeting.server_version_ref().to_vec(),
             capabilities: greeting.capabilities(),
@@ -263,9 +262,8 @@ impl BackendConn {
                 }
                 Some(0xFF) => return Err(refusal(payload)),
                 Some(0xFE) => {
-                    let switch: AuthSwitchRequest = ParseBuf(payload)
-                        .parse(())
-                        .map_err(|e| BackendError::Protocol(format!("bad auth switch: {e}")))?;
+                    let switch: AuthSwitchRequest = untrusted::parse(payload)
+                        .ok_or_else(|| BackendError::Protocol("bad auth switch request".into()))?;
                     let name = switch.auth_plugin().as_bytes().to_vec();
                     plugin = AuthPlugin::from_name(&name).ok_or_else(|| {
                         BackendError::UnsupportedPlugin(String::from_utf8_lossy(&name).into_owned())

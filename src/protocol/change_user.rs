@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn a_full_change_user() {
         let mut packet = b"\x11bob\x00\x03abcshop\x00\x2d\x00mysql_native_password\x00".to_vec();
-        packet.extend_from_slice(b"\x0a\x04_pid\x0412345");
+        packet.extend_from_slice(b"\x0b\x04_pid\x0512345");
         let parsed = parse_change_user(&packet, CAPS).unwrap();
         assert_eq!(parsed.user, b"bob");
         assert_eq!(parsed.auth_response, b"abc");

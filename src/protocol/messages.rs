@@ -76,6 +76,11 @@ impl ErrorPacket {
         )
     }
 
+    /// ER_HANDSHAKE_ERROR: a HandshakeResponse rwsplit cannot use.
+    pub fn bad_handshake() -> Self {
+        Self::new(1043, b"08S01", "Bad handshake")
+    }
+
     /// ER_UNKNOWN_COM_ERROR.
     pub fn unknown_command() -> Self {
         Self::new(1047, b"08S01", "Unknown command")

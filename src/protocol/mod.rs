@@ -12,6 +12,7 @@
 //! | [`response`] | where a backend's response ends, and its status flags |
 //! | [`messages`] | ERR and OK packets rwsplit writes, and its error catalogue |
 //! | [`auth`] | nonces, scramble checks, the caching_sha2 RSA key |
+//! | [`untrusted`] | mysql_common's packet parsers on peer bytes, panic-free |
 
 pub mod auth;
 pub mod change_user;
@@ -20,3 +21,4 @@ pub mod compress;
 pub mod messages;
 pub mod packet;
 pub mod response;
+pub mod untrusted;

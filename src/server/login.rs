@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
-use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +23,7 @@ use crate::net::Stream;
 use crate::protocol::auth::{self, AuthPlugin};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::{HEADER_LEN, put_packet};
+use crate::protocol::untrusted;
 
 /// Largest packet accepted before the client has logged in.
 const MAX_LOGIN_PACKET: usize = 64 * 1024;
@@ -117,13 +117,17 @@ pub async fn login(
             "TLS is required and the client did not use it",
         ));
     }
-    let Ok(response) = ParseBuf(&payload).parse::<HandshakeResponse>(()) else {
-        client.send_error(seq, &bad_handshake()).await?;
+    let Some(response) = untrusted::parse::<HandshakeResponse>(&payload) else {
+        client
+            .send_error(seq, &ErrorPacket::bad_handshake())
+            .await?;
         return Err(LoginError::Refused("malformed HandshakeResponse"));
     };
     let capabilities = response.capabilities() & offered;
     if !capabilities.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
-        client.send_error(seq, &bad_handshake()).await?;
+        client
+            .send_error(seq, &ErrorPacket::bad_handshake())
+            .await?;
         return Err(LoginError::Refused("client does not speak protocol 4.1"));
     }
     let user_name = String::from_utf8_lossy(response.user()).into_owned();
@@ -189,11 +193,6 @@ fn greeting(
     let mut out = Vec::new();
     packet.serialize(&mut out);
     out
-}
-
-fn bad_handshake() -> ErrorPacket {
-    ErrorPacket::parse(b"\xff\x13\x04#08S01Bad handshake")
-        .unwrap_or_else(ErrorPacket::malformed_packet)
 }
 
 /// Runs the password exchange after the client's first answer (`response`,
