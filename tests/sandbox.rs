@@ -242,3 +242,24 @@ fn servers_do_not_outlive_a_killed_process() {
     // Nothing could remove the directory; this test does.
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Several sandboxes starting at once (tests run in parallel) do not
+/// disturb each other: concurrent mariadb-install-db runs once failed on
+/// each other's temporary files in a shared /tmp.
+#[test]
+fn sandboxes_start_concurrently() {
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                common::start_sandbox(SandboxOptions {
+                    replicas: 0,
+                    dir: None,
+                })
+            })
+        })
+        .collect();
+    for start in starts {
+        let sandbox = start.join().expect("a sandbox started");
+        assert_eq!(sandbox.servers().len(), 1);
+    }
+}

@@ -185,7 +185,9 @@ impl Sandbox {
             servers.push(spec.start().await?);
         }
         // The template is only a source of copies.
-        std::fs::remove_dir_all(&template).map_err(|e| io_error("remove the template", e))?;
+        for dir in [&template, &template.with_extension("tmp")] {
+            std::fs::remove_dir_all(dir).map_err(|e| io_error("remove the template", e))?;
+        }
 
         let accounts = [
             (&APP, APP_GRANTS),
@@ -311,10 +313,16 @@ fn check_socket_path(server_dir: &Path) -> Result<(), SandboxError> {
 
 /// Creates an initial data directory once; each server gets a copy.
 fn install_template(install_db: &Path, template: &Path) -> Result<(), SandboxError> {
+    // A temporary directory of its own: concurrent installs sharing /tmp
+    // remove each other's temporary tables and fail.
+    let tmpdir = template.with_extension("tmp");
+    std::fs::create_dir_all(&tmpdir)
+        .map_err(|e| io_error("create the install's temporary directory", e))?;
     let mut command = Command::new(install_db);
     command.args([
         "--no-defaults",
         &format!("--datadir={}", template.display()),
+        &format!("--tmpdir={}", tmpdir.display()),
         "--auth-root-authentication-method=normal",
         "--skip-test-db",
         "--skip-name-resolve",
