@@ -109,7 +109,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { path } => Ok(check_config(&path)),
         Command::Sandbox { replicas, dir } => {
-            runtime()?.block_on(run_sandbox(SandboxOptions { replicas, dir }))?;
+            runtime()?.block_on(run_sandbox(SandboxOptions {
+                replicas,
+                dir,
+                ..Default::default()
+            }))?;
             Ok(ExitCode::SUCCESS)
         }
     }

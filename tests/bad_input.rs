@@ -321,7 +321,7 @@ fn thread_id_from(response: &[u8]) -> u32 {
 async fn a_backend_killed_mid_query_gives_2013_and_the_proxy_goes_on() {
     let sandbox = common::start_sandbox(SandboxOptions {
         replicas: 1,
-        dir: None,
+        ..Default::default()
     });
     let mut config = common::proxy_config(&sandbox);
     config.monitor.connect_timeout = Duration::from_secs(2);

@@ -398,3 +398,62 @@ mod mysql {
         }
     }
 }
+
+#[tokio::test]
+async fn compressed_clients_see_the_same_as_direct() {
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut admin = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+    for statement in SETUP {
+        admin.query_drop(*statement).await.unwrap();
+    }
+    let direct_opts =
+        mysql_async::OptsBuilder::from_opts(sandbox.primary().opts(&APP)).db_name(Some("clients"));
+    let compressed = mysql_async::OptsBuilder::from_opts(proxy.opts())
+        .db_name(Some("clients"))
+        .compression(Some(mysql_async::Compression::fast()));
+    let mut direct = Conn::new(direct_opts).await.unwrap();
+    let mut proxied = Conn::new(compressed).await.unwrap();
+    let statements = [
+        "SELECT * FROM items ORDER BY id",
+        "SELECT REPEAT('abc', 100000), REPEAT(x'00', 20)",
+        "SELECT 1; SELECT 2",
+        "SELECT no_such_column",
+    ];
+    for sql in statements {
+        let expected = observe(&mut direct, sql, None).await;
+        let got = within(sql, observe(&mut proxied, sql, None)).await;
+        assert_eq!(got, expected, "compressed: {sql}");
+    }
+    // A command over 16 MiB, compressed.
+    let big = "x".repeat(17 << 20);
+    let length: Option<u64> = proxied
+        .exec_first("SELECT LENGTH(?)", (big.as_str(),))
+        .await
+        .unwrap();
+    assert_eq!(length, Some(17 << 20));
+    let cli = mariadb(proxy.port(), &["-C", "-e", "SELECT 'compressed cli' AS c"]);
+    assert!(
+        String::from_utf8_lossy(&cli.stdout).contains("compressed cli"),
+        "{cli:?}"
+    );
+}
+
+#[tokio::test]
+async fn com_statistics_is_relayed() {
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut conn =
+        common::raw_client(&proxy.addr.to_string(), common::modern_capabilities(), None).await;
+    let (response, _) = within(
+        "COM_STATISTICS",
+        conn.exchange(b"\x09", rwsplit::protocol::response::Expect::Single),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&response[4..]);
+    assert!(
+        text.starts_with("Uptime: ") && text.contains("Threads: "),
+        "{text}"
+    );
+}

@@ -109,7 +109,7 @@ fn a_sandbox_starts_well_under_thirty_seconds() {
     let started = Instant::now();
     let sandbox = common::start_sandbox(SandboxOptions {
         replicas: 1,
-        dir: None,
+        ..Default::default()
     });
     assert!(sandbox.startup() <= started.elapsed());
     assert!(
@@ -139,6 +139,7 @@ fn a_non_empty_directory_is_refused() {
         .block_on(rwsplit::sandbox::Sandbox::start(SandboxOptions {
             replicas: 1,
             dir: Some(dir.path().to_owned()),
+            ..Default::default()
         }))
         .expect_err("a non-empty directory was used");
     assert!(error.to_string().contains("is not empty"), "{error}");
@@ -176,7 +177,7 @@ fn spawn_child(test_name: &str, mode: &str) -> (std::process::Child, Vec<u32>, s
 fn child_main(mode: &str) {
     let sandbox = common::start_sandbox(SandboxOptions {
         replicas: 1,
-        dir: None,
+        ..Default::default()
     });
     let pids: Vec<String> = sandbox
         .servers()
@@ -253,7 +254,7 @@ fn sandboxes_start_concurrently() {
             std::thread::spawn(|| {
                 common::start_sandbox(SandboxOptions {
                     replicas: 0,
-                    dir: None,
+                    ..Default::default()
                 })
             })
         })

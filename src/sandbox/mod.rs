@@ -63,6 +63,8 @@ pub struct SandboxOptions {
     /// Directory to keep the servers in; `None` uses a temporary directory
     /// removed when the sandbox is dropped. Must be empty or not exist.
     pub dir: Option<PathBuf>,
+    /// Extra mariadbd options for every server (TLS certificates, say).
+    pub server_args: Vec<String>,
 }
 
 impl Default for SandboxOptions {
@@ -70,6 +72,7 @@ impl Default for SandboxOptions {
         SandboxOptions {
             replicas: 2,
             dir: None,
+            server_args: Vec::new(),
         }
     }
 }
@@ -181,6 +184,7 @@ impl Sandbox {
                 role,
                 dir,
                 mariadbd: &mariadbd,
+                extra_args: &options.server_args,
             };
             servers.push(spec.start().await?);
         }

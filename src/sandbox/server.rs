@@ -100,6 +100,7 @@ pub(super) struct ServerSpec<'a> {
     pub role: SandboxRole,
     pub dir: PathBuf,
     pub mariadbd: &'a Path,
+    pub extra_args: &'a [String],
 }
 
 impl ServerSpec<'_> {
@@ -112,6 +113,7 @@ impl ServerSpec<'_> {
             let mut command = Command::new(self.mariadbd);
             command
                 .args(server_args(&self.dir, port, self.server_id, self.role))
+                .args(self.extra_args)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
