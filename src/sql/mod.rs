@@ -1,8 +1,97 @@
-//! SQL text: what rwsplit needs to know about a statement without sending
-//! it anywhere.
+//! SQL text: what rwsplit needs to know about a statement to route it,
+//! without sending it anywhere.
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`lexer`] | tokens of SQL text (strings and comments skipped), hints |
+//! | [`classify`] | `classify(text) -> Classified`: the keyword scan |
+//! | [`set`] | SET statements, with sqlparser |
+//! | [`functions`] | which function calls a replica may run |
 //! | [`kill`] | `KILL [QUERY] id`, which rwsplit answers itself |
+//!
+//! Everything here is pure and table-tested; docs/routing.md has the rules.
 
+pub mod classify;
+pub mod functions;
 pub mod kill;
+pub mod lexer;
+pub mod set;
+
+pub use classify::classify;
+pub use lexer::Hint;
+
+/// What a statement does, as far as routing is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementKind {
+    /// Only reads: may run on a replica.
+    Read,
+    /// Must run on the primary: writes, DDL, locking reads, calls of
+    /// functions with side effects or unknown ones, and anything not
+    /// understood.
+    Write,
+    /// Describes the previous statement (`FOUND_ROWS()`, `ROW_COUNT()`,
+    /// `SHOW WARNINGS`, `SHOW ERRORS`, `@@warning_count`, `@@error_count`):
+    /// runs where that statement ran.
+    PreviousResult,
+    /// Changes session state that every backend of the session must share:
+    /// sent to all of them and replayed on connections opened later.
+    SessionState(SessionChange),
+    /// Changes session state in a way that cannot be replayed on other
+    /// backends (a user variable assigned by a query, a SET reading tables
+    /// or calling functions, GLOBAL mixed with SESSION, a multi-statement
+    /// packet with session changes): runs on the primary, and the session
+    /// stays there.
+    PinsToPrimary,
+    /// `BEGIN` / `START TRANSACTION`; `read_only` for `... READ ONLY`.
+    Begin { read_only: bool },
+    /// `COMMIT`, `ROLLBACK`, `SAVEPOINT`...: where the transaction is.
+    Transaction,
+    /// `LOCK TABLES`, `FLUSH TABLES WITH READ LOCK`: the session stays on
+    /// the primary until `UNLOCK TABLES`.
+    LockTables,
+    /// `UNLOCK TABLES`.
+    UnlockTables,
+    /// `CREATE TEMPORARY TABLE name`: primary; later statements naming the
+    /// table go there too.
+    CreateTemporaryTable(String),
+    /// `DROP [TEMPORARY] TABLE names`: primary; the names are forgotten.
+    DropTables(Vec<String>),
+    /// `EXECUTE name` of a text prepared statement: routed as what was
+    /// prepared.
+    ExecutePrepared(String),
+}
+
+/// A session-state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    /// `SET` of session or user variables, `SET NAMES`, `SET TRANSACTION`...
+    Variables,
+    /// `USE db`.
+    Database(String),
+    /// `PREPARE name FROM ...`; `reads` when the prepared text is a read.
+    Prepare { name: String, reads: bool },
+    /// `DEALLOCATE PREPARE name` / `DROP PREPARE name`.
+    Deallocate(String),
+}
+
+/// A statement's kind and the routing hint it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub kind: StatementKind,
+    pub hint: Option<Hint>,
+}
+
+/// Whether `text` names any of `tables` as a word (case-insensitively), for
+/// statements touching a session's temporary tables. False positives (the
+/// name inside a string) only send a statement to the primary.
+pub fn mentions_any(text: &str, tables: &[String]) -> bool {
+    if tables.is_empty() {
+        return false;
+    }
+    lexer::Lexer::new(text).any(|token| match token {
+        lexer::Token::Word(w) | lexer::Token::Quoted(w) => {
+            tables.iter().any(|t| t.eq_ignore_ascii_case(w))
+        }
+        _ => false,
+    })
+}

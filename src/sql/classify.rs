@@ -1,0 +1,520 @@
+//! `classify(text)`: the statement's kind from a keyword scan.
+//!
+//! The first keyword settles most statements. Reads (`SELECT`, `VALUES`,
+//! `TABLE`, a parenthesised query) are scanned token by token for what
+//! makes a read unfit for a replica: locking clauses, `INTO`, `:=`, calls of
+//! functions that are not pure built-ins, and `@@warning_count`-style
+//! variables that describe the previous statement. SET statements and
+//! `WITH` queries go to sqlparser ([`super::set`], [`with_query`]). Anything
+//! not understood is a [`StatementKind::Write`]: it runs on the primary,
+//! never on a replica by accident, and never fails for being unknown.
+
+use super::functions::{self, Call};
+use super::lexer::{Lexer, Token, leading_hint};
+use super::{Classified, SessionChange, StatementKind, set};
+
+/// Classifies one statement (or multi-statement packet) of SQL text.
+pub fn classify(text: &str) -> Classified {
+    Classified {
+        kind: kind(text),
+        hint: leading_hint(text),
+    }
+}
+
+/// The kind of a whole COM_QUERY text.
+pub fn kind(text: &str) -> StatementKind {
+    let mut statements = split(text);
+    let first = statements.next().unwrap_or_default();
+    if statements.next().is_none() {
+        return single(first);
+    }
+    // Several statements in one packet run on the primary. If any of them
+    // changes session state, the other backends cannot follow.
+    let changes_state = split(text).map(single).any(|k| {
+        matches!(
+            k,
+            StatementKind::SessionState(_)
+                | StatementKind::PinsToPrimary
+                | StatementKind::LockTables
+                | StatementKind::UnlockTables
+                | StatementKind::CreateTemporaryTable(_)
+                | StatementKind::Begin { .. }
+                | StatementKind::DropTables(_)
+        )
+    });
+    if changes_state {
+        StatementKind::PinsToPrimary
+    } else {
+        StatementKind::Write
+    }
+}
+
+/// Splits text at top-level `;` into non-empty statements.
+fn split(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut lexer = Lexer::new(rest);
+            let end = loop {
+                match lexer.next_token() {
+                    None => break rest.len(),
+                    Some((at, Token::Punct(';'))) => break at,
+                    Some(_) => {}
+                }
+            };
+            let statement = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
+            if Lexer::new(statement).next().is_some() {
+                return Some(statement);
+            }
+        }
+    })
+}
+
+/// The kind of a single statement.
+fn single(text: &str) -> StatementKind {
+    let mut tokens = Lexer::new(text);
+    let Some(first) = tokens.next() else {
+        return StatementKind::Write;
+    };
+    let Token::Word(keyword) = first else {
+        return match first {
+            Token::Punct('(') => read_query(text),
+            _ => StatementKind::Write,
+        };
+    };
+    let is = |k: &str| keyword.eq_ignore_ascii_case(k);
+    if is("SELECT") || is("VALUES") || is("TABLE") {
+        read_query(text)
+    } else if is("WITH") {
+        with_query(text)
+    } else if is("SHOW") {
+        show(tokens)
+    } else if is("DESCRIBE") || is("DESC") || is("EXPLAIN") {
+        explain(tokens)
+    } else if is("SET") {
+        set::classify_set(text)
+    } else if is("USE") {
+        match name(tokens.next()) {
+            Some(db) => StatementKind::SessionState(SessionChange::Database(db)),
+            None => StatementKind::Write,
+        }
+    } else if is("BEGIN") {
+        begin(tokens)
+    } else if is("START") {
+        start(tokens)
+    } else if is("COMMIT") || is("ROLLBACK") || is("SAVEPOINT") || is("RELEASE") {
+        StatementKind::Transaction
+    } else if is("LOCK") {
+        lock(tokens)
+    } else if is("UNLOCK") {
+        match words(&mut tokens, 1).as_slice() {
+            [w] if eq(w, "TABLES") || eq(w, "TABLE") => StatementKind::UnlockTables,
+            _ => StatementKind::Write,
+        }
+    } else if is("FLUSH") {
+        flush(tokens)
+    } else if is("CREATE") {
+        create(tokens)
+    } else if is("DROP") {
+        drop(tokens)
+    } else if is("PREPARE") {
+        prepare(tokens)
+    } else if is("EXECUTE") {
+        match name(tokens.next()) {
+            Some(n) if !eq(&n, "IMMEDIATE") => StatementKind::ExecutePrepared(n),
+            _ => StatementKind::Write,
+        }
+    } else if is("DEALLOCATE") {
+        deallocate(tokens)
+    } else if is("HELP") {
+        StatementKind::Read
+    } else {
+        // INSERT, UPDATE, DELETE, REPLACE, CALL, DO, LOAD, ALTER, GRANT,
+        // XA, HANDLER, ANALYZE... and every keyword not known here.
+        StatementKind::Write
+    }
+}
+
+fn eq(word: &str, keyword: &str) -> bool {
+    word.eq_ignore_ascii_case(keyword)
+}
+
+/// The next `n` words (fewer if something else comes first).
+fn words<'a>(tokens: &mut Lexer<'a>, n: usize) -> Vec<&'a str> {
+    tokens
+        .by_ref()
+        .take(n)
+        .map_while(|t| match t {
+            Token::Word(w) => Some(w),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An identifier token's name.
+fn name(token: Option<Token<'_>>) -> Option<String> {
+    match token? {
+        Token::Word(w) | Token::Quoted(w) => Some(w.to_owned()),
+        _ => None,
+    }
+}
+
+/// A SELECT-like query: a read unless something in it needs the primary.
+pub fn read_query(text: &str) -> StatementKind {
+    let mut previous_result = false;
+    let mut tokens = Lexer::new(text).peekable();
+    let mut before: Option<Token<'_>> = None;
+    while let Some(token) = tokens.next() {
+        let next = tokens.peek().copied();
+        match token {
+            Token::Assign => return StatementKind::PinsToPrimary,
+            Token::SystemVariable(name) => match system_variable(name) {
+                Call::Pure => {}
+                Call::PreviousResult => previous_result = true,
+                Call::Primary => return StatementKind::Write,
+            },
+            Token::Word(word) => match word_in_read(word, before, next, &mut tokens) {
+                Some(kind) => return kind,
+                None => {
+                    if next == Some(Token::Punct('(')) && !functions::is_keyword_before_paren(word)
+                    {
+                        // A qualified name (db.f) is a stored function.
+                        match (before, functions::call(word)) {
+                            (Some(Token::Punct('.')), _) | (_, Call::Primary) => {
+                                return StatementKind::Write;
+                            }
+                            (_, Call::PreviousResult) => previous_result = true,
+                            (_, Call::Pure) => {}
+                        }
+                    }
+                }
+            },
+            Token::Quoted(_) if next == Some(Token::Punct('(')) => return StatementKind::Write,
+            _ => {}
+        }
+        before = Some(token);
+    }
+    if previous_result {
+        StatementKind::PreviousResult
+    } else {
+        StatementKind::Read
+    }
+}
+
+/// Keywords inside a read that decide it on their own.
+fn word_in_read<'a>(
+    word: &str,
+    before: Option<Token<'a>>,
+    next: Option<Token<'a>>,
+    tokens: &mut std::iter::Peekable<Lexer<'a>>,
+) -> Option<StatementKind> {
+    let next_is = |k: &str| matches!(next, Some(Token::Word(w)) if eq(w, k));
+    if eq(word, "FOR") && (next_is("UPDATE") || next_is("SHARE")) {
+        return Some(StatementKind::Write); // SELECT ... FOR UPDATE / FOR SHARE
+    }
+    if eq(word, "LOCK") && next_is("IN") {
+        return Some(StatementKind::Write); // LOCK IN SHARE MODE
+    }
+    if eq(word, "INTO") {
+        // INTO @var assigns a user variable (kept on the primary only);
+        // INTO OUTFILE / DUMPFILE writes a file on the server.
+        tokens.next();
+        return Some(match next {
+            Some(Token::UserVariable(_)) => StatementKind::PinsToPrimary,
+            _ => StatementKind::Write,
+        });
+    }
+    if (eq(word, "NEXT") || eq(word, "PREVIOUS")) && next_is("VALUE") {
+        return Some(StatementKind::Write); // NEXT VALUE FOR seq
+    }
+    if eq(word, "SELECT")
+        && matches!(before, Some(Token::Word(w)) if eq(w, "INSERT") || eq(w, "REPLACE"))
+    {
+        return Some(StatementKind::Write);
+    }
+    None
+}
+
+/// `@@name`: `warning_count` and `error_count` describe the previous
+/// statement; `identity` and `last_insert_id` are the session's own writes.
+fn system_variable(name: &str) -> Call {
+    let name = name.rsplit('.').next().unwrap_or(name);
+    if eq(name, "warning_count") || eq(name, "error_count") {
+        Call::PreviousResult
+    } else if eq(name, "identity") || eq(name, "last_insert_id") || eq(name, "last_gtid") {
+        Call::Primary
+    } else {
+        Call::Pure
+    }
+}
+
+/// `WITH ...`: sqlparser finds the main statement; when it cannot parse
+/// the text, only a CTE followed by a plain SELECT keyword scan is trusted.
+fn with_query(text: &str) -> StatementKind {
+    use sqlparser::ast::{SetExpr, Statement};
+    use sqlparser::dialect::MySqlDialect;
+    match sqlparser::parser::Parser::parse_sql(&MySqlDialect {}, text) {
+        // A CTE's main statement may also be an UPDATE, DELETE or INSERT.
+        Ok(statements) => match statements.as_slice() {
+            [Statement::Query(query)]
+                if matches!(
+                    *query.body,
+                    SetExpr::Select(_)
+                        | SetExpr::Query(_)
+                        | SetExpr::SetOperation { .. }
+                        | SetExpr::Values(_)
+                        | SetExpr::Table(_)
+                ) =>
+            {
+                read_query(text)
+            }
+            _ => StatementKind::Write,
+        },
+        Err(_) => StatementKind::Write,
+    }
+}
+
+/// SHOW: reads, except what describes one server (its binary logs,
+/// replication, processes, global state) or the previous statement.
+fn show(mut tokens: Lexer<'_>) -> StatementKind {
+    let mut word = words(&mut tokens, 1).pop().unwrap_or_default();
+    if eq(word, "FULL") || eq(word, "GLOBAL") || eq(word, "SESSION") || eq(word, "LOCAL") {
+        if eq(word, "GLOBAL") {
+            return StatementKind::Write;
+        }
+        word = words(&mut tokens, 1).pop().unwrap_or_default();
+    }
+    if eq(word, "COUNT") {
+        // SHOW COUNT(*) WARNINGS
+        return StatementKind::PreviousResult;
+    }
+    const PREVIOUS: &[&str] = &["WARNINGS", "ERRORS"];
+    const SERVER: &[&str] = &[
+        "MASTER",
+        "SLAVE",
+        "REPLICA",
+        "BINLOG",
+        "BINARY",
+        "RELAYLOG",
+        "PROCESSLIST",
+        "STATUS",
+        "VARIABLES",
+        "ENGINE",
+        "OPEN",
+        "PROFILE",
+        "PROFILES",
+        "EXPLAIN",
+        "ANALYZE",
+        "ALL",
+        "USER_STATISTICS",
+        "CLIENT_STATISTICS",
+        "INDEX_STATISTICS",
+        "TABLE_STATISTICS",
+        "MUTEX",
+        "INNODB",
+    ];
+    if PREVIOUS.iter().any(|k| eq(word, k)) {
+        StatementKind::PreviousResult
+    } else if word.is_empty() || SERVER.iter().any(|k| eq(word, k)) {
+        StatementKind::Write
+    } else {
+        StatementKind::Read
+    }
+}
+
+/// DESCRIBE / EXPLAIN: a table description or the plan of a read is a
+/// read; the plan of a write goes to the primary.
+fn explain(mut tokens: Lexer<'_>) -> StatementKind {
+    let rest = tokens.rest();
+    let mut peek = Lexer::new(rest);
+    let mut word = match peek.next() {
+        Some(Token::Word(w)) => w,
+        Some(Token::Quoted(_)) => return StatementKind::Read,
+        Some(Token::Punct('(')) => return read_query(rest),
+        _ => return StatementKind::Write,
+    };
+    // EXPLAIN EXTENDED | PARTITIONS | FORMAT=JSON ...
+    while eq(word, "EXTENDED") || eq(word, "PARTITIONS") || eq(word, "FORMAT") {
+        if eq(word, "FORMAT") {
+            peek.next(); // =
+            peek.next(); // JSON / TRADITIONAL
+        }
+        word = match peek.next() {
+            Some(Token::Word(w)) => w,
+            _ => return StatementKind::Write,
+        };
+    }
+    if eq(word, "SELECT") || eq(word, "WITH") || eq(word, "VALUES") || eq(word, "TABLE") {
+        match read_query(peek.rest()) {
+            StatementKind::Read | StatementKind::PreviousResult => StatementKind::Read,
+            _ => StatementKind::Write,
+        }
+    } else if ["INSERT", "UPDATE", "DELETE", "REPLACE", "FOR", "ANALYZE"]
+        .iter()
+        .any(|k| eq(word, k))
+    {
+        StatementKind::Write
+    } else {
+        // DESCRIBE table [column]
+        StatementKind::Read
+    }
+}
+
+fn begin(mut tokens: Lexer<'_>) -> StatementKind {
+    match tokens.next() {
+        None => StatementKind::Begin { read_only: false },
+        Some(Token::Word(w)) if eq(w, "WORK") => StatementKind::Begin { read_only: false },
+        // BEGIN NOT ATOMIC ... END: an anonymous compound statement.
+        _ => StatementKind::Write,
+    }
+}
+
+/// `START TRANSACTION [READ ONLY | READ WRITE | WITH CONSISTENT SNAPSHOT], ...`
+fn start(mut tokens: Lexer<'_>) -> StatementKind {
+    if !matches!(tokens.next(), Some(Token::Word(w)) if eq(w, "TRANSACTION")) {
+        return StatementKind::Write; // START SLAVE, START REPLICA...
+    }
+    let rest: Vec<Token<'_>> = tokens.collect();
+    let read_only = rest
+        .windows(2)
+        .any(|w| matches!(w, [Token::Word(a), Token::Word(b)] if eq(a, "READ") && eq(b, "ONLY")));
+    StatementKind::Begin { read_only }
+}
+
+fn lock(mut tokens: Lexer<'_>) -> StatementKind {
+    match words(&mut tokens, 1).as_slice() {
+        [w] if eq(w, "TABLES") || eq(w, "TABLE") => StatementKind::LockTables,
+        _ => StatementKind::Write,
+    }
+}
+
+/// `FLUSH TABLES ... WITH READ LOCK` holds locks like LOCK TABLES.
+fn flush(tokens: Lexer<'_>) -> StatementKind {
+    let words: Vec<&str> = tokens
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    let read_lock = words
+        .windows(3)
+        .any(|w| eq(w[0], "WITH") && eq(w[1], "READ") && eq(w[2], "LOCK"));
+    if read_lock {
+        StatementKind::LockTables
+    } else {
+        StatementKind::Write
+    }
+}
+
+/// `CREATE [OR REPLACE] TEMPORARY TABLE [IF NOT EXISTS] name`
+fn create(mut tokens: Lexer<'_>) -> StatementKind {
+    let mut word = words(&mut tokens, 1).pop().unwrap_or_default();
+    if eq(word, "OR") {
+        words(&mut tokens, 1); // REPLACE
+        word = words(&mut tokens, 1).pop().unwrap_or_default();
+    }
+    if !eq(word, "TEMPORARY") || !matches!(tokens.next(), Some(Token::Word(w)) if eq(w, "TABLE")) {
+        return StatementKind::Write;
+    }
+    let mut token = tokens.next();
+    if matches!(token, Some(Token::Word(w)) if eq(w, "IF")) {
+        tokens.next(); // NOT
+        tokens.next(); // EXISTS
+        token = tokens.next();
+    }
+    match table_name(token, &mut tokens) {
+        Some(table) => StatementKind::CreateTemporaryTable(table),
+        None => StatementKind::Write,
+    }
+}
+
+/// `DROP [TEMPORARY] TABLE [IF EXISTS] names`, `DROP PREPARE name`.
+fn drop(mut tokens: Lexer<'_>) -> StatementKind {
+    let mut word = words(&mut tokens, 1).pop().unwrap_or_default();
+    if eq(word, "PREPARE") {
+        return match name(tokens.next()) {
+            Some(n) => StatementKind::SessionState(SessionChange::Deallocate(n)),
+            None => StatementKind::Write,
+        };
+    }
+    if eq(word, "TEMPORARY") {
+        word = words(&mut tokens, 1).pop().unwrap_or_default();
+    }
+    if !eq(word, "TABLE") && !eq(word, "TABLES") {
+        return StatementKind::Write;
+    }
+    let mut tables = Vec::new();
+    let mut token = tokens.next();
+    if matches!(token, Some(Token::Word(w)) if eq(w, "IF")) {
+        tokens.next(); // EXISTS
+        token = tokens.next();
+    }
+    while let Some(table) = table_name(token, &mut tokens) {
+        tables.push(table);
+        token = match tokens.next() {
+            Some(Token::Punct(',')) => tokens.next(),
+            _ => break,
+        };
+    }
+    StatementKind::DropTables(tables)
+}
+
+/// A table name, unqualified: `t`, `` `t` ``, `db.t` (gives `t`).
+fn table_name<'a>(first: Option<Token<'a>>, tokens: &mut Lexer<'a>) -> Option<String> {
+    let mut table = name(first)?;
+    let mut lookahead = tokens.clone();
+    if lookahead.next() == Some(Token::Punct('.')) {
+        tokens.next();
+        table = name(tokens.next())?;
+    }
+    Some(table)
+}
+
+/// `PREPARE name FROM 'text'` (classified) or `FROM @var` (unknown: primary).
+fn prepare(mut tokens: Lexer<'_>) -> StatementKind {
+    let Some(statement) = name(tokens.next()) else {
+        return StatementKind::Write;
+    };
+    if !matches!(tokens.next(), Some(Token::Word(w)) if eq(w, "FROM")) {
+        return StatementKind::Write;
+    }
+    let source = tokens.rest();
+    let reads = literal(source).is_some_and(|text| kind(&text) == StatementKind::Read);
+    StatementKind::SessionState(SessionChange::Prepare {
+        name: statement,
+        reads,
+    })
+}
+
+fn deallocate(mut tokens: Lexer<'_>) -> StatementKind {
+    if !matches!(tokens.next(), Some(Token::Word(w)) if eq(w, "PREPARE")) {
+        return StatementKind::Write;
+    }
+    match name(tokens.next()) {
+        Some(n) => StatementKind::SessionState(SessionChange::Deallocate(n)),
+        None => StatementKind::Write,
+    }
+}
+
+/// The contents of a single string literal making up all of `text`.
+fn literal(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches(';').trim_end();
+    let quote = text.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let inner = text.strip_prefix(quote)?.strip_suffix(quote)?;
+    let doubled = format!("{quote}{quote}");
+    if inner.replace(&doubled, "").contains(quote) {
+        return None; // more than one literal (concatenation)
+    }
+    Some(
+        inner
+            .replace(&doubled, &quote.to_string())
+            .replace("\\'", "'"),
+    )
+}
+
+#[cfg(test)]
+mod tests;
