@@ -12,7 +12,9 @@
 //! | [`tls`] | TLS configurations for both sides |
 //! | [`server`] | client side: listener, login, sessions, KILL registry |
 //! | [`backend`] | backend side: connections and pools |
-//! | [`sql`] | what rwsplit reads in SQL text |
+//! | [`sql`] | what rwsplit reads in SQL text: `classify(text) -> Classified` |
+//! | [`routing`] | `route(kind, &SessionView, &Topology, &ReadPolicy) -> Target` |
+//! | [`topology`] | the backends' roles, health and lag, as a lock-free snapshot |
 //! | [`sandbox`] | local MariaDB primary + replicas for tests, demos and benchmarks |
 
 pub mod backend;
@@ -21,7 +23,9 @@ pub mod config;
 pub mod logging;
 pub mod net;
 pub mod protocol;
+pub mod routing;
 pub mod sandbox;
 pub mod server;
 pub mod sql;
 pub mod tls;
+pub mod topology;

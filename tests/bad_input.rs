@@ -261,7 +261,7 @@ async fn a_client_leaving_mid_result_set_loses_its_backend_connection() {
     let mut conn = raw_client(&proxy.addr.to_string(), modern_capabilities(), None).await;
     let (response, _) = conn
         .exchange(
-            b"\x03SELECT CONNECTION_ID()",
+            b"\x03/* rwsplit:primary */ SELECT CONNECTION_ID()",
             Expect::Results { cursor: false },
         )
         .await
@@ -270,7 +270,7 @@ async fn a_client_leaving_mid_result_set_loses_its_backend_connection() {
     // A large result the client never reads, then it disconnects.
     conn.send(
         0,
-        b"\x03SELECT REPEAT('x', 1000000) FROM mysql.seq_1_to_200",
+        b"\x03/* rwsplit:primary */ SELECT REPEAT('x', 1000000) FROM mysql.seq_1_to_200",
     )
     .await
     .unwrap();
@@ -328,7 +328,11 @@ async fn a_backend_killed_mid_query_gives_2013_and_the_proxy_goes_on() {
     let proxy = common::start_proxy(config);
     let mut victim = Conn::new(proxy.opts()).await.unwrap();
     let mut bystander = Conn::new(proxy.opts()).await.unwrap();
-    let query = tokio::spawn(async move { victim.query_drop("SELECT SLEEP(20)").await });
+    let query = tokio::spawn(async move {
+        victim
+            .query_drop("/* rwsplit:primary */ SELECT SLEEP(20)")
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     send_signal(sandbox.primary().pid(), libc::SIGKILL).unwrap();
     let error = within("the victim's error", query)
@@ -342,23 +346,23 @@ async fn a_backend_killed_mid_query_gives_2013_and_the_proxy_goes_on() {
         "{}",
         error.message
     );
-    // Another session: a clear error saying the backend is unreachable.
-    let error = server_error(
-        bystander
-            .query_drop("SELECT 1")
-            .await
-            .expect_err("no primary"),
-    );
+    // Another session: writes get a clear error; reads still work on the replica.
+    let error = server_error(bystander.query_drop("DO 1").await.expect_err("no primary"));
     assert!(
         [2003, 2013].contains(&error.code),
         "{} {}",
         error.code,
         error.message
     );
+    let one: Option<u8> = bystander
+        .query_first("SELECT 1")
+        .await
+        .expect("reads go to the replica");
+    assert_eq!(one, Some(1));
     // New clients can still log in to rwsplit, and are told the same.
     let mut newcomer = raw_client(&proxy.addr.to_string(), modern_capabilities(), None).await;
     let (response, scanner) = newcomer
-        .exchange(b"\x03SELECT 1", Expect::Results { cursor: false })
+        .exchange(b"\x03DO 1", Expect::Results { cursor: false })
         .await
         .unwrap();
     assert_eq!(scanner.error(), Some(2003));

@@ -125,6 +125,8 @@ async fn mysql_async_sees_the_same_as_direct() {
     for statement in SETUP {
         admin.query_drop(*statement).await.unwrap();
     }
+    // Reads go to replicas: let them catch up with the set-up first.
+    sandbox.sync_replicas().await.unwrap();
     let with_db = |opts: mysql_async::Opts| {
         mysql_async::OptsBuilder::from_opts(opts).db_name(Some("clients"))
     };
@@ -206,7 +208,7 @@ fn mariadb(port: u16, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_mariadb_client_reports_status_and_sources_files() {
     let sandbox = common::shared_sandbox();
-    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let proxy = common::start_proxy(common::primary_only_config(&sandbox));
     let status = mariadb(proxy.port(), &["-e", "status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
@@ -262,7 +264,8 @@ fn the_mariadb_client_reports_status_and_sources_files() {
 fn pymysql_transactions_load_data_and_tls() {
     let sandbox = common::shared_sandbox();
     let certs = common::test_certs();
-    let mut config = common::proxy_config(&sandbox);
+    // The suite reads its own writes from new connections: primary only.
+    let mut config = common::primary_only_config(&sandbox);
     config.listen.tls = Some(ListenTlsConfig {
         cert: certs.cert.clone(),
         key: certs.key.clone(),
@@ -407,6 +410,8 @@ async fn compressed_clients_see_the_same_as_direct() {
     for statement in SETUP {
         admin.query_drop(*statement).await.unwrap();
     }
+    // Reads go to replicas: let them catch up with the set-up first.
+    sandbox.sync_replicas().await.unwrap();
     let direct_opts =
         mysql_async::OptsBuilder::from_opts(sandbox.primary().opts(&APP)).db_name(Some("clients"));
     let compressed = mysql_async::OptsBuilder::from_opts(proxy.opts())

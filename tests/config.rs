@@ -65,6 +65,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.routing.read_your_writes, ReadYourWrites::Off);
     assert_eq!(config.routing.causal_read_timeout, Duration::from_secs(1));
     assert!(!config.routing.primary_serves_reads);
+    assert_eq!(config.routing.session_history_limit, 1000);
     assert!(!config.failover.auto);
     assert_eq!(config.failover.failure_threshold, 3);
 }
@@ -111,6 +112,7 @@ routing:
   read_your_writes: session
   causal_read_timeout: 250ms
   primary_serves_reads: true
+  session_history_limit: 20
 failover: { auto: true, failure_threshold: 7 }
 ";
     let config = Config::from_text(text, &dir.path().join("proxy.yaml"), env).unwrap();
@@ -162,6 +164,7 @@ failover: { auto: true, failure_threshold: 7 }
     assert_eq!(config.routing.replica_selection, ReplicaSelection::LeastLag);
     assert_eq!(config.routing.read_your_writes, ReadYourWrites::Session);
     assert!(config.routing.primary_serves_reads);
+    assert_eq!(config.routing.session_history_limit, 20);
     assert!(config.failover.auto);
     assert_eq!(config.failover.failure_threshold, 7);
 }

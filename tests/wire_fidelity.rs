@@ -183,7 +183,7 @@ async fn setup() -> (Arc<Sandbox>, TestProxy) {
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
-    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let proxy = common::start_proxy(common::primary_only_config(&sandbox));
     (sandbox, proxy)
 }
 

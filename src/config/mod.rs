@@ -207,6 +207,9 @@ pub struct RoutingConfig {
     pub causal_read_timeout: Duration,
     /// Let the primary serve reads alongside the replicas.
     pub primary_serves_reads: bool,
+    /// Session-state commands a session keeps to replay on backend
+    /// connections it opens later; past this it stays on the primary.
+    pub session_history_limit: usize,
 }
 
 /// `failover:` — replacing a failed primary.

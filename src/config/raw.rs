@@ -86,6 +86,7 @@ pub struct RawRouting {
     pub read_your_writes: Scalar,
     pub causal_read_timeout: Scalar,
     pub primary_serves_reads: Scalar,
+    pub session_history_limit: Scalar,
 }
 
 #[derive(Debug, Default, Deserialize)]

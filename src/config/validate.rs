@@ -16,6 +16,9 @@ use super::{
     RoutingConfig, UserConfig,
 };
 
+/// Most backends one rwsplit serves (routing keeps them in a 64-bit set).
+const MAX_BACKENDS: usize = 64;
+
 /// Largest packet the MySQL protocol allows (`max_allowed_packet` upper bound).
 const MAX_PACKET_LIMIT: usize = 1 << 30;
 
@@ -238,6 +241,15 @@ fn backends(check: &mut Checker, raw: Option<Vec<RawBackend>>) -> Vec<BackendCon
             );
         }
     }
+    if backends.len() > MAX_BACKENDS {
+        check.problem(
+            "backends",
+            format!(
+                "{} backends; at most {MAX_BACKENDS} are supported",
+                backends.len()
+            ),
+        );
+    }
     let primaries = backends
         .iter()
         .filter(|b| b.role == Some(Role::Primary))
@@ -392,6 +404,12 @@ fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
             raw.primary_serves_reads,
             false,
             boolean,
+        ),
+        session_history_limit: check.parse(
+            "routing.session_history_limit",
+            raw.session_history_limit,
+            1000,
+            positive,
         ),
     }
 }

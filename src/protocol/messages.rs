@@ -144,6 +144,16 @@ impl ErrorPacket {
         )
     }
 
+    /// ER_OPTION_PREVENTS_STATEMENT: no primary is known, so a statement
+    /// that needs one cannot run.
+    pub fn no_primary() -> Self {
+        Self::new(
+            1290,
+            b"HY000",
+            "rwsplit has no primary to run this statement on (see rwsplit status); reads still work",
+        )
+    }
+
     /// ER_NO_SUCH_THREAD.
     pub fn unknown_thread(id: u64) -> Self {
         Self::new(1094, b"HY000", format!("Unknown thread id: {id}"))

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod session;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -24,9 +25,10 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::backend::conn::{BackendConn, Endpoint, Greeting, Login, TlsTarget};
 use crate::backend::pool::Pool;
-use crate::config::{AuthPluginChoice, Config, Role, UserConfig};
+use crate::config::{AuthPluginChoice, Config, UserConfig};
 use crate::protocol::auth::{AuthPlugin, RsaKey};
 use crate::tls::{self, TlsError};
+use crate::topology::{Topology, TopologyCell};
 use registry::Registry;
 
 /// Capabilities rwsplit offers clients, before intersecting with what the
@@ -108,6 +110,12 @@ pub struct Proxy {
     /// Idle connections of each backend, in configuration order.
     pub pools: Vec<Pool>,
     pub registry: Arc<Registry>,
+    /// Roles, health and lag of the backends, as sessions see them.
+    pub topology: TopologyCell,
+    /// Statements in flight on each backend (for least_connections).
+    pub load: Vec<AtomicU32>,
+    /// Grows with every read routed (round robin, tie breaks).
+    pub turn: AtomicU64,
     /// Present when `listen.tls` is configured.
     pub tls: Option<TlsAcceptor>,
     /// For caching_sha2_password full authentication without TLS.
@@ -213,6 +221,9 @@ impl Proxy {
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
         Ok(Proxy {
+            load: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            turn: AtomicU64::new(0),
+            topology: TopologyCell::new(Topology::from_config(&config)),
             endpoints,
             pools,
             registry: Arc::default(),
@@ -237,7 +248,10 @@ impl Proxy {
             collation: ServerInfo::fallback().collation,
             attributes: None,
         };
-        let conn = BackendConn::connect(&self.endpoints[self.primary()], &login).await?;
+        let Some(primary) = self.primary() else {
+            return Ok(());
+        };
+        let conn = BackendConn::connect(&self.endpoints[primary], &login).await?;
         self.note_greeting(conn.greeting());
         Ok(())
     }
@@ -299,13 +313,8 @@ impl Proxy {
             .insert(user.to_owned());
     }
 
-    /// The backend that takes writes: the one marked `role: primary`, else
-    /// the first. (The monitor will discover it instead.)
-    pub fn primary(&self) -> usize {
-        self.config
-            .backends
-            .iter()
-            .position(|b| b.role == Some(Role::Primary))
-            .unwrap_or(0)
+    /// The backend that takes writes, when one is known.
+    pub fn primary(&self) -> Option<usize> {
+        self.topology.load().primary
     }
 }

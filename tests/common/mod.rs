@@ -82,6 +82,16 @@ pub fn proxy_config(sandbox: &Sandbox) -> Config {
         .expect("test config is valid")
 }
 
+/// A proxy configuration with the primary as the only backend: for tests of
+/// the wire protocol, whose results are compared with a direct connection
+/// to the primary byte for byte (with replicas, which server answers can
+/// show, e.g. in warnings left over from earlier statements).
+pub fn primary_only_config(sandbox: &Sandbox) -> Config {
+    let mut config = proxy_config(sandbox);
+    config.backends.truncate(1);
+    config
+}
+
 /// An rwsplit running in this process on its own runtime; stopped (all its
 /// tasks dropped) when this is dropped.
 pub struct TestProxy {

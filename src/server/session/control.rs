@@ -15,7 +15,9 @@ use crate::protocol::command::com;
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
+use crate::routing::Target;
 use crate::server::login::authenticate;
+use crate::server::session::state::RoutingState;
 use crate::sql::kill::Kill;
 
 impl Session {
@@ -111,6 +113,7 @@ impl Session {
         }
         self.statements.clear();
         self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        self.routing = RoutingState::new(self.proxy.config.routing.session_history_limit);
         self.reply_ok(seq).await
     }
 
@@ -162,6 +165,7 @@ impl Session {
         self.release_backends();
         self.statements.clear();
         self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        self.routing = RoutingState::new(self.proxy.config.routing.session_history_limit);
         self.identity.user = user;
         self.identity.db =
             (!request.db.is_empty()).then(|| String::from_utf8_lossy(request.db).into_owned());
@@ -174,7 +178,11 @@ impl Session {
         self.registration
             .set_user(self.identity.user.name.as_str().into());
         if self.identity.db.is_some() {
-            if let Err(error) = self.ensure_backend(self.proxy.primary()).await {
+            let primary = self
+                .proxy
+                .primary()
+                .map_or(Target::NoPrimary, Target::Backend);
+            if let Err(error) = self.backend_for(primary, false).await {
                 let _ = self.client.send_error(seq, &error).await;
                 return Err(End::Refused);
             }

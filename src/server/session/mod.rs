@@ -3,6 +3,8 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`route`] | classify, route, run, keep session state on every backend |
+//! | [`state`] | what routing remembers: pins, locks, temporary tables, history |
 //! | [`relay`] | a command to a backend and its response back (the hot path) |
 //! | [`statements`] | prepared statements: client ids and backend ids |
 //! | [`prepared`] | the COM_STMT_* commands |
@@ -15,6 +17,8 @@
 mod control;
 mod prepared;
 mod relay;
+mod route;
+mod state;
 mod statements;
 
 use std::net::SocketAddr;
@@ -35,8 +39,11 @@ use crate::protocol::command::Command;
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
+use crate::routing::Target;
+use crate::sql::SessionChange;
 use crate::sql::kill::{Kill, parse_kill};
 use relay::{RelayError, Relayed};
+use state::RoutingState;
 use statements::Statements;
 
 const RESULTS: Expect = Expect::Results { cursor: false };
@@ -98,6 +105,7 @@ pub async fn run(
     };
     registration.set_user(logged_in.identity.user.name.as_str().into());
     let next_seq = logged_in.next_seq;
+    let proxy_history_limit = proxy.config.routing.session_history_limit;
     let mut session = Session {
         backends: proxy.endpoints.iter().map(|_| None).collect(),
         proxy,
@@ -105,6 +113,7 @@ pub async fn run(
         identity: logged_in.identity,
         statements: Statements::default(),
         status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        routing: RoutingState::new(proxy_history_limit),
         registration,
     };
     let end = match session.start(next_seq).await {
@@ -122,8 +131,10 @@ struct Session {
     /// One slot per backend, filled the first time a command goes there.
     backends: Vec<Option<BackendConn>>,
     statements: Statements,
-    /// Status flags of the last response (for answers rwsplit gives itself).
+    /// Status flags of the last response: autocommit, and what rwsplit
+    /// answers itself (COM_PING).
     status: StatusFlags,
+    routing: RoutingState,
     registration: Registration,
 }
 
@@ -132,7 +143,11 @@ impl Session {
     /// the primary connection with it), then sends OK.
     async fn start(&mut self, seq: u8) -> Result<(), End> {
         if self.identity.db.is_some() {
-            if let Err(error) = self.ensure_backend(self.proxy.primary()).await {
+            let primary = self
+                .proxy
+                .primary()
+                .map_or(Target::NoPrimary, Target::Backend);
+            if let Err(error) = self.backend_for(primary, false).await {
                 self.client.send_error(seq, &error).await?;
                 return Err(End::Refused);
             }
@@ -208,37 +223,32 @@ impl Session {
                     .await;
             }
         };
-        let primary = self.proxy.primary();
         match command {
             Command::Quit => Ok(Flow::Quit),
             Command::Ping => self.reply_ok(seq).await,
             Command::Query(sql) => match parse_kill(sql) {
                 Some(kill) => self.kill(kill, seq).await,
-                None => self
-                    .forward(primary, &frame, RESULTS)
-                    .await
-                    .map(|_| Flow::Continue),
+                None => self.query(frame).await,
             },
             Command::InitDb(db) => {
-                let db = String::from_utf8_lossy(db).into_owned();
-                let relayed = self.forward(primary, &frame, Expect::Single).await?;
-                if relayed.is_some_and(|r| r.error.is_none()) {
-                    self.identity.db = Some(db);
-                }
-                Ok(Flow::Continue)
+                let change = SessionChange::Database(String::from_utf8_lossy(db).into_owned());
+                self.session_state(frame, Expect::Single, Some(change))
+                    .await
             }
-            Command::FieldList => self
-                .forward(primary, &frame, Expect::FieldList)
-                .await
-                .map(|_| Flow::Continue),
-            Command::Statistics | Command::Debug | Command::Refresh | Command::SetOption => self
-                .forward(primary, &frame, Expect::Single)
-                .await
-                .map(|_| Flow::Continue),
-            Command::ProcessInfo => self
-                .forward(primary, &frame, RESULTS)
-                .await
-                .map(|_| Flow::Continue),
+            Command::SetOption => self.session_state(frame, Expect::Single, None).await,
+            Command::FieldList => {
+                // Lists a table's columns: a read, unless the table may be
+                // one of the session's temporary tables.
+                let table = String::from_utf8_lossy(&frame.first_payload()[1..]).into_owned();
+                let target = self.target(&crate::sql::StatementKind::Read, None, &table);
+                self.run_on(target, &frame, Expect::FieldList, true)
+                    .await
+                    .map(|_| Flow::Continue)
+            }
+            Command::Statistics | Command::Debug | Command::Refresh => {
+                self.on_primary(&frame, Expect::Single).await
+            }
+            Command::ProcessInfo => self.on_primary(&frame, RESULTS).await,
             Command::ProcessKill(id) => self.kill(Kill::Connection(id.into()), seq).await,
             Command::ChangeUser => self.change_user(frame).await,
             Command::ResetConnection => self.reset_connection(seq).await,
@@ -262,22 +272,15 @@ impl Session {
         }
     }
 
-    /// Relays a client command to backend `target`. `Ok(None)` when no
-    /// connection to it could be opened (the client got an ERR).
-    async fn forward(
-        &mut self,
-        target: usize,
-        frame: &Frame,
-        expect: Expect,
-    ) -> Result<Option<Relayed>, End> {
-        if let Err(error) = self.ensure_backend(target).await {
-            self.reply_error(frame.last_seq().wrapping_add(1), &error)
-                .await?;
-            return Ok(None);
-        }
-        self.relay_to(target, frame.as_bytes(), expect, None)
+    /// Relays a command about the server itself to the primary.
+    async fn on_primary(&mut self, frame: &Frame, expect: Expect) -> Result<Flow, End> {
+        let primary = self
+            .proxy
+            .primary()
+            .map_or(Target::NoPrimary, Target::Backend);
+        self.run_on(primary, frame, expect, false)
             .await
-            .map(Some)
+            .map(|_| Flow::Continue)
     }
 
     /// Relays raw request bytes to an open backend connection.
@@ -291,7 +294,11 @@ impl Session {
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
-        match relay::relay(&mut self.client, backend, request, expect, rename).await {
+        let load = &self.proxy.load[target];
+        load.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = relay::relay(&mut self.client, backend, request, expect, rename).await;
+        load.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        match result {
             Ok(relayed) => {
                 if let Some(status) = relayed.status {
                     self.status = status;
@@ -345,7 +352,17 @@ impl Session {
             Some((conn, _)) => conn,
             None => self.connect(target).await?,
         };
-        if target == self.proxy.primary() {
+        // Bring the connection up to the session's state.
+        let mut conn = conn;
+        if let Err(error) = self.routing.history.replay(&mut conn).await {
+            warn!(backend = endpoint.name, %error, "cannot replay the session's state on a new connection");
+            return Err(ErrorPacket::backend_unreachable(
+                &endpoint.name,
+                &endpoint.address,
+                &format!("replaying the session's SET/USE/PREPARE history failed: {error}"),
+            ));
+        }
+        if Some(target) == self.proxy.primary() {
             self.proxy.note_greeting(conn.greeting());
         }
         debug!(
@@ -401,19 +418,25 @@ impl Session {
     /// Hands every held backend connection to its pool (reset in the
     /// background), leaving the session with none.
     fn release_backends(&mut self) {
-        let key = self.pool_key();
-        for (index, slot) in self.backends.iter_mut().enumerate() {
-            if let Some(conn) = slot.take() {
-                self.registration.set_thread(index, None);
-                let proxy = self.proxy.clone();
-                let key = key.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = proxy.pools[index].put(key, conn).await {
-                        debug!(%error, "backend connection not reusable; closed");
-                    }
-                });
-            }
+        for index in 0..self.backends.len() {
+            self.release_backend(index);
         }
+    }
+
+    /// Hands one backend connection (if held) to its pool.
+    fn release_backend(&mut self, index: usize) {
+        let Some(conn) = self.backends[index].take() else {
+            return;
+        };
+        self.registration.set_thread(index, None);
+        self.statements.forget_backend(index);
+        let proxy = self.proxy.clone();
+        let key = self.pool_key();
+        tokio::spawn(async move {
+            if let Err(error) = proxy.pools[index].put(key, conn).await {
+                debug!(%error, "backend connection not reusable; closed");
+            }
+        });
     }
 
     async fn reply_ok(&mut self, seq: u8) -> Result<Flow, End> {

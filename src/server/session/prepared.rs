@@ -2,24 +2,36 @@
 //! client's (rwsplit's) and each backend's; a statement is prepared on a
 //! backend the first time it runs there; parameter types are added to an
 //! execution that relies on types the backend has not seen.
+//!
+//! A statement that only reads is prepared on, and executed on, a replica
+//! chosen like any read; others on the primary. FETCH and RESET follow the
+//! statement to where it last ran (its cursor is there); long data goes to
+//! the primary and takes the next execution with it.
 
-use super::statements::Statement;
+use super::statements::{Prepared, Statement};
 use super::{End, Flow, Session};
-use crate::protocol::command::{self, com, set_statement_id, wants_cursor};
+use crate::protocol::command::{self, set_statement_id, wants_cursor};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
+use crate::routing::Target;
+use crate::sql::{self, StatementKind};
 
 impl Session {
     pub(super) async fn prepare(&mut self, frame: Frame, sql: Vec<u8>) -> Result<Flow, End> {
-        let target = self.proxy.primary();
         let seq = frame.last_seq().wrapping_add(1);
-        if let Err(error) = self.ensure_backend(target).await {
-            return self.reply_error(seq, &error).await;
-        }
+        let text = String::from_utf8_lossy(&sql);
+        let classified = sql::classify(&text);
+        let reads = classified.kind == StatementKind::Read;
+        let target = self.target(&classified.kind, classified.hint, &text);
+        let backend = match self.backend_for(target, reads).await {
+            Ok(backend) => backend,
+            Err(error) => return self.reply_error(seq, &error).await,
+        };
+        drop(text);
         let id = self.statements.allocate();
         let relayed = self
-            .relay_to(target, frame.as_bytes(), Expect::Prepare, Some(id))
+            .relay_to(backend, frame.as_bytes(), Expect::Prepare, Some(id))
             .await?;
         if let Some(ok) = relayed.prepared {
             let statement = Statement {
@@ -27,7 +39,14 @@ impl Session {
                 params: ok.params,
                 columns: ok.columns,
                 types: None,
-                on: vec![(target, ok.statement_id)],
+                on: vec![Prepared {
+                    backend,
+                    id: ok.statement_id,
+                    has_types: false,
+                }],
+                reads,
+                last: None,
+                long_data: false,
             };
             self.statements.insert(id, statement);
         }
@@ -45,9 +64,17 @@ impl Session {
             let error = ErrorPacket::unknown_statement(statement, "mysqld_stmt_execute");
             return self.reply_error(seq, &error).await;
         };
-        let target = self.proxy.primary();
-        let (backend_id, fresh) = match self.prepared_on(id, target).await? {
-            Ok(prepared) => prepared,
+        let target = self.execution_target(id);
+        let reads = self
+            .statements
+            .get(id)
+            .is_some_and(|s| s.reads && !s.long_data);
+        let backend = match self.backend_for(target, reads).await {
+            Ok(backend) => backend,
+            Err(error) => return self.reply_error(seq, &error).await,
+        };
+        let backend_id = match self.prepared_on(id, backend).await? {
+            Ok(backend_id) => backend_id,
             Err(error) => return self.reply_error(seq, &error).await,
         };
         let statement = self
@@ -55,24 +82,27 @@ impl Session {
             .get_mut(id)
             .ok_or(End::Violation("internal error: statement vanished"))?;
         let layout = command::execute_layout(frame.first_payload(), statement.params);
-        if let Some((start, end)) = layout.and_then(|l| l.types) {
-            statement.types = Some(frame.first_payload()[start..end].to_vec());
-        }
-        // The client may rely on types sent in an earlier execution, which a
-        // backend that just prepared the statement has not seen: add them.
-        let missing_types = match (fresh, layout, &statement.types) {
-            (true, Some(layout), Some(types)) if layout.types.is_none() => {
-                Some((layout, types.clone()))
+        statement.last = Some(backend);
+        statement.long_data = false;
+        let has_types = statement.on_backend(backend).is_some_and(|p| p.has_types);
+        let frame = match (layout, &statement.types) {
+            (Some(layout), _) if layout.types.is_some() => {
+                // New types: remembered, and only this backend has them now.
+                let (start, end) = layout.types.unwrap_or_default();
+                statement.types = Some(frame.first_payload()[start..end].to_vec());
+                statement.types_sent_to(backend);
+                set_statement_id(frame.first_payload_mut(), backend_id);
+                frame
             }
-            _ => None,
-        };
-        let frame = match missing_types {
-            Some((layout, types)) => {
-                let mut payload = command::with_types(&frame.into_payload(), layout, &types);
+            (Some(layout), Some(types)) if !has_types => {
+                // The client relies on types it sent in an earlier execution,
+                // which ran elsewhere: this backend gets them now.
+                let mut payload = command::with_types(&frame.into_payload(), layout, types);
                 set_statement_id(&mut payload, backend_id);
+                statement.types_sent_to_also(backend);
                 Frame::from_payload(0, &payload)
             }
-            None => {
+            _ => {
                 set_statement_id(frame.first_payload_mut(), backend_id);
                 frame
             }
@@ -80,9 +110,33 @@ impl Session {
         let expect = Expect::Results {
             cursor: wants_cursor(flags),
         };
-        self.relay_to(target, frame.as_bytes(), expect, None)
+        self.relay_to(backend, frame.as_bytes(), expect, None)
             .await?;
+        self.routing.previous = Some(backend);
         Ok(Flow::Continue)
+    }
+
+    /// Where the next execution of statement `id` runs.
+    fn execution_target(&self, id: u32) -> Target {
+        let Some(statement) = self.statements.get(id) else {
+            return Target::NoPrimary;
+        };
+        if statement.long_data {
+            if let Some(transaction) = self.transaction() {
+                return Target::Backend(transaction);
+            }
+            return self
+                .proxy
+                .primary()
+                .map_or(Target::NoPrimary, Target::Backend);
+        }
+        let kind = if statement.reads {
+            StatementKind::Read
+        } else {
+            StatementKind::Write
+        };
+        let text = String::from_utf8_lossy(&statement.sql);
+        self.target(&kind, None, &text)
     }
 
     pub(super) async fn fetch(&mut self, frame: Frame, statement: u32) -> Result<Flow, End> {
@@ -99,8 +153,8 @@ impl Session {
             .await
     }
 
-    /// COM_STMT_FETCH / COM_STMT_RESET: relayed to the backend holding the
-    /// statement.
+    /// COM_STMT_FETCH / COM_STMT_RESET: relayed to the backend where the
+    /// statement last ran (or where it was prepared).
     async fn statement_command(
         &mut self,
         mut frame: Frame,
@@ -109,40 +163,52 @@ impl Session {
         name: &str,
     ) -> Result<Flow, End> {
         let seq = frame.last_seq().wrapping_add(1);
-        let target = self.proxy.primary();
-        let backend_id = self
+        let found = self
             .statements
             .resolve(statement)
             .and_then(|id| self.statements.get(id))
-            .and_then(|s| s.id_on(target));
-        let Some(backend_id) = backend_id.filter(|_| self.backends[target].is_some()) else {
+            .and_then(|s| {
+                let backend = s.last.or_else(|| s.on.first().map(|p| p.backend))?;
+                Some((backend, s.id_on(backend)?))
+            });
+        let Some((backend, backend_id)) = found.filter(|(b, _)| self.backends[*b].is_some()) else {
             return self
                 .reply_error(seq, &ErrorPacket::unknown_statement(statement, name))
                 .await;
         };
         set_statement_id(frame.first_payload_mut(), backend_id);
-        self.relay_to(target, frame.as_bytes(), expect, None)
+        self.relay_to(backend, frame.as_bytes(), expect, None)
             .await?;
         Ok(Flow::Continue)
     }
 
-    /// COM_STMT_SEND_LONG_DATA has no response; an unknown statement is
-    /// reported by the server at the next execution, so it is dropped here.
+    /// COM_STMT_SEND_LONG_DATA has no response: the data goes to the
+    /// primary (or the transaction's backend), where the next execution
+    /// will run. An unknown statement is reported by the server at that
+    /// execution, so it is dropped here.
     pub(super) async fn send_long_data(
         &mut self,
         mut frame: Frame,
         statement: u32,
     ) -> Result<Flow, End> {
-        let target = self.proxy.primary();
         let Some(id) = self.statements.resolve(statement) else {
             return Ok(Flow::Continue);
         };
-        let (backend_id, _) = match self.prepared_on(id, target).await? {
-            Ok(prepared) => prepared,
-            Err(_) => return Ok(Flow::Continue),
+        let target = self
+            .transaction()
+            .or(self.proxy.primary())
+            .map_or(Target::NoPrimary, Target::Backend);
+        let Ok(backend) = self.backend_for(target, false).await else {
+            return Ok(Flow::Continue);
         };
+        let Ok(backend_id) = self.prepared_on(id, backend).await? else {
+            return Ok(Flow::Continue);
+        };
+        if let Some(statement) = self.statements.get_mut(id) {
+            statement.long_data = true;
+        }
         set_statement_id(frame.first_payload_mut(), backend_id);
-        self.send_only(target, frame.as_bytes()).await?;
+        self.send_only(backend, frame.as_bytes()).await?;
         Ok(Flow::Continue)
     }
 
@@ -161,7 +227,12 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let mut payload = frame.first_payload().to_vec();
-        for (backend, backend_id) in removed.on {
+        for Prepared {
+            backend,
+            id: backend_id,
+            ..
+        } in removed.on
+        {
             if self.backends[backend].is_some() {
                 set_statement_id(&mut payload, backend_id);
                 let frame = Frame::from_payload(0, &payload);
@@ -171,42 +242,42 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// The statement's id on `target`, preparing it there first if needed;
-    /// the flag says whether it was just prepared.
+    /// The statement's id on `backend` (connected), preparing it there first
+    /// if needed.
     async fn prepared_on(
         &mut self,
         id: u32,
-        target: usize,
-    ) -> Result<Result<(u32, bool), ErrorPacket>, End> {
+        backend: usize,
+    ) -> Result<Result<u32, ErrorPacket>, End> {
         let Some(statement) = self.statements.get(id) else {
             return Err(End::Violation("internal error: statement vanished"));
         };
-        if let (Some(backend_id), true) = (statement.id_on(target), self.backends[target].is_some())
-        {
-            return Ok(Ok((backend_id, false)));
+        if let Some(backend_id) = statement.id_on(backend) {
+            return Ok(Ok(backend_id));
         }
-        let mut request = vec![com::STMT_PREPARE];
+        let mut request = vec![command::com::STMT_PREPARE];
         request.extend_from_slice(&statement.sql);
-        if let Err(error) = self.ensure_backend(target).await {
-            return Ok(Err(error));
-        }
-        let Some(backend) = self.backends[target].as_mut() else {
+        let Some(conn) = self.backends[backend].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
-        match backend.run(&request, Expect::Prepare).await {
+        match conn.run(&request, Expect::Prepare).await {
             Ok((_, mut scanner)) => match scanner.take_prepare_ok() {
                 Some(ok) => {
                     if let Some(statement) = self.statements.get_mut(id) {
-                        statement.on.push((target, ok.statement_id));
+                        statement.on.push(Prepared {
+                            backend,
+                            id: ok.statement_id,
+                            has_types: false,
+                        });
                     }
-                    Ok(Ok((ok.statement_id, true)))
+                    Ok(Ok(ok.statement_id))
                 }
                 None => Err(End::Violation("internal error: PREPARE_OK not seen")),
             },
             Err(crate::backend::conn::BackendError::Refused(error)) => Ok(Err(error)),
             Err(error) => {
-                let name = self.proxy.endpoints[target].name.clone();
-                self.discard(target);
+                let name = self.proxy.endpoints[backend].name.clone();
+                self.discard(backend);
                 Err(End::BackendLost {
                     backend: name,
                     error: error.to_string(),

@@ -19,17 +19,51 @@ pub struct Statement {
     /// Parameter types from the last execution that sent them (2 bytes
     /// each), for executions that do not resend them.
     pub types: Option<Vec<u8>>,
-    /// (backend index, that backend's statement id).
-    pub on: Vec<(usize, u32)>,
+    /// Where the statement is prepared.
+    pub on: Vec<Prepared>,
+    /// The statement only reads: its executions may run on replicas.
+    pub reads: bool,
+    /// Where it last ran: its cursor lives there, and FETCH and RESET go there.
+    pub last: Option<usize>,
+    /// COM_STMT_SEND_LONG_DATA went to the primary since the last
+    /// execution, so the next one must run there.
+    pub long_data: bool,
+}
+
+/// A statement prepared on one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    pub backend: usize,
+    /// The backend's statement id.
+    pub id: u32,
+    /// The backend has the statement's current parameter types.
+    pub has_types: bool,
 }
 
 impl Statement {
+    /// This statement on `backend`, if prepared there.
+    pub fn on_backend(&self, backend: usize) -> Option<&Prepared> {
+        self.on.iter().find(|p| p.backend == backend)
+    }
+
     /// This statement's id on `backend`, if prepared there.
     pub fn id_on(&self, backend: usize) -> Option<u32> {
-        self.on
-            .iter()
-            .find(|(b, _)| *b == backend)
-            .map(|(_, id)| *id)
+        self.on_backend(backend).map(|p| p.id)
+    }
+
+    /// Records that `backend` now has the current parameter types too.
+    pub fn types_sent_to_also(&mut self, backend: usize) {
+        for prepared in self.on.iter_mut().filter(|p| p.backend == backend) {
+            prepared.has_types = true;
+        }
+    }
+
+    /// Records which backends have the current parameter types: after an
+    /// execution that sent new ones to `backend`, only that one.
+    pub fn types_sent_to(&mut self, backend: usize) {
+        for prepared in &mut self.on {
+            prepared.has_types = prepared.backend == backend;
+        }
     }
 }
 
@@ -87,7 +121,7 @@ impl Statements {
     /// Forgets the ids of a backend whose connection was closed.
     pub fn forget_backend(&mut self, backend: usize) {
         for statement in self.by_id.values_mut() {
-            statement.on.retain(|(b, _)| *b != backend);
+            statement.on.retain(|p| p.backend != backend);
         }
     }
 }
@@ -97,12 +131,23 @@ mod tests {
     use super::*;
 
     fn statement(on: Vec<(usize, u32)>) -> Statement {
+        let on = on
+            .into_iter()
+            .map(|(backend, id)| Prepared {
+                backend,
+                id,
+                has_types: false,
+            })
+            .collect();
         Statement {
             sql: b"SELECT ?".to_vec(),
             params: 1,
             columns: 1,
             types: None,
             on,
+            reads: true,
+            last: None,
+            long_data: false,
         }
     }
 
@@ -120,6 +165,15 @@ mod tests {
         assert_eq!(statements.get(b).unwrap().id_on(2), Some(7));
         statements.forget_backend(0);
         assert_eq!(statements.get(b).unwrap().id_on(0), None);
+        let statement = statements.get_mut(b).unwrap();
+        statement.on.push(Prepared {
+            backend: 1,
+            id: 9,
+            has_types: false,
+        });
+        statement.types_sent_to(2);
+        assert_eq!(statement.on_backend(2).map(|p| p.has_types), Some(true));
+        assert_eq!(statement.on_backend(1).map(|p| p.has_types), Some(false));
         statements.remove(b);
         assert_eq!(statements.resolve(LAST_PREPARED), None);
         statements.clear();

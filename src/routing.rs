@@ -1,0 +1,177 @@
+//! Where a statement runs: `route(kind, &SessionView, &Topology, &ReadPolicy)`,
+//! a pure function, table-tested. docs/routing.md states the rules.
+//!
+//! In order: a statement inside a transaction runs on that transaction's
+//! backend; a session that holds table locks, uses its temporary tables or
+//! was pinned runs on the primary; a hint decides next; then the kind of
+//! statement: reads (and read-only transactions) go to a replica chosen by
+//! the read policy, statements describing the previous one go where it ran,
+//! everything else to the primary.
+
+use crate::config::{ReplicaSelection, Role};
+use crate::sql::{Hint, StatementKind};
+use crate::topology::{Lag, Topology};
+
+/// What the router needs to know about the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionView {
+    /// The backend where a transaction is open (from its status flags).
+    pub transaction: Option<usize>,
+    /// Autocommit is off: every statement opens or continues a transaction.
+    pub autocommit_off: bool,
+    /// Between LOCK TABLES and UNLOCK TABLES.
+    pub locked_tables: bool,
+    /// The statement names one of the session's temporary tables.
+    pub uses_temporary_table: bool,
+    /// The session's state cannot be reproduced elsewhere.
+    pub pinned: bool,
+    /// Where the previous statement ran.
+    pub previous: Option<usize>,
+}
+
+/// How reads are spread.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPolicy<'a> {
+    pub selection: ReplicaSelection,
+    /// Replicas lagging more than this take no reads.
+    pub max_lag: std::time::Duration,
+    /// The primary takes reads too.
+    pub primary_serves_reads: bool,
+    /// Statements in flight on each backend (for least_connections).
+    pub load: &'a [u32],
+    /// A number that grows with every read (for round robin and ties).
+    pub turn: u64,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Run on this backend.
+    Backend(usize),
+    /// The statement needs the primary and none is known.
+    NoPrimary,
+}
+
+/// Decides where a statement runs. `kind` must not be
+/// [`StatementKind::ExecutePrepared`]: the session resolves it to the kind
+/// of what was prepared first.
+pub fn route(
+    kind: &StatementKind,
+    hint: Option<Hint>,
+    session: &SessionView,
+    topology: &Topology,
+    reads: &ReadPolicy<'_>,
+) -> Target {
+    if let Some(backend) = session.transaction {
+        return Target::Backend(backend);
+    }
+    let primary = topology.primary.map_or(Target::NoPrimary, Target::Backend);
+    if session.pinned || session.locked_tables || session.uses_temporary_table {
+        return primary;
+    }
+    let read = |fallback: Target| pick_reader(topology, reads).map_or(fallback, Target::Backend);
+    match hint {
+        Some(Hint::Primary) => return primary,
+        Some(Hint::Replica) => return read(primary),
+        None => {}
+    }
+    match kind {
+        StatementKind::Read | StatementKind::Begin { read_only: true }
+            if !session.autocommit_off =>
+        {
+            read(primary)
+        }
+        StatementKind::PreviousResult => session.previous.map_or(primary, Target::Backend),
+        _ => primary,
+    }
+}
+
+/// The backend that takes the next read, if any is eligible. Allocates
+/// nothing: candidates are a bit set (at most 64 backends).
+pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize> {
+    let mut candidates = eligible(topology, reads, false);
+    if candidates == 0 {
+        candidates = eligible(topology, reads, true);
+    }
+    if candidates == 0 {
+        return None;
+    }
+    let weight = |i: usize| u64::from(topology.backends[i].weight.max(1));
+    // Ties go to the first candidate found from a point that moves with
+    // every read, so equal backends share the load.
+    let start = (reads.turn % u64::from(candidates.count_ones())) as usize;
+    let rotated = || {
+        bits(candidates)
+            .skip(start)
+            .chain(bits(candidates).take(start))
+    };
+    match reads.selection {
+        ReplicaSelection::RoundRobin => {
+            let total: u64 = bits(candidates).map(weight).sum();
+            let mut point = reads.turn % total;
+            bits(candidates).find(|&i| {
+                let inside = point < weight(i);
+                point = point.saturating_sub(weight(i));
+                inside
+            })
+        }
+        ReplicaSelection::LeastConnections => {
+            // Fewest in flight per unit of weight: a/wa < b/wb  <=>  a*wb < b*wa.
+            let load = |i: usize| u64::from(reads.load.get(i).copied().unwrap_or(0));
+            rotated().reduce(|best, i| {
+                if load(i) * weight(best) < load(best) * weight(i) {
+                    i
+                } else {
+                    best
+                }
+            })
+        }
+        ReplicaSelection::LeastLag => {
+            let lag = |i: usize| match topology.backends[i].lag {
+                Lag::Measured(d) => d,
+                Lag::NotMonitored | Lag::Unknown => std::time::Duration::ZERO,
+            };
+            rotated().reduce(|best, i| if lag(i) < lag(best) { i } else { best })
+        }
+    }
+}
+
+/// The set of backends that may take a read: healthy replicas within the
+/// lag limit (backups or not), and the primary when it serves reads.
+fn eligible(topology: &Topology, reads: &ReadPolicy<'_>, backup: bool) -> u64 {
+    let mut set = 0u64;
+    for (index, backend) in topology.backends.iter().enumerate().take(64) {
+        let is_primary = topology.primary == Some(index);
+        let as_replica = backend.role == Role::Replica
+            && !is_primary
+            && backend.backup == backup
+            && lag_ok(backend.lag, reads.max_lag);
+        let as_primary = is_primary && reads.primary_serves_reads && !backup;
+        if backend.healthy && (as_replica || as_primary) {
+            set |= 1 << index;
+        }
+    }
+    set
+}
+
+/// The indices in a bit set, lowest first.
+fn bits(mut set: u64) -> impl Iterator<Item = usize> + Clone {
+    std::iter::from_fn(move || {
+        (set != 0).then(|| {
+            let index = set.trailing_zeros() as usize;
+            set &= set - 1;
+            index
+        })
+    })
+}
+
+fn lag_ok(lag: Lag, max: std::time::Duration) -> bool {
+    match lag {
+        Lag::NotMonitored => true,
+        Lag::Unknown => false,
+        Lag::Measured(d) => d <= max,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,234 @@
+//! Routing a session's statements: classify, decide with
+//! [`crate::routing::route`], run there, and keep the session's state
+//! consistent on every backend it holds.
+
+use std::sync::atomic::Ordering;
+
+use mysql_common::constants::StatusFlags;
+use tracing::{info, warn};
+
+use super::{End, Flow, RESULTS, Session};
+use crate::config::ReplicaSelection;
+use crate::protocol::messages::ErrorPacket;
+use crate::protocol::packet::Frame;
+use crate::protocol::response::Expect;
+use crate::routing::{ReadPolicy, SessionView, Target, route};
+use crate::server::session::relay::Relayed;
+use crate::sql::{self, Classified, Hint, SessionChange, StatementKind};
+
+impl Session {
+    /// The backend where a transaction is open, from its status flags.
+    pub(super) fn transaction(&self) -> Option<usize> {
+        self.backends.iter().position(|b| {
+            b.as_ref()
+                .is_some_and(|c| c.status().contains(StatusFlags::SERVER_STATUS_IN_TRANS))
+        })
+    }
+
+    /// Where a statement of `kind` with `text` runs now.
+    pub(super) fn target(&self, kind: &StatementKind, hint: Option<Hint>, text: &str) -> Target {
+        let view = SessionView {
+            transaction: self.transaction(),
+            autocommit_off: !self.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT),
+            locked_tables: self.routing.locked_tables,
+            uses_temporary_table: sql::mentions_any(text, &self.routing.temporary_tables),
+            pinned: self.routing.pinned,
+            previous: self.routing.previous,
+        };
+        let settings = &self.proxy.config.routing;
+        let mut load = [0u32; 64];
+        if settings.replica_selection == ReplicaSelection::LeastConnections {
+            for (slot, counter) in load.iter_mut().zip(&self.proxy.load) {
+                *slot = counter.load(Ordering::Relaxed);
+            }
+        }
+        let reads = ReadPolicy {
+            selection: settings.replica_selection,
+            max_lag: settings.max_replication_lag,
+            primary_serves_reads: settings.primary_serves_reads,
+            load: &load[..self.proxy.load.len().min(64)],
+            turn: self.proxy.turn.fetch_add(1, Ordering::Relaxed),
+        };
+        route(kind, hint, &view, &self.proxy.topology.load(), &reads)
+    }
+
+    /// COM_QUERY: classify, route, relay, then keep what the statement
+    /// changed about the session.
+    pub(super) async fn query(&mut self, frame: Frame) -> Result<Flow, End> {
+        let text = String::from_utf8_lossy(&frame.first_payload()[1..]);
+        let Classified { kind, hint } = sql::classify(&text);
+        let kind = match kind {
+            StatementKind::SessionState(change) => {
+                drop(text);
+                return self.session_state(frame, RESULTS, Some(change)).await;
+            }
+            StatementKind::ExecutePrepared(name) => match self.routing.prepared.get(&name) {
+                Some(true) => StatementKind::Read,
+                _ => StatementKind::Write,
+            },
+            kind => kind,
+        };
+        let target = self.target(&kind, hint, &text);
+        tracing::trace!(?kind, ?hint, ?target, "routed");
+        let relayed = self
+            .run_on(target, &frame, RESULTS, kind == StatementKind::Read)
+            .await?;
+        let succeeded = relayed.is_some_and(|r| r.error.is_none());
+        self.apply(kind, succeeded);
+        Ok(Flow::Continue)
+    }
+
+    /// Records what a statement changed about the session's routing.
+    fn apply(&mut self, kind: StatementKind, succeeded: bool) {
+        match kind {
+            // Even a failed multi-statement packet may have changed state.
+            StatementKind::PinsToPrimary => {
+                self.pin("a session change that cannot be replayed on other backends")
+            }
+            _ if !succeeded => {}
+            StatementKind::LockTables => self.routing.locked_tables = true,
+            StatementKind::UnlockTables => self.routing.locked_tables = false,
+            StatementKind::CreateTemporaryTable(table) => self.routing.temporary_tables.push(table),
+            StatementKind::DropTables(tables) => self
+                .routing
+                .temporary_tables
+                .retain(|t| !tables.iter().any(|d| d.eq_ignore_ascii_case(t))),
+            _ => {}
+        }
+    }
+
+    /// Keeps the session on the primary from now on, and lets go of its
+    /// other backend connections (their state will not be kept up to date).
+    pub(super) fn pin(&mut self, why: &str) {
+        if self.routing.pinned {
+            return;
+        }
+        info!(
+            id = self.registration.id(),
+            why, "session stays on the primary from now on"
+        );
+        self.routing.pinned = true;
+        let primary = self.proxy.primary();
+        for index in 0..self.backends.len() {
+            if Some(index) != primary {
+                self.release_backend(index);
+            }
+        }
+    }
+
+    /// A statement that changes session state: it runs where the session's
+    /// transaction is (or on the primary), its answer goes to the client,
+    /// and if it succeeded it is run on every other backend connection the
+    /// session holds and recorded for connections opened later.
+    pub(super) async fn session_state(
+        &mut self,
+        frame: Frame,
+        expect: Expect,
+        change: Option<SessionChange>,
+    ) -> Result<Flow, End> {
+        let anchor = self.transaction().map_or_else(
+            || {
+                self.proxy
+                    .primary()
+                    .map_or(Target::NoPrimary, Target::Backend)
+            },
+            Target::Backend,
+        );
+        let Some(relayed) = self.run_on(anchor, &frame, expect, false).await? else {
+            return Ok(Flow::Continue);
+        };
+        if relayed.error.is_some() {
+            return Ok(Flow::Continue);
+        }
+        match change {
+            Some(SessionChange::Database(db)) => self.identity.db = Some(db),
+            Some(SessionChange::Prepare { name, reads }) => {
+                self.routing.prepared.insert(name, reads);
+            }
+            Some(SessionChange::Deallocate(name)) => {
+                self.routing.prepared.remove(&name);
+            }
+            Some(SessionChange::Variables) | None => {}
+        }
+        if self.routing.pinned {
+            return Ok(Flow::Continue);
+        }
+        let payload = frame.into_payload().to_vec();
+        if self
+            .routing
+            .history
+            .record(payload.clone(), expect)
+            .is_err()
+        {
+            self.pin("more session-state statements than routing.session_history_limit");
+            return Ok(Flow::Continue);
+        }
+        let ran_on = self.routing.previous;
+        for index in 0..self.backends.len() {
+            let Some(conn) = self.backends[index]
+                .as_mut()
+                .filter(|_| Some(index) != ran_on)
+            else {
+                continue;
+            };
+            if let Err(error) = conn.run(&payload, expect).await {
+                let backend = &self.proxy.endpoints[index].name;
+                warn!(backend, %error, "a session-state statement failed on another backend; connection closed");
+                self.discard(index);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs a client command on `target`. A read whose replica cannot be
+    /// reached outside a transaction runs on the primary instead. `Ok(None)`
+    /// when no backend could take it (the client got an ERR).
+    pub(super) async fn run_on(
+        &mut self,
+        target: Target,
+        frame: &Frame,
+        expect: Expect,
+        read: bool,
+    ) -> Result<Option<Relayed>, End> {
+        let backend = match self.backend_for(target, read).await {
+            Ok(backend) => backend,
+            Err(error) => {
+                self.reply_error(frame.last_seq().wrapping_add(1), &error)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let relayed = self
+            .relay_to(backend, frame.as_bytes(), expect, None)
+            .await?;
+        self.routing.previous = Some(backend);
+        Ok(Some(relayed))
+    }
+
+    /// Opens (if needed) the connection for `target`, falling back from an
+    /// unreachable replica to the primary for reads outside transactions.
+    pub(super) async fn backend_for(
+        &mut self,
+        target: Target,
+        read: bool,
+    ) -> Result<usize, ErrorPacket> {
+        let Target::Backend(backend) = target else {
+            return Err(ErrorPacket::no_primary());
+        };
+        let error = match self.ensure_backend(backend).await {
+            Ok(()) => return Ok(backend),
+            Err(error) => error,
+        };
+        let primary = self.proxy.primary();
+        match primary {
+            Some(primary) if read && primary != backend && self.transaction().is_none() => {
+                warn!(
+                    backend = self.proxy.endpoints[backend].name,
+                    "replica unreachable; the read goes to the primary"
+                );
+                self.ensure_backend(primary).await.map(|()| primary)
+            }
+            _ => Err(error),
+        }
+    }
+}
