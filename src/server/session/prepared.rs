@@ -17,13 +17,27 @@ use crate::protocol::response::Expect;
 use crate::routing::Target;
 use crate::sql::{self, StatementKind};
 
+/// How executions of a prepared statement of `kind` are routed. Session
+/// changes made by a prepared statement (`SET @a = ?`) depend on the values
+/// of each execution and cannot be replayed as text: they run on the
+/// primary and keep the session there, like other such changes.
+fn prepared_kind(kind: StatementKind) -> StatementKind {
+    match kind {
+        StatementKind::SessionState(_) | StatementKind::ExecutePrepared(_) => {
+            StatementKind::PinsToPrimary
+        }
+        kind => kind,
+    }
+}
+
 impl Session {
     pub(super) async fn prepare(&mut self, frame: Frame, sql: Vec<u8>) -> Result<Flow, End> {
         let seq = frame.last_seq().wrapping_add(1);
         let text = String::from_utf8_lossy(&sql);
         let classified = sql::classify(&text);
         let reads = classified.kind == StatementKind::Read;
-        let target = self.target(&classified.kind, classified.hint, &text);
+        let kind = prepared_kind(classified.kind);
+        let target = self.target(&kind, classified.hint, &text);
         let backend = match self.backend_for(target, reads).await {
             Ok(backend) => backend,
             Err(error) => return self.reply_error(seq, &error).await,
@@ -44,7 +58,7 @@ impl Session {
                     id: ok.statement_id,
                     has_types: false,
                 }],
-                reads,
+                kind,
                 last: None,
                 long_data: false,
             };
@@ -65,10 +79,12 @@ impl Session {
             return self.reply_error(seq, &error).await;
         };
         let target = self.execution_target(id);
-        let reads = self
+        let kind = self
             .statements
             .get(id)
-            .is_some_and(|s| s.reads && !s.long_data);
+            .map_or(StatementKind::Write, |s| s.kind.clone());
+        let reads =
+            kind == StatementKind::Read && !self.statements.get(id).is_some_and(|s| s.long_data);
         let backend = match self.backend_for(target, reads).await {
             Ok(backend) => backend,
             Err(error) => return self.reply_error(seq, &error).await,
@@ -110,9 +126,11 @@ impl Session {
         let expect = Expect::Results {
             cursor: wants_cursor(flags),
         };
-        self.relay_to(backend, frame.as_bytes(), expect, None)
+        let relayed = self
+            .relay_to(backend, frame.as_bytes(), expect, None)
             .await?;
         self.routing.previous = Some(backend);
+        self.apply(kind, relayed.error.is_none());
         Ok(Flow::Continue)
     }
 
@@ -130,13 +148,8 @@ impl Session {
                 .primary()
                 .map_or(Target::NoPrimary, Target::Backend);
         }
-        let kind = if statement.reads {
-            StatementKind::Read
-        } else {
-            StatementKind::Write
-        };
         let text = String::from_utf8_lossy(&statement.sql);
-        self.target(&kind, None, &text)
+        self.target(&statement.kind, None, &text)
     }
 
     pub(super) async fn fetch(&mut self, frame: Frame, statement: u32) -> Result<Flow, End> {

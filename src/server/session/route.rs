@@ -79,7 +79,7 @@ impl Session {
     }
 
     /// Records what a statement changed about the session's routing.
-    fn apply(&mut self, kind: StatementKind, succeeded: bool) {
+    pub(super) fn apply(&mut self, kind: StatementKind, succeeded: bool) {
         match kind {
             // Even a failed multi-statement packet may have changed state.
             StatementKind::PinsToPrimary => {

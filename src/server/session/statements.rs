@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::protocol::command::LAST_PREPARED;
+use crate::sql::StatementKind;
 
 /// One prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +22,8 @@ pub struct Statement {
     pub types: Option<Vec<u8>>,
     /// Where the statement is prepared.
     pub on: Vec<Prepared>,
-    /// The statement only reads: its executions may run on replicas.
-    pub reads: bool,
+    /// What the statement does: its executions are routed by it.
+    pub kind: StatementKind,
     /// Where it last ran: its cursor lives there, and FETCH and RESET go there.
     pub last: Option<usize>,
     /// COM_STMT_SEND_LONG_DATA went to the primary since the last
@@ -145,7 +146,7 @@ mod tests {
             columns: 1,
             types: None,
             on,
-            reads: true,
+            kind: StatementKind::Read,
             last: None,
             long_data: false,
         }

@@ -1,0 +1,581 @@
+//! Read/write splitting proven by the servers: each rule is checked with
+//! `@@server_id` in the results (db1 = 1 is the primary, db2 = 2 and db3 = 3
+//! are replicas), or with the servers' statement counters on a sandbox of
+//! the test's own.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use rwsplit::config::{Config, ReplicaSelection};
+use rwsplit::sandbox::{APP, Sandbox, SandboxOptions};
+
+use common::{TestProxy, program};
+
+const PRIMARY: u32 = 1;
+
+fn is_replica(id: u32) -> bool {
+    id == 2 || id == 3
+}
+
+/// A proxy over the shared sandbox, and a connection through it with the
+/// test tables in place and replicated.
+async fn connect(tweak: impl FnOnce(&mut Config)) -> (TestProxy, Conn) {
+    let sandbox = common::shared_sandbox();
+    let mut admin = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+    admin
+        .query_drop(
+            "CREATE DATABASE IF NOT EXISTS routing; CREATE DATABASE IF NOT EXISTS routing2; \
+             CREATE TABLE IF NOT EXISTS routing.t (id INT PRIMARY KEY, v VARCHAR(20)); \
+             CREATE TABLE IF NOT EXISTS routing2.t2 (id INT PRIMARY KEY); \
+             INSERT IGNORE INTO routing.t VALUES (1, 'one'), (2, 'two'), (3, 'three'); \
+             INSERT IGNORE INTO routing2.t2 VALUES (1), (2); \
+             CREATE FUNCTION IF NOT EXISTS routing.where_am_i() RETURNS INT NO SQL RETURN @@server_id",
+        )
+        .await
+        .unwrap();
+    sandbox.sync_replicas().await.unwrap();
+    let mut config = common::proxy_config(&sandbox);
+    tweak(&mut config);
+    let proxy = common::start_proxy(config);
+    let opts = mysql_async::OptsBuilder::from_opts(proxy.opts()).db_name(Some("routing"));
+    let conn = Conn::new(opts).await.unwrap();
+    (proxy, conn)
+}
+
+async fn server_of(conn: &mut Conn, sql: &str) -> u32 {
+    let row: Row = conn
+        .query_first(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap();
+    let index = row
+        .columns_ref()
+        .iter()
+        .position(|c| c.name_str() == "@@server_id")
+        .unwrap_or(0);
+    row.get(index).unwrap()
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    let mut readers = BTreeSet::new();
+    for _ in 0..6 {
+        let id = server_of(&mut conn, "SELECT @@server_id").await;
+        assert!(is_replica(id), "a read ran on {id}");
+        readers.insert(id);
+    }
+    assert_eq!(readers, BTreeSet::from([2, 3]), "both replicas take reads");
+    for write in [
+        "SELECT @@server_id FROM t WHERE id = 1 FOR UPDATE",
+        "SELECT @@server_id FROM t WHERE id = 1 LOCK IN SHARE MODE",
+        "SELECT @@server_id, LAST_INSERT_ID()",
+        "SELECT @@server_id, GET_LOCK('routing-test', 0), RELEASE_LOCK('routing-test')",
+        "SELECT where_am_i() AS `@@server_id`",
+        "/* rwsplit:primary */ SELECT @@server_id",
+    ] {
+        assert_eq!(server_of(&mut conn, write).await, PRIMARY, "{write}");
+    }
+    let hinted = server_of(
+        &mut conn,
+        "/* rwsplit:replica */ SELECT @@server_id, LAST_INSERT_ID()",
+    )
+    .await;
+    assert!(is_replica(hinted), "a replica hint overrides the kind");
+    let ids: Vec<u32> = conn
+        .query("SELECT @@server_id; SELECT @@server_id")
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        [PRIMARY],
+        "a multi-statement packet runs on the primary"
+    );
+}
+
+#[tokio::test]
+async fn transactions_autocommit_and_locks_keep_statements_on_the_primary() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    conn.query_drop("BEGIN").await.unwrap();
+    assert_eq!(
+        server_of(&mut conn, "SELECT @@server_id").await,
+        PRIMARY,
+        "inside BEGIN"
+    );
+    conn.query_drop("COMMIT").await.unwrap();
+    assert!(
+        is_replica(server_of(&mut conn, "SELECT @@server_id").await),
+        "after COMMIT"
+    );
+
+    conn.query_drop("SET autocommit = 0").await.unwrap();
+    assert_eq!(
+        server_of(&mut conn, "SELECT @@server_id").await,
+        PRIMARY,
+        "autocommit off"
+    );
+    conn.query_drop("COMMIT").await.unwrap();
+    assert_eq!(
+        server_of(&mut conn, "SELECT @@server_id").await,
+        PRIMARY,
+        "still off after COMMIT"
+    );
+    conn.query_drop("SET autocommit = 1").await.unwrap();
+    assert!(
+        is_replica(server_of(&mut conn, "SELECT @@server_id").await),
+        "autocommit back on"
+    );
+
+    conn.query_drop("LOCK TABLES t READ").await.unwrap();
+    assert_eq!(
+        server_of(&mut conn, "SELECT @@server_id FROM t LIMIT 1").await,
+        PRIMARY,
+        "under LOCK TABLES"
+    );
+    conn.query_drop("UNLOCK TABLES").await.unwrap();
+    assert!(is_replica(
+        server_of(&mut conn, "SELECT @@server_id FROM t LIMIT 1").await
+    ));
+}
+
+#[tokio::test]
+async fn a_read_only_transaction_runs_whole_on_one_replica() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    conn.query_drop("START TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    let first = server_of(&mut conn, "SELECT @@server_id").await;
+    assert!(is_replica(first));
+    for _ in 0..5 {
+        assert_eq!(
+            server_of(&mut conn, "SELECT @@server_id FROM t LIMIT 1").await,
+            first
+        );
+    }
+    match conn.query_drop("UPDATE t SET v = 'x' WHERE id = 1").await {
+        // The replica's read_only answers first (1290); else 1792.
+        Err(mysql_async::Error::Server(e)) => {
+            assert!([1290, 1792].contains(&e.code), "{}", e.message)
+        }
+        other => panic!("a write in a read-only transaction: {other:?}"),
+    }
+    conn.query_drop("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn temporary_tables_are_readable_right_after_creation() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    conn.query_drop("CREATE TEMPORARY TABLE tmp (id INT)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO tmp VALUES (7)").await.unwrap();
+    let (id, server): (i32, u32) = conn
+        .query_first("SELECT id, @@server_id FROM tmp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((id, server), (7, PRIMARY));
+    assert!(
+        is_replica(server_of(&mut conn, "SELECT @@server_id FROM t LIMIT 1").await),
+        "other reads still on replicas"
+    );
+    conn.query_drop("DROP TEMPORARY TABLE tmp").await.unwrap();
+}
+
+#[tokio::test]
+async fn statements_describing_the_previous_one_follow_it() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    for _ in 0..4 {
+        let (total, server): (u32, u32) = {
+            let rows: Vec<(i32, u32)> = conn
+                .query("SELECT SQL_CALC_FOUND_ROWS id, @@server_id FROM t ORDER BY id LIMIT 1")
+                .await
+                .unwrap();
+            let found: (u32, u32) = conn
+                .query_first("SELECT FOUND_ROWS(), @@server_id")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.1, rows[0].1, "FOUND_ROWS() ran where the SELECT ran");
+            found
+        };
+        assert_eq!(total, 3);
+        assert!(is_replica(server));
+    }
+    // The same with prepared statements.
+    let select = conn
+        .prep("SELECT SQL_CALC_FOUND_ROWS id FROM t WHERE id > ? LIMIT 1")
+        .await
+        .unwrap();
+    let found = conn.prep("SELECT FOUND_ROWS()").await.unwrap();
+    for _ in 0..4 {
+        let _: Vec<i32> = conn.exec(&select, (1,)).await.unwrap();
+        let total: Option<u32> = conn.exec_first(&found, ()).await.unwrap();
+        assert_eq!(total, Some(2));
+    }
+    // Warnings from a read on a replica are shown by that replica.
+    conn.query_drop("SELECT CAST('x' AS INT)").await.unwrap();
+    let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].1, 1292);
+    conn.query_drop("SELECT CAST('y' AS INT)").await.unwrap();
+    let count: Option<u32> = conn.query_first("SELECT @@warning_count").await.unwrap();
+    assert_eq!(count, Some(1));
+}
+
+#[tokio::test]
+async fn session_state_follows_the_session_to_every_server() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    conn.query_drop("SET @v = 42").await.unwrap();
+    conn.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let (v, mode, server): (u32, String, u32) = conn
+            .query_first("SELECT @v, @@sql_mode, @@server_id")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v, 42);
+        assert!(mode.contains("ANSI_QUOTES"), "{mode}");
+        assert!(is_replica(server));
+        // ANSI_QUOTES is obeyed: "v" is a column, not a string.
+        let value: Option<String> = conn
+            .query_first("SELECT \"v\" FROM t WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("one"));
+    }
+    conn.query_drop("USE routing2").await.unwrap();
+    for _ in 0..4 {
+        let (count, server): (u32, u32) = conn
+            .query_first("SELECT COUNT(*), @@server_id FROM t2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count, 2);
+        assert!(is_replica(server));
+    }
+    conn.query_drop("PREPARE sql_select FROM 'SELECT @@server_id'")
+        .await
+        .unwrap();
+    let text_prepared: u32 = conn
+        .query_first("EXECUTE sql_select")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        is_replica(text_prepared),
+        "a text PREPARE of a read executes on a replica"
+    );
+}
+
+#[tokio::test]
+async fn prepared_reads_run_on_replicas_and_stay_correct() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    let statement = conn
+        .prep("SELECT v, @@server_id FROM t WHERE id = ?")
+        .await
+        .unwrap();
+    let mut servers = BTreeSet::new();
+    for round in 0..12 {
+        let id = round % 3 + 1;
+        let (v, server): (String, u32) = conn.exec_first(&statement, (id,)).await.unwrap().unwrap();
+        assert_eq!(v, ["one", "two", "three"][(id - 1) as usize]);
+        servers.insert(server);
+    }
+    assert_eq!(
+        servers,
+        BTreeSet::from([2, 3]),
+        "executions spread over the replicas"
+    );
+}
+
+/// Executions that do not resend parameter types land on replicas that saw
+/// the types only in executions elsewhere, or never: rwsplit adds them.
+#[tokio::test]
+async fn executions_without_types_work_on_every_replica() {
+    use mysql_common::packets::ComStmtExecuteRequestBuilder;
+    use mysql_common::proto::MySerialize;
+    use rwsplit::protocol::response::Expect;
+
+    let (proxy, _conn) = connect(|_| {}).await;
+    let mut raw = common::raw_client(
+        &proxy.addr.to_string(),
+        common::modern_capabilities(),
+        Some("routing"),
+    )
+    .await;
+    let (prepared, _) = raw
+        .exchange(
+            b"\x16SELECT v, @@server_id FROM t WHERE id = ?",
+            Expect::Prepare,
+        )
+        .await
+        .unwrap();
+    let id = u32::from_le_bytes(prepared[5..9].try_into().unwrap());
+    let (request, _) =
+        ComStmtExecuteRequestBuilder::new(id).build(&[mysql_common::value::Value::Int(2)]);
+    let mut with_types = Vec::new();
+    request.serialize(&mut with_types);
+    // The same execution without types: bound flag 0, the two type bytes gone.
+    let mut without_types = with_types.clone();
+    without_types[11] = 0;
+    without_types.drain(12..14);
+    let (first, scanner) = raw
+        .exchange(&with_types, Expect::Results { cursor: false })
+        .await
+        .unwrap();
+    assert_eq!(scanner.error(), None, "{first:?}");
+    for _ in 0..6 {
+        let (response, scanner) = raw
+            .exchange(&without_types, Expect::Results { cursor: false })
+            .await
+            .unwrap();
+        assert_eq!(
+            scanner.error(),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(&response)
+        );
+        assert!(
+            response.windows(3).any(|w| w == b"two"),
+            "the parameter arrived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_clients_state_is_never_visible_to_another() {
+    let (proxy, mut a) = connect(|_| {}).await;
+    a.query_drop("SET @secret2 = 'a'").await.unwrap();
+    a.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    let _: Option<u32> = a.query_first("SELECT 1").await.unwrap();
+    a.disconnect().await.unwrap();
+    for _ in 0..4 {
+        let mut b = Conn::new(proxy.opts()).await.unwrap();
+        let (secret, mode, server): (Option<String>, String, u32) = b
+            .query_first("SELECT @secret2, @@sql_mode, @@server_id")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret, None);
+        assert!(!mode.contains("ANSI_QUOTES"));
+        assert!(is_replica(server));
+    }
+}
+
+#[tokio::test]
+async fn past_the_history_limit_the_session_stays_on_the_primary() {
+    let (_proxy, mut conn) = connect(|c| c.routing.session_history_limit = 3).await;
+    for i in 0..3 {
+        conn.query_drop(format!("SET @v{i} = {i}")).await.unwrap();
+    }
+    assert!(
+        is_replica(server_of(&mut conn, "SELECT @v2, @@server_id").await),
+        "within the limit"
+    );
+    conn.query_drop("SET @v3 = 3").await.unwrap();
+    for _ in 0..3 {
+        let (v0, v3, server): (u32, u32, u32) = conn
+            .query_first("SELECT @v0, @v3, @@server_id")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((v0, v3, server), (0, 3, PRIMARY));
+    }
+}
+
+#[tokio::test]
+async fn a_session_change_that_cannot_be_replayed_pins_the_session() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    assert!(is_replica(server_of(&mut conn, "SELECT @@server_id").await));
+    conn.query_drop("SELECT @counted := COUNT(*) FROM t")
+        .await
+        .unwrap();
+    let (counted, server): (u32, u32) = conn
+        .query_first("SELECT @counted, @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (counted, server),
+        (3, PRIMARY),
+        "the variable lives on the primary, and so does the session"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_replica_sends_reads_to_the_primary() {
+    let (_proxy, mut conn) = connect(|config| {
+        // A port nothing listens on.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        config.backends.truncate(2);
+        config.backends[1].address = dead.to_string();
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(server_of(&mut conn, "SELECT @@server_id").await, PRIMARY);
+    }
+}
+
+/// How many of `n` reads each server (by id) ran.
+async fn read_servers(conn: &mut Conn, n: usize) -> [usize; 4] {
+    let mut counts = [0usize; 4];
+    for _ in 0..n {
+        counts[server_of(conn, "SELECT @@server_id").await as usize] += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn selection_policies_weights_backups_and_the_primary_as_reader() {
+    let (_p, mut weighted) = connect(|c| c.backends[2].weight = 3).await;
+    let counts = read_servers(&mut weighted, 40).await;
+    assert_eq!(counts, [0, 0, 10, 30], "weights 1:3");
+
+    let (_p, mut backup) = connect(|c| c.backends[2].backup = true).await;
+    assert_eq!(
+        read_servers(&mut backup, 10).await,
+        [0, 0, 10, 0],
+        "the backup takes no reads"
+    );
+
+    let (_p, mut with_primary) = connect(|c| c.routing.primary_serves_reads = true).await;
+    let counts = read_servers(&mut with_primary, 30).await;
+    assert_eq!(counts, [0, 10, 10, 10], "the primary reads too");
+
+    let (_p, mut least) =
+        connect(|c| c.routing.replica_selection = ReplicaSelection::LeastConnections).await;
+    let counts = read_servers(&mut least, 10).await;
+    assert_eq!(counts[1], 0);
+    assert_eq!(counts[2] + counts[3], 10);
+    assert!(
+        counts[2] > 0 && counts[3] > 0,
+        "idle replicas share the reads: {counts:?}"
+    );
+}
+
+/// The servers' statement counters, per server.
+async fn counters(sandbox: &Sandbox, name: &str) -> Vec<u64> {
+    let mut values = Vec::new();
+    for server in sandbox.servers() {
+        let mut admin = server.admin().await.unwrap();
+        // A text query: a prepared one would count itself in Com_stmt_execute.
+        let row: (String, u64) = admin
+            .query_first(format!("SHOW GLOBAL STATUS WHERE Variable_name = '{name}'"))
+            .await
+            .unwrap()
+            .unwrap();
+        values.push(row.1);
+    }
+    values
+}
+
+#[test]
+fn sysbench_read_only_reads_only_from_replicas() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut admin = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+        admin.query_drop("CREATE DATABASE sbtest").await.unwrap();
+    });
+    let sysbench = |command: &str, extra: &[&str]| {
+        let output = program("sysbench")
+            .args([
+                "oltp_read_only",
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+            ])
+            .arg(format!("--mysql-port={}", proxy.port()))
+            .args([
+                "--mysql-user=app",
+                "--mysql-password=app",
+                "--mysql-db=sbtest",
+                "--tables=1",
+                "--table-size=2000",
+            ])
+            .args(extra)
+            .arg(command)
+            .output()
+            .expect("run sysbench");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    sysbench("prepare", &[]);
+    runtime.block_on(async { sandbox.sync_replicas().await.unwrap() });
+    let before = runtime.block_on(counters(&sandbox, "Com_stmt_execute"));
+    let report = sysbench(
+        "run",
+        &[
+            "--threads=4",
+            "--time=5",
+            "--skip_trx=on",
+            "--mysql-ignore-errors=none",
+        ],
+    );
+    let after = runtime.block_on(counters(&sandbox, "Com_stmt_execute"));
+    let delta: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(delta[0], 0, "the primary served reads: {delta:?}\n{report}");
+    assert!(
+        delta[1] > 1000 && delta[2] > 1000,
+        "both replicas serve the reads: {delta:?}"
+    );
+}
+
+#[test]
+fn prepared_selects_are_executed_by_replicas_per_server_counters() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut admin = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+        admin.query_drop("CREATE DATABASE c; CREATE TABLE c.t (id INT PRIMARY KEY); INSERT INTO c.t VALUES (1)").await.unwrap();
+        sandbox.sync_replicas().await.unwrap();
+        let before_select = counters(&sandbox, "Com_stmt_execute").await;
+        let before_insert = counters(&sandbox, "Com_insert").await;
+        let mut conn = Conn::new(proxy.opts()).await.unwrap();
+        let select = conn.prep("SELECT id FROM c.t WHERE id = ?").await.unwrap();
+        for _ in 0..20 {
+            let id: Option<i32> = conn.exec_first(&select, (1,)).await.unwrap();
+            assert_eq!(id, Some(1));
+        }
+        conn.query_drop("INSERT INTO c.t VALUES (2)").await.unwrap();
+        let executes: Vec<u64> = counters(&sandbox, "Com_stmt_execute").await.iter().zip(&before_select).map(|(a, b)| a - b).collect();
+        let inserts: Vec<u64> = counters(&sandbox, "Com_insert").await.iter().zip(&before_insert).map(|(a, b)| a - b).collect();
+        assert_eq!(executes, [0, 10, 10], "executions per server");
+        assert_eq!(inserts[0], 1, "the insert ran on the primary: {inserts:?}");
+    });
+}
+
+#[tokio::test]
+async fn a_prepared_session_change_pins_the_session() {
+    let (_proxy, mut conn) = connect(|_| {}).await;
+    let set = conn.prep("SET @chosen = ?").await.unwrap();
+    conn.exec_drop(&set, (5,)).await.unwrap();
+    for _ in 0..3 {
+        let (chosen, server): (u32, u32) = conn
+            .query_first("SELECT @chosen, @@server_id")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (chosen, server),
+            (5, PRIMARY),
+            "the value exists only where the statement ran"
+        );
+    }
+}
