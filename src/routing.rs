@@ -2,8 +2,8 @@
 //! a pure function, table-tested. docs/routing.md states the rules.
 //!
 //! In order: a statement inside a transaction runs on that transaction's
-//! backend; a session that holds table locks, uses its temporary tables or
-//! was pinned runs on the primary; a hint decides next; then the kind of
+//! backend; a session that holds table locks, uses its temporary tables,
+//! was pinned or has autocommit off runs on the primary; a hint decides next; then the kind of
 //! statement: reads (and read-only transactions) go to a replica chosen by
 //! the read policy, statements describing the previous one go where it ran,
 //! everything else to the primary.
@@ -66,7 +66,14 @@ pub fn route(
         return Target::Backend(backend);
     }
     let primary = topology.primary.map_or(Target::NoPrimary, Target::Backend);
-    if session.pinned || session.locked_tables || session.uses_temporary_table {
+    // With autocommit off every statement opens a transaction, which would
+    // keep the session wherever it started: so even hinted reads stay on
+    // the primary.
+    if session.pinned
+        || session.locked_tables
+        || session.uses_temporary_table
+        || session.autocommit_off
+    {
         return primary;
     }
     let read = |fallback: Target| pick_reader(topology, reads).map_or(fallback, Target::Backend);
@@ -76,11 +83,7 @@ pub fn route(
         None => {}
     }
     match kind {
-        StatementKind::Read | StatementKind::Begin { read_only: true }
-            if !session.autocommit_off =>
-        {
-            read(primary)
-        }
+        StatementKind::Read | StatementKind::Begin { read_only: true } => read(primary),
         StatementKind::PreviousResult => session.previous.map_or(primary, Target::Backend),
         _ => primary,
     }

@@ -161,6 +161,21 @@ fn hints_override_the_kind() {
         |kind: StatementKind, hint| route(&kind, Some(hint), &none, &topology(), &policy(0));
     assert_eq!(hinted(StatementKind::Read, Hint::Primary), PRIMARY);
     assert!(is_replica(hinted(StatementKind::Write, Hint::Replica)));
+    let autocommit_off = SessionView {
+        autocommit_off: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        route(
+            &StatementKind::Read,
+            Some(Hint::Replica),
+            &autocommit_off,
+            &topology(),
+            &policy(0)
+        ),
+        PRIMARY,
+        "a read on a replica would open a transaction there"
+    );
     let pinned = SessionView {
         pinned: true,
         ..Default::default()

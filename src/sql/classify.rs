@@ -23,14 +23,18 @@ pub fn classify(text: &str) -> Classified {
 
 /// The kind of a whole COM_QUERY text.
 pub fn kind(text: &str) -> StatementKind {
-    let mut statements = split(text);
-    let first = statements.next().unwrap_or_default();
-    if statements.next().is_none() {
-        return single(first);
-    }
-    // Several statements in one packet run on the primary. If any of them
-    // changes session state, the other backends cannot follow.
-    let changes_state = split(text).map(single).any(|k| {
+    let (first, more) = single(text);
+    // A read's scan knows whether another statement follows; other kinds
+    // stop after a few tokens, and the rest of the text is checked here
+    // (only when it has a `;` at all: a byte search, nearly free).
+    let more = more.unwrap_or_else(|| text.contains(';') && split(text).nth(1).is_some());
+    if more { multi(text) } else { first }
+}
+
+/// Several statements in one packet run on the primary. If any of them
+/// changes session state, the other backends cannot follow.
+fn multi(text: &str) -> StatementKind {
+    let changes_state = split(text).map(|s| single(s).0).any(|k| {
         matches!(
             k,
             StatementKind::SessionState(_)
@@ -74,22 +78,35 @@ fn split(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// The kind of a single statement.
-fn single(text: &str) -> StatementKind {
+/// The kind of the first statement of `text`, and whether another follows
+/// when that is known without a further scan.
+fn single(text: &str) -> (StatementKind, Option<bool>) {
     let mut tokens = Lexer::new(text);
     let Some(first) = tokens.next() else {
-        return StatementKind::Write;
+        return (StatementKind::Write, Some(false));
     };
-    let Token::Word(keyword) = first else {
-        return match first {
-            Token::Punct('(') => read_query(text),
-            _ => StatementKind::Write,
-        };
-    };
+    match first {
+        Token::Word(w)
+            if ["SELECT", "VALUES", "TABLE"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k)) =>
+        {
+            let scan = scan_read(text);
+            (scan.kind, scan.more)
+        }
+        Token::Punct('(') => {
+            let scan = scan_read(text);
+            (scan.kind, scan.more)
+        }
+        Token::Word(keyword) => (statement(keyword, tokens, text), None),
+        _ => (StatementKind::Write, None),
+    }
+}
+
+/// The kind of a statement that starts with `keyword` (not a read).
+fn statement<'a>(keyword: &str, mut tokens: Lexer<'a>, text: &'a str) -> StatementKind {
     let is = |k: &str| keyword.eq_ignore_ascii_case(k);
-    if is("SELECT") || is("VALUES") || is("TABLE") {
-        read_query(text)
-    } else if is("WITH") {
+    if is("WITH") {
         with_query(text)
     } else if is("SHOW") {
         show(tokens)
@@ -163,29 +180,48 @@ fn name(token: Option<Token<'_>>) -> Option<String> {
     }
 }
 
+/// What scanning a read found.
+struct ReadScan {
+    kind: StatementKind,
+    /// Whether another statement follows; `None` when the scan stopped
+    /// early and does not know.
+    more: Option<bool>,
+}
+
 /// A SELECT-like query: a read unless something in it needs the primary.
 pub fn read_query(text: &str) -> StatementKind {
+    scan_read(text).kind
+}
+
+/// One pass over a SELECT-like query, up to the end of the statement.
+fn scan_read(text: &str) -> ReadScan {
+    let stop = |kind| ReadScan { kind, more: None };
     let mut previous_result = false;
+    let mut more = false;
     let mut tokens = Lexer::new(text).peekable();
     let mut before: Option<Token<'_>> = None;
     while let Some(token) = tokens.next() {
         let next = tokens.peek().copied();
         match token {
-            Token::Assign => return StatementKind::PinsToPrimary,
+            Token::Punct(';') => {
+                more = next.is_some();
+                break;
+            }
+            Token::Assign => return stop(StatementKind::PinsToPrimary),
             Token::SystemVariable(name) => match system_variable(name) {
                 Call::Pure => {}
                 Call::PreviousResult => previous_result = true,
-                Call::Primary => return StatementKind::Write,
+                Call::Primary => return stop(StatementKind::Write),
             },
             Token::Word(word) => match word_in_read(word, before, next, &mut tokens) {
-                Some(kind) => return kind,
+                Some(kind) => return stop(kind),
                 None => {
                     if next == Some(Token::Punct('(')) && !functions::is_keyword_before_paren(word)
                     {
                         // A qualified name (db.f) is a stored function.
                         match (before, functions::call(word)) {
                             (Some(Token::Punct('.')), _) | (_, Call::Primary) => {
-                                return StatementKind::Write;
+                                return stop(StatementKind::Write);
                             }
                             (_, Call::PreviousResult) => previous_result = true,
                             (_, Call::Pure) => {}
@@ -193,15 +229,21 @@ pub fn read_query(text: &str) -> StatementKind {
                     }
                 }
             },
-            Token::Quoted(_) if next == Some(Token::Punct('(')) => return StatementKind::Write,
+            Token::Quoted(_) if next == Some(Token::Punct('(')) => {
+                return stop(StatementKind::Write);
+            }
             _ => {}
         }
         before = Some(token);
     }
-    if previous_result {
+    let kind = if previous_result {
         StatementKind::PreviousResult
     } else {
         StatementKind::Read
+    };
+    ReadScan {
+        kind,
+        more: Some(more),
     }
 }
 

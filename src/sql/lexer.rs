@@ -57,6 +57,21 @@ impl<'a> Lexer<'a> {
     /// Skips whitespace and comments; enters executable comments.
     fn skip_trivia(&mut self) {
         loop {
+            // Most bytes start a token: decide those without more lookahead.
+            match self.peek(0) {
+                Some(c)
+                    if c.is_ascii_alphanumeric()
+                        || c == b'\''
+                        || c == b'('
+                        || c == b')'
+                        || c == b','
+                        || c == b'=' =>
+                {
+                    return;
+                }
+                None => return,
+                _ => {}
+            }
             match (self.peek(0), self.peek(1), self.peek(2)) {
                 (Some(c), _, _) if c.is_ascii_whitespace() => self.pos += 1,
                 (Some(b'#'), _, _) => self.skip_line(),
