@@ -579,3 +579,109 @@ async fn a_prepared_session_change_pins_the_session() {
         );
     }
 }
+
+/// With replicas: long data takes the next execution to the primary, and a
+/// cursor opened on a replica is fetched from that replica.
+#[tokio::test]
+async fn long_data_and_cursors_follow_their_statement() {
+    use rwsplit::protocol::response::Expect;
+    let (proxy, _conn) = connect(|_| {}).await;
+    let mut raw = common::raw_client(
+        &proxy.addr.to_string(),
+        common::modern_capabilities(),
+        Some("routing"),
+    )
+    .await;
+    let prepare = |sql: &str| {
+        let mut p = vec![0x16];
+        p.extend_from_slice(sql.as_bytes());
+        p
+    };
+    let id_of = |response: &[u8]| u32::from_le_bytes(response[5..9].try_into().unwrap());
+
+    // Long data: parameter 0 sent in a COM_STMT_SEND_LONG_DATA, no value in the execution.
+    let (prepared, _) = raw
+        .exchange(&prepare("SELECT LENGTH(?), @@server_id"), Expect::Prepare)
+        .await
+        .unwrap();
+    let id = id_of(&prepared);
+    let mut long_data = vec![0x18];
+    long_data.extend_from_slice(&id.to_le_bytes());
+    long_data.extend_from_slice(&[0, 0]);
+    long_data.extend_from_slice(&[b'z'; 5000]);
+    raw.send(0, &long_data).await.unwrap();
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&id.to_le_bytes());
+    execute.extend_from_slice(&[0, 1, 0, 0, 0, 0b0, 1, 0xfc, 0]);
+    let (response, scanner) = raw
+        .exchange(&execute, Expect::Results { cursor: false })
+        .await
+        .unwrap();
+    assert_eq!(scanner.error(), None);
+    let text = String::from_utf8_lossy(&response);
+    // The binary row: LENGTH() is a 4-byte LONG, @@server_id an 8-byte LONGLONG.
+    let row = 5000u32
+        .to_le_bytes()
+        .iter()
+        .chain(&1u64.to_le_bytes())
+        .copied()
+        .collect::<Vec<u8>>();
+    assert!(
+        response.windows(12).any(|w| w == row),
+        "the long data arrived, on the primary: {text} {response:02x?}"
+    );
+
+    // A cursor: executed with CURSOR_TYPE_READ_ONLY, fetched two rows at a time.
+    let (prepared, _) = raw
+        .exchange(
+            &prepare("SELECT id, @@server_id FROM t ORDER BY id"),
+            Expect::Prepare,
+        )
+        .await
+        .unwrap();
+    let id = id_of(&prepared);
+    let mut open = vec![0x17];
+    open.extend_from_slice(&id.to_le_bytes());
+    open.extend_from_slice(&[1, 1, 0, 0, 0]);
+    let (_, scanner) = raw
+        .exchange(&open, Expect::Results { cursor: true })
+        .await
+        .unwrap();
+    assert_eq!(scanner.error(), None);
+    let mut fetch = vec![0x1c];
+    fetch.extend_from_slice(&id.to_le_bytes());
+    fetch.extend_from_slice(&2u32.to_le_bytes());
+    let mut batches = Vec::new();
+    loop {
+        let (batch, scanner) = raw.exchange(&fetch, Expect::Fetch).await.unwrap();
+        assert_eq!(
+            scanner.error(),
+            None,
+            "a fetch went elsewhere than the cursor: {:?}",
+            String::from_utf8_lossy(&batch)
+        );
+        batches.push(row_packets(&batch));
+        if scanner.status().is_some_and(|s| {
+            s.contains(mysql_common::constants::StatusFlags::SERVER_STATUS_LAST_ROW_SENT)
+        }) {
+            break;
+        }
+        assert!(batches.len() < 5, "the cursor never ended");
+    }
+    assert_eq!(
+        batches.iter().sum::<usize>(),
+        3,
+        "every row of t, through the cursor: {batches:?}"
+    );
+}
+
+/// Binary row packets (header 0x00) in raw response bytes.
+fn row_packets(mut bytes: &[u8]) -> usize {
+    let mut rows = 0;
+    while bytes.len() >= 4 {
+        let len = usize::from(bytes[0]) | usize::from(bytes[1]) << 8 | usize::from(bytes[2]) << 16;
+        rows += usize::from(bytes.get(4) == Some(&0x00));
+        bytes = &bytes[4 + len..];
+    }
+    rows
+}
