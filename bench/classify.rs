@@ -83,7 +83,9 @@ fn topology() -> Topology {
     let backend = |role| BackendState {
         role,
         healthy: true,
+        readable: true,
         lag: Lag::NotMonitored,
+        gtid: None,
         weight: 1,
         backup: false,
     };
@@ -94,6 +96,7 @@ fn topology() -> Topology {
             backend(rwsplit::config::Role::Replica),
             backend(rwsplit::config::Role::Replica),
         ],
+        alarm: None,
     }
 }
 
@@ -104,7 +107,7 @@ fn main() {
         let classified = classify(statement);
         let reads = ReadPolicy {
             selection: ReplicaSelection::RoundRobin,
-            max_lag: Duration::from_secs(2),
+
             primary_serves_reads: false,
             load: &[0, 0, 0],
             turn: statement.len() as u64,

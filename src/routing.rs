@@ -33,8 +33,6 @@ pub struct SessionView {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadPolicy<'a> {
     pub selection: ReplicaSelection,
-    /// Replicas lagging more than this take no reads.
-    pub max_lag: std::time::Duration,
     /// The primary takes reads too.
     pub primary_serves_reads: bool,
     /// Statements in flight on each backend (for least_connections).
@@ -139,8 +137,8 @@ pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize>
     }
 }
 
-/// The set of backends that may take a read: healthy replicas within the
-/// lag limit (backups or not), and the primary when it serves reads.
+/// The set of backends that may take a read: replicas the monitor keeps in
+/// rotation (backups or not), and the primary when it serves reads.
 fn eligible(topology: &Topology, reads: &ReadPolicy<'_>, backup: bool) -> u64 {
     let mut set = 0u64;
     for (index, backend) in topology.backends.iter().enumerate().take(64) {
@@ -148,7 +146,7 @@ fn eligible(topology: &Topology, reads: &ReadPolicy<'_>, backup: bool) -> u64 {
         let as_replica = backend.role == Role::Replica
             && !is_primary
             && backend.backup == backup
-            && lag_ok(backend.lag, reads.max_lag);
+            && backend.readable;
         let as_primary = is_primary && reads.primary_serves_reads && !backup;
         if backend.healthy && (as_replica || as_primary) {
             set |= 1 << index;
@@ -166,14 +164,6 @@ fn bits(mut set: u64) -> impl Iterator<Item = usize> + Clone {
             index
         })
     })
-}
-
-fn lag_ok(lag: Lag, max: std::time::Duration) -> bool {
-    match lag {
-        Lag::NotMonitored => true,
-        Lag::Unknown => false,
-        Lag::Measured(d) => d <= max,
-    }
 }
 
 #[cfg(test)]

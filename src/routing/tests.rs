@@ -11,7 +11,9 @@ fn topology() -> Topology {
     let replica = |backup| BackendState {
         role: Role::Replica,
         healthy: true,
+        readable: true,
         lag: Lag::NotMonitored,
+        gtid: None,
         weight: 1,
         backup,
     };
@@ -26,13 +28,13 @@ fn topology() -> Topology {
             replica(false),
             replica(true),
         ],
+        alarm: None,
     }
 }
 
 fn policy(turn: u64) -> ReadPolicy<'static> {
     ReadPolicy {
         selection: ReplicaSelection::RoundRobin,
-        max_lag: Duration::from_secs(2),
         primary_serves_reads: false,
         load: &[0, 0, 0, 0],
         turn,
@@ -261,13 +263,13 @@ fn least_lag_takes_the_freshest() {
 }
 
 #[test]
-fn lagging_unknown_and_down_replicas_are_skipped_then_backups_then_the_primary() {
+fn replicas_out_of_rotation_and_down_are_skipped_then_backups_then_the_primary() {
     let none = SessionView::default();
     let read =
         |t: &Topology, reads: &ReadPolicy<'_>| route(&StatementKind::Read, None, &none, t, reads);
     let mut t = topology();
-    t.backends[1].lag = Lag::Measured(Duration::from_secs(3));
-    t.backends[2].lag = Lag::Unknown;
+    t.backends[1].readable = false;
+    t.backends[2].readable = false;
     assert_eq!(
         read(&t, &policy(0)),
         Target::Backend(3),

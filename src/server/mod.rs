@@ -111,7 +111,9 @@ pub struct Proxy {
     pub pools: Vec<Pool>,
     pub registry: Arc<Registry>,
     /// Roles, health and lag of the backends, as sessions see them.
-    pub topology: TopologyCell,
+    pub topology: Arc<TopologyCell>,
+    /// The monitor's details on each backend, for status output.
+    pub reports: Arc<crate::topology::monitor::Reports>,
     /// Statements in flight on each backend (for least_connections).
     pub load: Vec<AtomicU32>,
     /// Grows with every read routed (round robin, tie breaks).
@@ -148,6 +150,13 @@ pub async fn start(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // The monitor runs as long as the proxy serves: dropping the set
+    // aborts its tasks.
+    let _monitor = crate::topology::monitor::start(
+        &proxy.config,
+        proxy.topology.clone(),
+        proxy.reports.clone(),
+    );
     if let Err(error) = proxy.probe_primary().await {
         tracing::warn!(%error, "cannot reach the primary to learn its version; greeting clients with a default until it answers");
     }
@@ -223,7 +232,8 @@ impl Proxy {
         Ok(Proxy {
             load: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             turn: AtomicU64::new(0),
-            topology: TopologyCell::new(Topology::from_config(&config)),
+            topology: Arc::new(TopologyCell::new(Topology::from_config(&config, false))),
+            reports: Arc::default(),
             endpoints,
             pools,
             registry: Arc::default(),

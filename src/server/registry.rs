@@ -88,6 +88,11 @@ impl Registry {
         self.lock().len()
     }
 
+    /// Number of live sessions logged in as `user`.
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.lock().values().filter(|e| &*e.user == user).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

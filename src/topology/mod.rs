@@ -1,9 +1,26 @@
 //! What the backends are right now — roles, health, replication lag — as a
-//! snapshot that sessions read without locks.
+//! snapshot that sessions read without locks, and the monitor that keeps
+//! it up to date.
 //!
-//! Until the monitor runs, the snapshot comes from the configuration: the
-//! backend with `role: primary` (else the first) is the primary, the others
-//! are healthy replicas whose lag is not monitored.
+//! | module | owns |
+//! |---|---|
+//! | [`monitor`] | the monitor task: checks, heartbeat, publication |
+//! | [`check`] | one check of one backend (mysql_async, every call timed out) |
+//! | [`health`] | hysteresis: consecutive results before a state flips |
+//! | [`discovery`] | which backend is the primary |
+//! | [`lag`] | replication lag from the heartbeat |
+//! | [`gtid`] | GTIDs and positions, for read-your-writes |
+//!
+//! Before the monitor's first results, the snapshot comes from the
+//! configuration: the backend with `role: primary` (else the first) is the
+//! primary, the others are replicas that are not yet readable.
+
+pub mod check;
+pub mod discovery;
+pub mod gtid;
+pub mod health;
+pub mod lag;
+pub mod monitor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Role};
+use gtid::GtidPosition;
 
 /// Replication lag as far as it is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +46,14 @@ pub enum Lag {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendState {
     pub role: Role,
-    /// Answering health checks.
+    /// Answering health checks (with hysteresis).
     pub healthy: bool,
+    /// May take reads as a replica: healthy, replicating, lag known and
+    /// within the limit (with hysteresis).
+    pub readable: bool,
     pub lag: Lag,
+    /// The last GTID position seen, for read-your-writes.
+    pub gtid: Option<GtidPosition>,
     /// Relative share of reads.
     pub weight: u32,
     /// Takes reads only when no other replica can.
@@ -44,11 +67,15 @@ pub struct Topology {
     pub primary: Option<usize>,
     /// In configuration order.
     pub backends: Vec<BackendState>,
+    /// Why there is no primary (two writable servers, none), when so.
+    pub alarm: Option<String>,
 }
 
 impl Topology {
-    /// The static topology of a configuration.
-    pub fn from_config(config: &Config) -> Topology {
+    /// The topology a configuration describes, before any check: replicas
+    /// are trusted to take reads when `trust_replicas` (no monitor), else
+    /// they wait for the monitor.
+    pub fn from_config(config: &Config, trust_replicas: bool) -> Topology {
         let primary = config
             .backends
             .iter()
@@ -65,7 +92,9 @@ impl Topology {
                     Role::Replica
                 },
                 healthy: true,
+                readable: trust_replicas && index != primary,
                 lag: Lag::NotMonitored,
+                gtid: None,
                 weight: backend.weight,
                 backup: backend.backup,
             })
@@ -73,6 +102,7 @@ impl Topology {
         Topology {
             primary: Some(primary),
             backends,
+            alarm: None,
         }
     }
 }

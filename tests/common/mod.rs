@@ -154,10 +154,43 @@ pub fn start_proxy(config: Config) -> TestProxy {
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
         rwsplit::server::start(serving, listener, std::future::pending()).await;
     });
-    TestProxy {
+    let test_proxy = TestProxy {
         addr,
         proxy,
         runtime: Some(runtime),
+    };
+    test_proxy.wait_settled();
+    test_proxy
+}
+
+impl TestProxy {
+    /// Waits until the monitor has a verdict on every replica: in read
+    /// rotation, or failing its checks (an unreachable address). Tests
+    /// that route reads start from there rather than from the moment
+    /// before the first checks, when no replica is trusted yet.
+    pub fn wait_settled(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let topology = self.proxy.topology.load();
+            let reports = self.proxy.reports.load();
+            let settled = topology
+                .backends
+                .iter()
+                .enumerate()
+                .all(|(index, backend)| {
+                    topology.primary == Some(index)
+                        || backend.readable
+                        || reports.get(index).is_some_and(|r| r.last_error.is_some())
+                });
+            if settled {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the monitor did not settle within 30 s: {topology:?} {reports:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

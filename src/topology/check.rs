@@ -1,0 +1,250 @@
+//! One check of one backend, with mysql_async: is it up, writable,
+//! replicating, at which GTID position, and which heartbeat it has.
+//!
+//! Every call is wrapped in a timeout (mysql_async has none of its own);
+//! connections are TCP only. After any failure the connection is dropped
+//! and the next check opens a new one.
+
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Row, SslOpts};
+
+use super::gtid::GtidPosition;
+use crate::config::{BackendConfig, MonitorConfig};
+
+/// What one successful check saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub version: String,
+    pub read_only: bool,
+    pub gtid: Option<GtidPosition>,
+    /// `None` when the server does not replicate from another.
+    pub replication: Option<Replication>,
+    /// The heartbeat timestamp in the server's copy of this rwsplit's row.
+    pub heartbeat: Option<u64>,
+}
+
+/// The server's replication status (SHOW REPLICA STATUS).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Replication {
+    pub io_running: bool,
+    pub sql_running: bool,
+    pub seconds_behind: Option<u64>,
+    /// `host:port` of the server it replicates from.
+    pub source: String,
+    pub last_error: String,
+}
+
+/// Why a check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Checks one backend again and again, keeping its connection.
+pub struct Checker {
+    opts: Opts,
+    conn: Option<Conn>,
+    connect_timeout: Duration,
+    query_timeout: Duration,
+    /// `SELECT ts FROM <heartbeat table> WHERE writer = '<this rwsplit>'`.
+    heartbeat_query: String,
+}
+
+impl Checker {
+    pub fn new(
+        backend: &BackendConfig,
+        monitor: &MonitorConfig,
+        heartbeat_query: String,
+    ) -> Checker {
+        Checker {
+            opts: monitor_opts(backend, monitor),
+            conn: None,
+            connect_timeout: monitor.connect_timeout,
+            query_timeout: monitor.query_timeout,
+            heartbeat_query,
+        }
+    }
+
+    /// One check. A failure drops the connection.
+    pub async fn check(&mut self) -> Result<Observation, CheckError> {
+        let result = self.observe().await;
+        if result.is_err() {
+            // Dropping is enough: mysql_async closes the socket in the
+            // background, and a broken connection must not be reused.
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Opens a connection with the monitor account, within the connect timeout.
+    pub async fn connect(&self) -> Result<Conn, CheckError> {
+        limit(self.connect_timeout, Conn::new(self.opts.clone())).await
+    }
+
+    async fn observe(&mut self) -> Result<Observation, CheckError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect().await?);
+        }
+        let query_timeout = self.query_timeout;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(CheckError::Failed("no connection".into()));
+        };
+        let (version, read_only): (String, bool) = limit(
+            query_timeout,
+            conn.query_first("SELECT @@version, @@read_only"),
+        )
+        .await?
+        .ok_or_else(|| CheckError::Failed("no answer to SELECT @@version".into()))?;
+        let mariadb = version.contains("MariaDB");
+        let (gtid_query, status_query) = if mariadb {
+            ("SELECT @@gtid_current_pos", "SHOW SLAVE STATUS")
+        } else {
+            ("SELECT @@global.gtid_executed", "SHOW REPLICA STATUS")
+        };
+        let gtid: Option<String> = limit(query_timeout, conn.query_first(gtid_query)).await?;
+        let status: Option<Row> = limit(query_timeout, conn.query_first(status_query)).await?;
+        let replication = status.as_ref().and_then(|row| {
+            replication(|name| {
+                row.get_opt::<Option<String>, _>(name)
+                    .and_then(Result::ok)
+                    .flatten()
+            })
+        });
+        let heartbeat = match &replication {
+            Some(_) => limit(
+                query_timeout,
+                conn.query_first::<u64, _>(self.heartbeat_query.as_str()),
+            )
+            .await
+            .unwrap_or(None),
+            None => None,
+        };
+        Ok(Observation {
+            version,
+            read_only,
+            gtid: gtid.and_then(|g| GtidPosition::parse(&g)),
+            replication,
+            heartbeat,
+        })
+    }
+}
+
+/// Runs a mysql_async call with a time limit.
+async fn limit<T>(
+    duration: Duration,
+    call: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, CheckError> {
+    match tokio::time::timeout(duration, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(CheckError::Failed(error.to_string())),
+        Err(_) => Err(CheckError::Timeout(duration)),
+    }
+}
+
+/// Reads SHOW SLAVE STATUS (MariaDB) or SHOW REPLICA STATUS (MySQL 8)
+/// through `column`; `None` when the server is not set up to replicate.
+pub fn replication(column: impl Fn(&str) -> Option<String>) -> Option<Replication> {
+    let either = |mariadb: &str, mysql: &str| column(mariadb).or_else(|| column(mysql));
+    let host = either("Master_Host", "Source_Host").filter(|h| !h.is_empty())?;
+    let port = either("Master_Port", "Source_Port").unwrap_or_default();
+    let yes = |value: Option<String>| value.is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+    let last_error = [
+        either("Last_IO_Error", "Last_IO_Error"),
+        either("Last_SQL_Error", "Last_SQL_Error"),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|e| !e.is_empty())
+    .collect::<Vec<_>>()
+    .join("; ");
+    Some(Replication {
+        io_running: yes(either("Slave_IO_Running", "Replica_IO_Running")),
+        sql_running: yes(either("Slave_SQL_Running", "Replica_SQL_Running")),
+        seconds_behind: either("Seconds_Behind_Master", "Seconds_Behind_Source")
+            .and_then(|s| s.parse().ok()),
+        source: format!("{host}:{port}"),
+        last_error,
+    })
+}
+
+/// Connection options for the monitor account: TCP only, the backend's TLS
+/// settings, no statement cache.
+fn monitor_opts(backend: &BackendConfig, monitor: &MonitorConfig) -> Opts {
+    let (host, port) = backend
+        .address
+        .rsplit_once(':')
+        .unwrap_or((&backend.address, "3306"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut builder = OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port.parse().unwrap_or(3306))
+        .prefer_socket(false)
+        .user(Some(monitor.user.as_str()))
+        .pass(Some(monitor.password.as_str()))
+        .stmt_cache_size(0);
+    if let Some(tls) = &backend.tls {
+        let mut ssl = SslOpts::default().with_danger_accept_invalid_certs(!tls.verify);
+        if let Some(ca) = &tls.ca {
+            ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+        }
+        builder = builder.ssl_opts(Some(ssl));
+    }
+    builder.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn columns(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn mariadb_and_mysql_column_names() {
+        let mariadb = replication(columns(&[
+            ("Master_Host", "10.0.0.1"),
+            ("Master_Port", "3306"),
+            ("Slave_IO_Running", "Yes"),
+            ("Slave_SQL_Running", "No"),
+            ("Seconds_Behind_Master", "7"),
+            ("Last_SQL_Error", "Duplicate entry"),
+        ]));
+        assert_eq!(
+            mariadb,
+            Some(Replication {
+                io_running: true,
+                sql_running: false,
+                seconds_behind: Some(7),
+                source: "10.0.0.1:3306".into(),
+                last_error: "Duplicate entry".into(),
+            })
+        );
+        let mysql = replication(columns(&[
+            ("Source_Host", "db1"),
+            ("Source_Port", "3306"),
+            ("Replica_IO_Running", "Yes"),
+            ("Replica_SQL_Running", "Yes"),
+        ]))
+        .unwrap();
+        assert!(mysql.io_running && mysql.sql_running);
+        assert_eq!(mysql.seconds_behind, None, "NULL lag stays unknown");
+        assert_eq!(
+            replication(columns(&[("Master_Host", "")])),
+            None,
+            "not set up to replicate"
+        );
+        assert_eq!(replication(columns(&[])), None);
+    }
+}

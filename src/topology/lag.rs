@@ -1,0 +1,93 @@
+//! Replication lag from a heartbeat: rwsplit writes its own clock to a row
+//! on the primary every interval and reads the row back on each replica.
+//!
+//! Both timestamps come from rwsplit's clock, so the servers' clocks do not
+//! matter. A replica whose row shows write `w` lacks the next write `w'`,
+//! committed at `t(w')`: its lag lies between `now - t(w')` and
+//! `now - t(w)`; the midpoint is reported, off by at most half an interval.
+//! A replica with the latest write shows no lag.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How many recent heartbeat writes are remembered.
+const REMEMBERED: usize = 256;
+
+/// The heartbeat writes rwsplit made, oldest first (microseconds since the
+/// UNIX epoch, rwsplit's clock).
+#[derive(Debug, Default)]
+pub struct HeartbeatLog {
+    writes: VecDeque<u64>,
+}
+
+impl HeartbeatLog {
+    pub fn record(&mut self, written: u64) {
+        if self.writes.len() == REMEMBERED {
+            self.writes.pop_front();
+        }
+        self.writes.push_back(written);
+    }
+
+    /// The lag of a replica whose heartbeat row shows `seen`, at `now`.
+    pub fn lag(&self, seen: u64, now: u64) -> Duration {
+        let micros = match self.writes.iter().find(|&&w| w > seen) {
+            None => 0,
+            Some(&next) => now.saturating_sub(seen / 2 + next / 2),
+        };
+        Duration::from_micros(micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(writes: &[u64]) -> HeartbeatLog {
+        let mut log = HeartbeatLog::default();
+        for &w in writes {
+            log.record(w);
+        }
+        log
+    }
+
+    #[test]
+    fn lag_from_the_missing_writes() {
+        let log = log(&[1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000]);
+        assert_eq!(
+            log.lag(3_000_000, 3_200_000),
+            Duration::ZERO,
+            "has the latest write"
+        );
+        // Has the write of t=1.0s, lacks the one of t=1.5s: lag between 2.3
+        // and 2.8 s at t=3.8s; the midpoint.
+        assert_eq!(log.lag(1_000_000, 3_800_000), Duration::from_millis(2_550));
+        assert_eq!(
+            log.lag(500_000, 3_800_000),
+            Duration::from_micros(3_800_000 - 750_000),
+            "older than every write remembered"
+        );
+    }
+
+    #[test]
+    fn a_replica_three_seconds_behind_is_measured_within_a_quarter_second() {
+        let interval = 500_000;
+        let writes: Vec<u64> = (0..40).map(|i| i * interval).collect();
+        let log = log(&writes);
+        for now in (6_000_000..19_000_000).step_by(37_000) {
+            // The replica has exactly the writes committed 3 s or more ago.
+            let seen = *writes
+                .iter()
+                .rev()
+                .find(|&&w| w + 3_000_000 <= now)
+                .unwrap();
+            let lag = log.lag(seen, now).as_micros() as i64;
+            assert!((lag - 3_000_000).abs() <= 250_000, "at {now}: {lag}");
+        }
+    }
+
+    #[test]
+    fn the_log_is_bounded() {
+        let log = log(&(0..1000).collect::<Vec<u64>>());
+        assert_eq!(log.writes.len(), REMEMBERED);
+    }
+}
