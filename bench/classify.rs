@@ -84,7 +84,7 @@ fn topology() -> Topology {
         role,
         healthy: true,
         readable: true,
-        lag: Lag::NotMonitored,
+        lag: Lag::Measured(Duration::ZERO),
         gtid: None,
         weight: 1,
         backup: false,

@@ -130,7 +130,7 @@ pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize>
         ReplicaSelection::LeastLag => {
             let lag = |i: usize| match topology.backends[i].lag {
                 Lag::Measured(d) => d,
-                Lag::NotMonitored | Lag::Unknown => std::time::Duration::ZERO,
+                Lag::Unknown => std::time::Duration::MAX,
             };
             rotated().reduce(|best, i| if lag(i) < lag(best) { i } else { best })
         }

@@ -145,12 +145,16 @@ impl ErrorPacket {
     }
 
     /// ER_OPTION_PREVENTS_STATEMENT: no primary is known, so a statement
-    /// that needs one cannot run.
-    pub fn no_primary() -> Self {
+    /// that needs one cannot run; `why` is the monitor's alarm, if any.
+    pub fn no_primary(why: Option<&str>) -> Self {
+        let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
         Self::new(
             1290,
             b"HY000",
-            "rwsplit has no primary to run this statement on (see rwsplit status); reads still work",
+            format!(
+                "rwsplit has no primary to run this statement on{why}; reads still work. \
+                 See rwsplit status"
+            ),
         )
     }
 

@@ -12,7 +12,7 @@ fn topology() -> Topology {
         role: Role::Replica,
         healthy: true,
         readable: true,
-        lag: Lag::NotMonitored,
+        lag: Lag::Measured(Duration::ZERO),
         gtid: None,
         weight: 1,
         backup,

@@ -232,7 +232,7 @@ impl Proxy {
         Ok(Proxy {
             load: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             turn: AtomicU64::new(0),
-            topology: Arc::new(TopologyCell::new(Topology::from_config(&config, false))),
+            topology: Arc::new(TopologyCell::new(Topology::from_config(&config))),
             reports: Arc::default(),
             endpoints,
             pools,

@@ -23,19 +23,24 @@ pub struct Discovered {
 /// Decides the primary from every backend's last check (`None`: not
 /// checked yet). `previous` is the primary until now (or the configured
 /// hint); `names` are the backends' names, for the alarm text.
+///
+/// A replica that is writable (`read_only=OFF`) counts as a second writable
+/// server: a write sent there would silently diverge it, so the alarm is
+/// raised and writes are refused until an operator fixes it.
 pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]) -> Discovered {
     let writable: Vec<usize> = seen
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.is_some_and(|s| s.reachable && !s.read_only && !s.replicating))
+        .filter(|(_, s)| s.is_some_and(|s| s.reachable && !s.read_only))
         .map(|(index, _)| index)
         .collect();
+    let replicating = |index: usize| seen[index].is_some_and(|s| s.replicating);
     match writable.as_slice() {
-        [one] => Discovered {
+        [one] if !replicating(*one) => Discovered {
             primary: Some(*one),
             alarm: None,
         },
-        [] => {
+        [] | [_] => {
             // The previous primary, if nothing says otherwise: unreachable
             // (down, not demoted) or not checked yet.
             let previous_unknown = previous
@@ -49,7 +54,8 @@ pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]
                 Discovered {
                     primary: None,
                     alarm: Some(
-                        "no writable server: every reachable backend is read-only or replicating"
+                        "no primary: no reachable backend is both writable (read_only=OFF) and \
+                         not replicating"
                             .into(),
                     ),
                 }
@@ -60,7 +66,8 @@ pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]
             Discovered {
                 primary: None,
                 alarm: Some(format!(
-                    "{} are all writable and not replicating; writes are refused rather than split",
+                    "{} are all writable (read_only=OFF); writes are refused rather than split \
+                     between them. Set read_only=ON on every server but the primary",
                     names.join(" and ")
                 )),
             }
@@ -98,15 +105,6 @@ mod tests {
             discover(&[REPLICA, PRIMARY, REPLICA], Some(0), &names()).primary,
             Some(1),
             "the hint loses to the servers"
-        );
-        let writable_replica = Some(Seen {
-            reachable: true,
-            read_only: false,
-            replicating: true,
-        });
-        assert_eq!(
-            discover(&[PRIMARY, writable_replica, REPLICA], Some(0), &names()).primary,
-            Some(0)
         );
     }
 

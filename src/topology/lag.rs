@@ -28,6 +28,11 @@ impl HeartbeatLog {
         self.writes.push_back(written);
     }
 
+    /// The newest write, if any.
+    pub fn latest(&self) -> Option<u64> {
+        self.writes.back().copied()
+    }
+
     /// The lag of a replica whose heartbeat row shows `seen`, at `now`.
     pub fn lag(&self, seen: u64, now: u64) -> Duration {
         let micros = match self.writes.iter().find(|&&w| w > seen) {

@@ -7,6 +7,7 @@
 //! | [`monitor`] | the monitor task: checks, heartbeat, publication |
 //! | [`check`] | one check of one backend (mysql_async, every call timed out) |
 //! | [`health`] | hysteresis: consecutive results before a state flips |
+//! | [`heartbeat`] | the heartbeat writer on the primary |
 //! | [`discovery`] | which backend is the primary |
 //! | [`lag`] | replication lag from the heartbeat |
 //! | [`gtid`] | GTIDs and positions, for read-your-writes |
@@ -19,6 +20,7 @@ pub mod check;
 pub mod discovery;
 pub mod gtid;
 pub mod health;
+pub mod heartbeat;
 pub mod lag;
 pub mod monitor;
 
@@ -33,10 +35,8 @@ use gtid::GtidPosition;
 /// Replication lag as far as it is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lag {
-    /// No monitor measures it (static topology): the replica is trusted.
-    NotMonitored,
-    /// The monitor could not tell (replication stopped, NULL lag): never
-    /// treated as zero.
+    /// Not checked yet, or the monitor could not tell (replication stopped,
+    /// NULL lag, heartbeat missing): never treated as zero.
     Unknown,
     /// Measured.
     Measured(Duration),
@@ -72,10 +72,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The topology a configuration describes, before any check: replicas
-    /// are trusted to take reads when `trust_replicas` (no monitor), else
-    /// they wait for the monitor.
-    pub fn from_config(config: &Config, trust_replicas: bool) -> Topology {
+    /// The topology a configuration describes, before any check: the
+    /// configured primary, and replicas that wait for the monitor before
+    /// they take reads.
+    pub fn from_config(config: &Config) -> Topology {
         let primary = config
             .backends
             .iter()
@@ -92,8 +92,8 @@ impl Topology {
                     Role::Replica
                 },
                 healthy: true,
-                readable: trust_replicas && index != primary,
-                lag: Lag::NotMonitored,
+                readable: false,
+                lag: Lag::Unknown,
                 gtid: None,
                 weight: backend.weight,
                 backup: backend.backup,

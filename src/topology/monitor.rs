@@ -5,22 +5,21 @@
 //! backend never delays the checks of the others; results go to one
 //! aggregating task, which owns all state and is the only writer of the
 //! topology. A heartbeat task writes rwsplit's clock to the primary every
-//! interval (see [`super::lag`]).
+//! interval (see [`super::heartbeat`] and [`super::lag`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::check::{CheckError, Checker, Observation, Replication};
 use super::discovery::{Seen, discover};
+use super::gtid::GtidPosition;
 use super::health::{Flip, Thresholds};
-use super::lag::HeartbeatLog;
+use super::heartbeat::{Heartbeat, now_micros, write_heartbeats};
 use super::{BackendState, Lag, Topology, TopologyCell};
 use crate::config::{Config, Role};
 
@@ -28,8 +27,11 @@ use crate::config::{Config, Role};
 /// `rwsplit status` and the admin API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendReport {
+    /// `@@version`, once a check succeeded.
     pub version: Option<String>,
+    /// `@@read_only` at the last successful check.
     pub read_only: Option<bool>,
+    /// Replication threads and source, when the backend replicates.
     pub replication: Option<Replication>,
     pub lag_source: LagSource,
     /// The last failed check's error, while the backend fails.
@@ -40,30 +42,30 @@ pub struct BackendReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LagSource {
+    /// Not measured: not a replica, or replication is stopped.
     #[default]
     None,
+    /// rwsplit's heartbeat row (sub-second).
     Heartbeat,
+    /// `Seconds_Behind_Master` (whole seconds), when the heartbeat cannot be
+    /// written or is stale.
     SecondsBehindMaster,
 }
 
 /// The monitor's report on every backend, published for readers.
 pub type Reports = ArcSwap<Vec<BackendReport>>;
 
-/// Starts the monitor's tasks; they run until `tasks` is dropped.
+/// One check's outcome for one backend.
+type CheckResult = (usize, Result<Observation, CheckError>);
+
+/// Starts the monitor's tasks; they run until the returned set is dropped.
 pub fn start(config: &Config, topology: Arc<TopologyCell>, reports: Arc<Reports>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
-    let writer_id = writer_id();
-    let heartbeat = Arc::new(Heartbeat {
-        log: Mutex::default(),
-        enabled: AtomicBool::new(true),
-    });
-    let heartbeat_query = format!(
-        "SELECT ts FROM {} WHERE writer = '{writer_id}'",
-        config.monitor.heartbeat_table
-    );
+    let heartbeat = Arc::new(Heartbeat::new());
+    let read_heartbeat = heartbeat.read_query(&config.monitor.heartbeat_table);
     let (results, incoming) = mpsc::channel(64);
     for (index, backend) in config.backends.iter().enumerate() {
-        let checker = Checker::new(backend, &config.monitor, heartbeat_query.clone());
+        let checker = Checker::new(backend, &config.monitor, read_heartbeat.clone());
         tasks.spawn(watch(
             index,
             checker,
@@ -75,26 +77,10 @@ pub fn start(config: &Config, topology: Arc<TopologyCell>, reports: Arc<Reports>
         config.clone(),
         topology.clone(),
         heartbeat.clone(),
-        writer_id,
     ));
-    tasks.spawn(aggregate(
-        config.clone(),
-        topology,
-        reports,
-        heartbeat,
-        incoming,
-    ));
+    let aggregator = Aggregator::new(config.clone(), heartbeat);
+    tasks.spawn(aggregator.run(topology, reports, incoming));
     tasks
-}
-
-/// This rwsplit's row in the heartbeat table: unique per process, so that
-/// several rwsplit sidecars measure lag each with its own clock.
-fn writer_id() -> String {
-    let mut random = [0u8; 6];
-    // The system RNG failing is not recoverable; aws-lc aborts on it itself.
-    aws_lc_rs::rand::fill(&mut random).expect("system random number generator");
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!("rwsplit-{}-{hex}", std::process::id())
 }
 
 /// Checks one backend every interval, forever.
@@ -102,7 +88,7 @@ async fn watch(
     index: usize,
     mut checker: Checker,
     interval: Duration,
-    results: mpsc::Sender<(usize, Result<Observation, CheckError>)>,
+    results: mpsc::Sender<CheckResult>,
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -115,203 +101,96 @@ async fn watch(
     }
 }
 
-/// The heartbeat writes and whether they work.
-#[derive(Debug)]
-struct Heartbeat {
-    log: Mutex<HeartbeatLog>,
-    /// False once the monitor account turned out unable to write: lag then
-    /// comes from Seconds_Behind_Master.
-    enabled: AtomicBool,
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Writes rwsplit's clock to its heartbeat row on the primary every
-/// interval, creating the table first.
-async fn write_heartbeats(
-    config: Config,
-    topology: Arc<TopologyCell>,
-    heartbeat: Arc<Heartbeat>,
-    writer: String,
-) {
-    let monitor = &config.monitor;
-    let table = &monitor.heartbeat_table;
-    let schema = table.split('.').next().unwrap_or("rwsplit");
-    let mut ticks = tokio::time::interval(monitor.interval);
-    let mut conn: Option<(usize, mysql_async::Conn)> = None;
-    loop {
-        ticks.tick().await;
-        let Some(primary) = topology.load().primary else {
-            continue;
-        };
-        if conn.as_ref().is_none_or(|(index, _)| *index != primary) {
-            let checker_opts = Checker::new(&config.backends[primary], monitor, String::new());
-            conn = match checker_opts.connect().await {
-                Ok(mut new) => {
-                    let create = format!(
-                        "CREATE DATABASE IF NOT EXISTS {schema}; \
-                         CREATE TABLE IF NOT EXISTS {table} (writer VARCHAR(64) PRIMARY KEY, ts BIGINT UNSIGNED NOT NULL)"
-                    );
-                    match timed(monitor.query_timeout, new.query_drop(create)).await {
-                        Ok(()) => Some((primary, new)),
-                        Err(error) => {
-                            disable(&heartbeat, &error);
-                            None
-                        }
-                    }
-                }
-                Err(_) => None,
-            };
-        }
-        let Some((_, primary_conn)) = conn.as_mut() else {
-            continue;
-        };
-        let written = now_micros();
-        let write = format!("REPLACE INTO {table} (writer, ts) VALUES ('{writer}', {written})");
-        match timed(monitor.query_timeout, primary_conn.query_drop(write)).await {
-            Ok(()) => {
-                heartbeat.enabled.store(true, Ordering::Relaxed);
-                heartbeat
-                    .log
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record(written);
-            }
-            Err(error) => {
-                if is_permission_error(&error) {
-                    disable(&heartbeat, &error);
-                }
-                conn = None;
-            }
-        }
-    }
-}
-
-fn is_permission_error(error: &str) -> bool {
-    // 1044/1142: access denied; 1290: read-only; 1227: missing privilege.
-    [
-        "1044",
-        "1142",
-        "1290",
-        "1227",
-        "denied",
-        "read-only",
-        "--read-only",
-    ]
-    .iter()
-    .any(|marker| error.contains(marker))
-}
-
-fn disable(heartbeat: &Heartbeat, error: &str) {
-    if heartbeat.enabled.swap(false, Ordering::Relaxed) {
-        warn!(
-            %error,
-            "the monitor account cannot write the heartbeat table; replication lag falls back to \
-             Seconds_Behind_Master (1 s resolution). Grant it all privileges on the heartbeat schema \
-             for sub-second lag"
-        );
-    }
-}
-
-async fn timed(
-    duration: Duration,
-    call: impl std::future::Future<Output = Result<(), mysql_async::Error>>,
-) -> Result<(), String> {
-    match tokio::time::timeout(duration, call).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {duration:?}")),
-    }
-}
-
 /// What the aggregator keeps per backend.
 #[derive(Debug)]
 struct Tracked {
+    /// Answering checks, with `monitor.failure_threshold` /
+    /// `recovery_threshold` hysteresis.
     up: Flip,
-    /// In read rotation as far as replication and lag go.
+    /// Replicating within the lag limit: leaves at once, returns after
+    /// `recovery_threshold` good checks.
     rotation: Flip,
+    /// The last check, for primary discovery (`None`: not checked yet).
     seen: Option<Seen>,
     lag: Lag,
-    gtid: Option<super::gtid::GtidPosition>,
+    gtid: Option<GtidPosition>,
     report: BackendReport,
 }
 
 /// Owns every backend's state; turns check results into topologies.
-async fn aggregate(
+struct Aggregator {
     config: Config,
-    topology: Arc<TopologyCell>,
-    reports: Arc<Reports>,
+    names: Vec<String>,
+    tracked: Vec<Tracked>,
     heartbeat: Arc<Heartbeat>,
-    mut incoming: mpsc::Receiver<(usize, Result<Observation, CheckError>)>,
-) {
-    let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
-    let monitor = &config.monitor;
-    let health = Thresholds {
-        to_false: monitor.failure_threshold,
-        to_true: monitor.recovery_threshold,
-    };
-    // Out of rotation at once; back after recovery_threshold good checks.
-    let rotation = Thresholds {
-        to_false: 1,
-        to_true: monitor.recovery_threshold,
-    };
-    let mut tracked: Vec<Tracked> = config
-        .backends
-        .iter()
-        .map(|_| Tracked {
-            up: Flip::new(true),
-            rotation: Flip::new(false),
-            seen: None,
-            lag: Lag::Unknown,
-            gtid: None,
-            report: BackendReport::default(),
-        })
-        .collect();
-    while let Some((index, result)) = incoming.recv().await {
-        let name = &names[index];
-        let entry = &mut tracked[index];
-        match result {
-            Ok(observation) => {
-                if entry.up.observe(true, health) {
-                    info!(backend = name, "backend is up again");
-                }
-                let (lag, source) = measure_lag(&observation, &heartbeat);
-                let in_limit =
-                    matches!(lag, Lag::Measured(d) if d <= config.routing.max_replication_lag);
-                if entry.rotation.observe(in_limit, rotation) {
-                    if in_limit {
-                        info!(backend = name, ?lag, "replica back in read rotation");
-                    } else {
-                        warn!(
-                            backend = name,
-                            ?lag,
-                            "replica leaves read rotation (lag over routing.max_replication_lag, unknown, or replication stopped)"
-                        );
-                    }
-                }
-                entry.seen = Some(Seen {
-                    reachable: true,
-                    read_only: observation.read_only,
-                    replicating: observation.replication.is_some(),
-                });
-                entry.lag = lag;
-                entry.gtid = observation.gtid.clone();
-                entry.report = BackendReport {
-                    version: Some(observation.version),
-                    read_only: Some(observation.read_only),
-                    replication: observation.replication,
-                    lag_source: source,
-                    last_error: None,
-                };
+    /// Whether some replica takes reads, once every backend was checked.
+    readers: Option<bool>,
+}
+
+impl Aggregator {
+    fn new(config: Config, heartbeat: Arc<Heartbeat>) -> Aggregator {
+        let tracked = config
+            .backends
+            .iter()
+            .map(|_| Tracked {
+                up: Flip::new(true),
+                rotation: Flip::new(false),
+                seen: None,
+                lag: Lag::Unknown,
+                gtid: None,
+                report: BackendReport::default(),
+            })
+            .collect();
+        Aggregator {
+            names: config.backends.iter().map(|b| b.name.clone()).collect(),
+            config,
+            tracked,
+            heartbeat,
+            readers: None,
+        }
+    }
+
+    async fn run(
+        mut self,
+        topology: Arc<TopologyCell>,
+        reports: Arc<Reports>,
+        mut incoming: mpsc::Receiver<CheckResult>,
+    ) {
+        while let Some((index, result)) = incoming.recv().await {
+            self.absorb(index, result);
+            let current = topology.load();
+            let next = self.topology(&current);
+            self.note_changes(&current, &next);
+            if **current != next {
+                topology.store(next);
             }
+            reports.store(Arc::new(
+                self.tracked.iter().map(|t| t.report.clone()).collect(),
+            ));
+        }
+    }
+
+    /// Records one check of backend `index`.
+    fn absorb(&mut self, index: usize, result: Result<Observation, CheckError>) {
+        let monitor = &self.config.monitor;
+        let health = Thresholds {
+            to_false: monitor.failure_threshold,
+            to_true: monitor.recovery_threshold,
+        };
+        let rotation = Thresholds {
+            to_false: 1,
+            to_true: monitor.recovery_threshold,
+        };
+        let stale = monitor.interval * 2 + monitor.query_timeout;
+        let name = &self.names[index];
+        let entry = &mut self.tracked[index];
+        let observation = match result {
+            Ok(observation) => observation,
             Err(error) => {
                 if entry.up.observe(false, health) {
-                    warn!(backend = name, %error, failures = monitor.failure_threshold, "backend is down");
+                    warn!(backend = name, %error, "backend is down after {} failed checks", health.to_false);
                 }
+                entry.rotation.observe(false, rotation);
                 entry.seen = Some(Seen {
                     reachable: false,
                     read_only: false,
@@ -319,44 +198,134 @@ async fn aggregate(
                 });
                 entry.lag = Lag::Unknown;
                 entry.report.last_error = Some(error.to_string());
+                return;
+            }
+        };
+        if entry.up.observe(true, health) {
+            info!(backend = name, "backend is up again");
+        }
+        let (lag, source) = measure_lag(&observation, &self.heartbeat, stale);
+        let in_limit =
+            matches!(lag, Lag::Measured(d) if d <= self.config.routing.max_replication_lag);
+        if entry.rotation.observe(in_limit, rotation) && observation.replication.is_some() {
+            if in_limit {
+                info!(backend = name, ?lag, "replica back in read rotation");
+            } else {
+                warn!(
+                    backend = name,
+                    ?lag,
+                    "replica leaves read rotation: lag over routing.max_replication_lag, unknown, or replication stopped"
+                );
             }
         }
-        let next = build(&config, &tracked, &topology.load(), &names);
-        let current = topology.load();
+        entry.seen = Some(Seen {
+            reachable: true,
+            read_only: observation.read_only,
+            replicating: observation.replication.is_some(),
+        });
+        entry.lag = lag;
+        entry.gtid = observation.gtid;
+        entry.report = BackendReport {
+            version: Some(observation.version),
+            read_only: Some(observation.read_only),
+            replication: observation.replication,
+            lag_source: source,
+            last_error: None,
+        };
+    }
+
+    /// The topology the tracked state describes.
+    fn topology(&self, current: &Topology) -> Topology {
+        let seen: Vec<Option<Seen>> = self.tracked.iter().map(|t| t.seen).collect();
+        let discovered = discover(&seen, current.primary, &self.names);
+        let backends = self
+            .config
+            .backends
+            .iter()
+            .zip(&self.tracked)
+            .enumerate()
+            .map(|(index, (backend, t))| {
+                let is_primary = discovered.primary == Some(index);
+                BackendState {
+                    role: if is_primary {
+                        Role::Primary
+                    } else {
+                        Role::Replica
+                    },
+                    healthy: t.up.state(),
+                    readable: !is_primary && t.up.state() && t.rotation.state(),
+                    lag: if is_primary {
+                        Lag::Measured(Duration::ZERO)
+                    } else {
+                        t.lag
+                    },
+                    gtid: t.gtid.clone(),
+                    weight: backend.weight,
+                    backup: backend.backup,
+                }
+            })
+            .collect();
+        Topology {
+            primary: discovered.primary,
+            backends,
+            alarm: discovered.alarm,
+        }
+    }
+
+    /// Logs changes of the primary, of the alarm, and whether any replica
+    /// takes reads: once per change, never per query.
+    fn note_changes(&mut self, current: &Topology, next: &Topology) {
         if next.primary != current.primary || next.alarm != current.alarm {
-            match (&next.primary, &next.alarm) {
-                (Some(primary), _) => info!(primary = names[*primary], "primary"),
+            match (next.primary, &next.alarm) {
+                (Some(primary), _) => info!(primary = self.names[primary], "primary"),
                 (None, Some(alarm)) => warn!(alarm, "no primary: writes are refused"),
                 (None, None) => {}
             }
         }
-        if **current != next {
-            topology.store(next);
+        if self.tracked.iter().any(|t| t.seen.is_none()) {
+            return;
         }
-        reports.store(Arc::new(tracked.iter().map(|t| t.report.clone()).collect()));
+        let readers = next.backends.iter().any(|b| b.readable);
+        match (self.readers, readers) {
+            (Some(true) | None, false) => warn!(
+                "no replica can take reads (down, lagging or not replicating); reads go to the primary"
+            ),
+            (Some(false), true) => info!("replicas take reads again"),
+            _ => {}
+        }
+        self.readers = Some(readers);
     }
 }
 
 /// A replica's lag, and where it came from: unknown unless replication runs
-/// and the heartbeat (or, without one, Seconds_Behind_Master) tells.
-fn measure_lag(observation: &Observation, heartbeat: &Heartbeat) -> (Lag, LagSource) {
+/// and the heartbeat tells (or, when the monitor cannot write it or its
+/// last write is older than `stale`, Seconds_Behind_Master).
+fn measure_lag(
+    observation: &Observation,
+    heartbeat: &Heartbeat,
+    stale: Duration,
+) -> (Lag, LagSource) {
     let Some(replication) = &observation.replication else {
         return (Lag::Unknown, LagSource::None);
     };
     if !replication.io_running || !replication.sql_running {
         return (Lag::Unknown, LagSource::None);
     }
-    if heartbeat.enabled.load(Ordering::Relaxed) {
-        return match observation.heartbeat {
-            Some(seen) => {
-                let log = heartbeat.log.lock().unwrap_or_else(|p| p.into_inner());
-                (
-                    Lag::Measured(log.lag(seen, now_micros())),
-                    LagSource::Heartbeat,
-                )
+    let now = now_micros();
+    let log = heartbeat.log();
+    if heartbeat.enabled() {
+        let measured = |seen| (Lag::Measured(log.lag(seen, now)), LagSource::Heartbeat);
+        match (log.latest(), observation.heartbeat) {
+            // Before the first write: wait for it rather than flap between
+            // two sources.
+            (None, _) => return (Lag::Unknown, LagSource::Heartbeat),
+            (Some(latest), seen) if now.saturating_sub(latest) <= stale.as_micros() as u64 => {
+                return seen.map_or((Lag::Unknown, LagSource::Heartbeat), measured);
             }
-            None => (Lag::Unknown, LagSource::Heartbeat),
-        };
+            // Writes stopped working (the primary is unreachable, say): the
+            // replica's own view is all there is.
+            (Some(_), _) => {}
+        }
     }
     match replication.seconds_behind {
         Some(seconds) => (
@@ -364,42 +333,5 @@ fn measure_lag(observation: &Observation, heartbeat: &Heartbeat) -> (Lag, LagSou
             LagSource::SecondsBehindMaster,
         ),
         None => (Lag::Unknown, LagSource::SecondsBehindMaster),
-    }
-}
-
-/// The topology the tracked state describes.
-fn build(config: &Config, tracked: &[Tracked], current: &Topology, names: &[String]) -> Topology {
-    let seen: Vec<Option<Seen>> = tracked.iter().map(|t| t.seen).collect();
-    let discovered = discover(&seen, current.primary, names);
-    let backends = config
-        .backends
-        .iter()
-        .zip(tracked)
-        .enumerate()
-        .map(|(index, (backend, t))| {
-            let is_primary = discovered.primary == Some(index);
-            BackendState {
-                role: if is_primary {
-                    Role::Primary
-                } else {
-                    Role::Replica
-                },
-                healthy: t.up.state(),
-                readable: !is_primary && t.up.state() && t.rotation.state(),
-                lag: if is_primary {
-                    Lag::Measured(Duration::ZERO)
-                } else {
-                    t.lag
-                },
-                gtid: t.gtid.clone(),
-                weight: backend.weight,
-                backup: backend.backup,
-            }
-        })
-        .collect();
-    Topology {
-        primary: discovered.primary,
-        backends,
-        alarm: discovered.alarm,
     }
 }

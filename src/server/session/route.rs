@@ -213,7 +213,8 @@ impl Session {
         read: bool,
     ) -> Result<usize, ErrorPacket> {
         let Target::Backend(backend) = target else {
-            return Err(ErrorPacket::no_primary());
+            let topology = self.proxy.topology.load();
+            return Err(ErrorPacket::no_primary(topology.alarm.as_deref()));
         };
         let error = match self.ensure_backend(backend).await {
             Ok(()) => return Ok(backend),
