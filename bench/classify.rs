@@ -107,10 +107,10 @@ fn main() {
         let classified = classify(statement);
         let reads = ReadPolicy {
             selection: ReplicaSelection::RoundRobin,
-
             primary_serves_reads: false,
             load: &[0, 0, 0],
             turn: statement.len() as u64,
+            avoid: 0,
         };
         black_box(route(
             &classified.kind,

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::admin::status::Status;
 use crate::config::{Config, ConfigError};
 use crate::logging::LogFormat;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
@@ -74,6 +76,28 @@ pub enum Command {
         path: PathBuf,
     },
 
+    /// Show the backends as a running rwsplit sees them.
+    ///
+    /// Asks the admin API of a running rwsplit (admin.address in its
+    /// configuration) for its status and prints one line per backend: its
+    /// role, state (up, reading, lagging, stopped, down), replication lag,
+    /// GTID position, open connections and commands served; then the
+    /// primary, and any alarm or failing check.
+    #[command(
+        after_help = "Examples:\n  rwsplit status\n  rwsplit status --admin http://10.0.0.5:6034 --json\n  RWSPLIT_ADMIN_TOKEN=secret rwsplit status"
+    )]
+    Status {
+        /// Base URL of the admin API.
+        #[arg(long, default_value = "http://127.0.0.1:6034")]
+        admin: String,
+        /// The bearer token, when admin.token is set.
+        #[arg(long, env = "RWSPLIT_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the JSON document of GET /status instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Start a local MariaDB primary and replicas to try rwsplit against.
     ///
     /// Uses the machine's mariadbd. Each server gets its own directory and a
@@ -108,6 +132,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { path } => Ok(check_config(&path)),
+        Command::Status { admin, token, json } => {
+            runtime()?.block_on(print_status(&admin, token.as_deref(), json))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sandbox { replicas, dir } => {
             runtime()?.block_on(run_sandbox(SandboxOptions {
                 replicas,
@@ -144,6 +172,18 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn print_status(admin: &str, token: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let body = crate::admin::client::get(admin, "/status", token, Duration::from_secs(5)).await?;
+    if json {
+        println!("{}", body.trim_end());
+        return Ok(());
+    }
+    let status: Status = serde_json::from_str(&body)
+        .with_context(|| format!("{admin}/status did not answer with rwsplit's status document"))?;
+    print!("{}", status.table());
+    Ok(())
 }
 
 async fn run_sandbox(options: SandboxOptions) -> anyhow::Result<()> {

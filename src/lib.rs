@@ -4,9 +4,12 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`admin`] | HTTP admin API: /status, /metrics, /health, /ready |
 //! | [`cli`] | the `rwsplit` command line: subcommands and their output |
 //! | [`config`] | `proxy.yaml`: `${VAR}` substitution, typed model, validation |
+//! | [`gtid`] | GTIDs and GTID positions (MariaDB style), for read-your-writes |
 //! | [`logging`] | tracing subscriber set-up (text or JSON) |
+//! | [`metrics`] | counters for /status and /metrics, Prometheus text |
 //! | [`protocol`] | MySQL wire protocol: pure functions over bytes |
 //! | [`net`] | byte streams: TCP or TLS |
 //! | [`tls`] | TLS configurations for both sides |
@@ -17,10 +20,13 @@
 //! | [`topology`] | the backends' roles, health and lag, as a lock-free snapshot |
 //! | [`sandbox`] | local MariaDB primary + replicas for tests, demos and benchmarks |
 
+pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod gtid;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod routing;

@@ -39,6 +39,8 @@ pub struct ReadPolicy<'a> {
     pub load: &'a [u32],
     /// A number that grows with every read (for round robin and ties).
     pub turn: u64,
+    /// Backends not to use (a bit per index): where a read just failed.
+    pub avoid: u64,
 }
 
 /// The decision.
@@ -148,7 +150,8 @@ fn eligible(topology: &Topology, reads: &ReadPolicy<'_>, backup: bool) -> u64 {
             && backend.backup == backup
             && backend.readable;
         let as_primary = is_primary && reads.primary_serves_reads && !backup;
-        if backend.healthy && (as_replica || as_primary) {
+        let avoided = reads.avoid & (1 << index) != 0;
+        if backend.healthy && !avoided && (as_replica || as_primary) {
             set |= 1 << index;
         }
     }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -49,6 +51,26 @@ pub struct Endpoint {
     pub tls: Option<TlsTarget>,
     /// Limit on TCP connect plus login.
     pub connect_timeout: Duration,
+    /// Connections open to this backend (for metrics); each connection
+    /// counts itself while it lives.
+    pub open: Arc<AtomicU64>,
+}
+
+/// One count in an endpoint's open connections, released on drop.
+#[derive(Debug)]
+struct Counted(Arc<AtomicU64>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicU64>) -> Counted {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// TLS settings for one backend.
@@ -136,6 +158,7 @@ pub struct BackendConn {
     capabilities: CapabilityFlags,
     /// Status flags of the last complete response.
     status: StatusFlags,
+    _counted: Counted,
 }
 
 impl BackendConn {
@@ -174,6 +197,7 @@ impl BackendConn {
             },
             capabilities: CapabilityFlags::empty(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            _counted: Counted::new(&endpoint.open),
         };
         let handshake = conn.read_frame().await?;
         let payload = handshake.first_payload();

@@ -12,6 +12,8 @@
 use mysql_common::constants::StatusFlags;
 
 use super::packet::{HEADER_LEN, MAX_CHUNK, read_lenenc};
+use super::session_track::tracked_variable;
+use crate::gtid::Gtid;
 
 /// What kind of response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +117,11 @@ pub struct ResponseScanner {
     status: Option<StatusFlags>,
     error: Option<u16>,
     prepare: Option<PrepareOk>,
+    /// Read `last_gtid` from OK packets (the connection negotiated
+    /// CLIENT_SESSION_TRACK and a session wants its writes' GTIDs).
+    track_gtid: bool,
+    /// The last `last_gtid` an OK packet reported.
+    gtid: Option<Gtid>,
 }
 
 impl ResponseScanner {
@@ -139,7 +146,23 @@ impl ResponseScanner {
             status: None,
             error: None,
             prepare: None,
+            track_gtid: false,
+            gtid: None,
         }
+    }
+
+    /// Also reads the `last_gtid` that OK packets report in their
+    /// session-state changes (only valid on a CLIENT_SESSION_TRACK
+    /// connection).
+    pub fn tracking_gtid(mut self) -> Self {
+        self.track_gtid = true;
+        self
+    }
+
+    /// The GTID of the transaction this response committed, when an OK
+    /// packet reported it (see [`ResponseScanner::tracking_gtid`]).
+    pub fn gtid(&self) -> Option<Gtid> {
+        self.gtid
     }
 
     /// Status flags of the last OK or EOF packet seen, if any.
@@ -283,7 +306,13 @@ impl ResponseScanner {
                 State::Done
             }
             (_, Some(0xFF)) => self.on_error(payload),
-            (State::First, Some(0x00)) => self.after_terminator(ok_status(payload)?),
+            (State::First, Some(0x00)) => {
+                let status = ok_status(payload)?;
+                if self.track_gtid && status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
+                    self.note_gtid(payload);
+                }
+                self.after_terminator(status)
+            }
             (State::First, Some(0xFB)) => State::LocalInfile,
             (State::First, _) => match read_lenenc(payload) {
                 Some((count, used)) if count > 0 && used == payload.len() => State::Columns(count),
@@ -308,6 +337,15 @@ impl ResponseScanner {
             _ => return Err(ScanError("unexpected packet")),
         };
         Ok(())
+    }
+
+    fn note_gtid(&mut self, ok: &[u8]) {
+        let gtid = tracked_variable(ok, b"last_gtid")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(Gtid::parse);
+        if gtid.is_some() {
+            self.gtid = gtid;
+        }
     }
 
     fn on_error(&mut self, payload: &[u8]) -> State {

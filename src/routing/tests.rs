@@ -38,6 +38,7 @@ fn policy(turn: u64) -> ReadPolicy<'static> {
         primary_serves_reads: false,
         load: &[0, 0, 0, 0],
         turn,
+        avoid: 0,
     }
 }
 
@@ -317,4 +318,22 @@ fn without_a_primary_writes_have_nowhere_to_go() {
         is_replica(route(&StatementKind::Read, None, &none, &t, &policy(0))),
         "reads still work"
     );
+}
+
+#[test]
+fn avoided_backends_take_no_reads() {
+    let avoiding = |avoid| ReadPolicy { avoid, ..policy(0) };
+    for turn in 0..4 {
+        let reads = ReadPolicy {
+            turn,
+            ..avoiding(1 << 1)
+        };
+        assert_eq!(pick_reader(&topology(), &reads), Some(2));
+    }
+    assert_eq!(
+        pick_reader(&topology(), &avoiding(0b110)),
+        Some(3),
+        "the backup is left"
+    );
+    assert_eq!(pick_reader(&topology(), &avoiding(0b1110)), None);
 }

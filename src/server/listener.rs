@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -46,6 +47,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Futu
             },
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
+            proxy
+                .metrics
+                .clients_refused
+                .fetch_add(1, Ordering::Relaxed);
             warn!(%peer, max, "refusing a client: max_client_connections reached");
             tokio::spawn(refuse(tcp));
             continue;
@@ -53,6 +58,10 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Futu
         if let Err(error) = tcp.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
         }
+        proxy
+            .metrics
+            .clients_accepted
+            .fetch_add(1, Ordering::Relaxed);
         let registration = proxy.registry.register();
         let id = registration.id();
         let task = tokio::spawn(session::run(proxy.clone(), tcp, peer, registration, permit));

@@ -16,7 +16,7 @@ pub mod registry;
 pub mod session;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::backend::conn::{BackendConn, Endpoint, Greeting, Login, TlsTarget};
 use crate::backend::pool::Pool;
 use crate::config::{AuthPluginChoice, Config, UserConfig};
+use crate::metrics::Metrics;
 use crate::protocol::auth::{AuthPlugin, RsaKey};
 use crate::tls::{self, TlsError};
 use crate::topology::{Topology, TopologyCell};
@@ -116,6 +117,10 @@ pub struct Proxy {
     pub reports: Arc<crate::topology::monitor::Reports>,
     /// Statements in flight on each backend (for least_connections).
     pub load: Vec<AtomicU32>,
+    /// Counters for /status and /metrics.
+    pub metrics: Metrics,
+    /// The client listener accepts connections.
+    pub listening: AtomicBool,
     /// Grows with every read routed (round robin, tie breaks).
     pub turn: AtomicU64,
     /// Present when `listen.tls` is configured.
@@ -129,25 +134,30 @@ pub struct Proxy {
     sha2_cache: Mutex<HashSet<String>>,
 }
 
-/// Starts serving `config` on its listen address until `shutdown` resolves:
-/// builds the shared state, learns the primary's version, binds, accepts.
+/// Starts serving `config` until `shutdown` resolves: binds the listen and
+/// admin addresses, builds the shared state, and serves.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let address = config.listen.address;
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind { address, source })?;
+    let bind = |address| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind { address, source })
+    };
+    let listener = bind(config.listen.address).await?;
+    let admin = bind(config.admin.address).await?;
     let proxy = Arc::new(Proxy::new(config)?);
-    start(proxy, listener, shutdown).await;
+    start(proxy, listener, admin, shutdown).await;
     Ok(())
 }
 
-/// Serves on an already bound listener (tests bind port 0 themselves).
+/// Serves on already bound listeners (tests bind port 0 themselves): the
+/// monitor, the admin API and the client listener, until `shutdown`.
 pub async fn start(
     proxy: Arc<Proxy>,
     listener: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     // The monitor runs as long as the proxy serves: dropping the set
@@ -157,6 +167,12 @@ pub async fn start(
         proxy.topology.clone(),
         proxy.reports.clone(),
     );
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_address = admin.local_addr().ok();
+    tokio::spawn(crate::admin::serve(proxy.clone(), admin, async {
+        // Resolves when the sender is dropped too.
+        let _ = admin_stopped.await;
+    }));
     if let Err(error) = proxy.probe_primary().await {
         tracing::warn!(%error, "cannot reach the primary to learn its version; greeting clients with a default until it answers");
     }
@@ -165,8 +181,16 @@ pub async fn start(
             "failover.auto is set, but automatic failover is not implemented in this version"
         );
     }
-    tracing::info!(address = %proxy.config.listen.address, backends = proxy.endpoints.len(), "rwsplit is serving");
-    listener::serve(proxy, listener, shutdown).await;
+    tracing::info!(
+        address = %proxy.config.listen.address,
+        admin = ?admin_address,
+        backends = proxy.endpoints.len(),
+        "rwsplit is serving"
+    );
+    proxy.listening.store(true, Ordering::Relaxed);
+    listener::serve(proxy.clone(), listener, shutdown).await;
+    proxy.listening.store(false, Ordering::Relaxed);
+    drop(stop_admin);
 }
 
 impl std::fmt::Debug for Proxy {
@@ -189,6 +213,7 @@ impl Proxy {
             .map(|t| tls::server_config(&t.cert, &t.key).map(TlsAcceptor::from))
             .transpose()
             .map_err(StartError::ListenTls)?;
+        let metrics = Metrics::new(config.backends.len());
         let endpoints = config
             .backends
             .iter()
@@ -217,6 +242,7 @@ impl Proxy {
                     address: backend.address.clone(),
                     tls,
                     connect_timeout: config.monitor.connect_timeout,
+                    open: metrics.backends[index].open_connections.clone(),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -231,6 +257,8 @@ impl Proxy {
             .collect();
         Ok(Proxy {
             load: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            metrics,
+            listening: AtomicBool::new(false),
             turn: AtomicU64::new(0),
             topology: Arc::new(TopologyCell::new(Topology::from_config(&config))),
             reports: Arc::default(),
@@ -326,5 +354,16 @@ impl Proxy {
     /// The backend that takes writes, when one is known.
     pub fn primary(&self) -> Option<usize> {
         self.topology.load().primary
+    }
+
+    /// Ready for clients: the listener accepts, and the monitor has seen
+    /// the primary answer and found no alarm.
+    pub fn ready(&self) -> bool {
+        let topology = self.topology.load();
+        let reports = self.reports.load();
+        let confirmed = topology.primary.is_some_and(|p| {
+            topology.backends[p].healthy && reports.get(p).is_some_and(|r| r.version.is_some())
+        });
+        self.listening.load(Ordering::Relaxed) && confirmed && topology.alarm.is_none()
     }
 }

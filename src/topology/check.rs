@@ -11,8 +11,8 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, SslOpts};
 
-use super::gtid::GtidPosition;
 use crate::config::{BackendConfig, MonitorConfig};
+use crate::gtid::GtidPosition;
 
 /// What one successful check saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Observation {
 }
 
 /// The server's replication status (SHOW REPLICA STATUS).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replication {
     pub io_running: bool,
     pub sql_running: bool,

@@ -4,8 +4,11 @@
 //! Both timestamps come from rwsplit's clock, so the servers' clocks do not
 //! matter. A replica whose row shows write `w` lacks the next write `w'`,
 //! committed at `t(w')`: its lag lies between `now - t(w')` and
-//! `now - t(w)`; the midpoint is reported, off by at most half an interval.
-//! A replica with the latest write shows no lag.
+//! `now - t(w)`. The midpoint is reported, off by at most half an interval,
+//! except when `w'` is the latest write: a healthy replica is in that state
+//! for the moment after each write, and the midpoint would report half an
+//! interval of lag it does not have, so the lower bound is reported. A
+//! replica with the latest write shows no lag.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -35,9 +38,11 @@ impl HeartbeatLog {
 
     /// The lag of a replica whose heartbeat row shows `seen`, at `now`.
     pub fn lag(&self, seen: u64, now: u64) -> Duration {
-        let micros = match self.writes.iter().find(|&&w| w > seen) {
-            None => 0,
-            Some(&next) => now.saturating_sub(seen / 2 + next / 2),
+        let mut missing = self.writes.iter().filter(|&&w| w > seen);
+        let micros = match (missing.next(), missing.next()) {
+            (None, _) => 0,
+            (Some(&next), None) => now.saturating_sub(next),
+            (Some(&next), Some(_)) => now.saturating_sub(seen / 2 + next / 2),
         };
         Duration::from_micros(micros)
     }

@@ -10,7 +10,6 @@
 //! | [`heartbeat`] | the heartbeat writer on the primary |
 //! | [`discovery`] | which backend is the primary |
 //! | [`lag`] | replication lag from the heartbeat |
-//! | [`gtid`] | GTIDs and positions, for read-your-writes |
 //!
 //! Before the monitor's first results, the snapshot comes from the
 //! configuration: the backend with `role: primary` (else the first) is the
@@ -18,7 +17,6 @@
 
 pub mod check;
 pub mod discovery;
-pub mod gtid;
 pub mod health;
 pub mod heartbeat;
 pub mod lag;
@@ -30,7 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Role};
-use gtid::GtidPosition;
+use crate::gtid::GtidPosition;
 
 /// Replication lag as far as it is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,11 +17,11 @@ use tracing::{info, warn};
 
 use super::check::{CheckError, Checker, Observation, Replication};
 use super::discovery::{Seen, discover};
-use super::gtid::GtidPosition;
 use super::health::{Flip, Thresholds};
 use super::heartbeat::{Heartbeat, now_micros, write_heartbeats};
 use super::{BackendState, Lag, Topology, TopologyCell};
 use crate::config::{Config, Role};
+use crate::gtid::GtidPosition;
 
 /// What the monitor knows about one backend beyond the topology, for
 /// `rwsplit status` and the admin API.
@@ -39,7 +39,7 @@ pub struct BackendReport {
 }
 
 /// Where a replica's lag comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LagSource {
     /// Not measured: not a replica, or replication is stopped.

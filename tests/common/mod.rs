@@ -96,6 +96,8 @@ pub fn primary_only_config(sandbox: &Sandbox) -> Config {
 /// tasks dropped) when this is dropped.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// Where its admin API listens.
+    pub admin_addr: SocketAddr,
     pub proxy: Arc<Proxy>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -148,14 +150,19 @@ pub fn start_proxy(config: Config) -> TestProxy {
         .set_nonblocking(true)
         .expect("non-blocking listener");
     let addr = listener.local_addr().expect("local addr");
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind admin");
+    admin.set_nonblocking(true).expect("non-blocking listener");
+    let admin_addr = admin.local_addr().expect("admin addr");
     let proxy = Arc::new(Proxy::new(config).expect("proxy starts"));
     let serving = proxy.clone();
     runtime.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        rwsplit::server::start(serving, listener, std::future::pending()).await;
+        let admin = tokio::net::TcpListener::from_std(admin).expect("tokio listener");
+        rwsplit::server::start(serving, listener, admin, std::future::pending()).await;
     });
     let test_proxy = TestProxy {
         addr,
+        admin_addr,
         proxy,
         runtime: Some(runtime),
     };
@@ -221,6 +228,7 @@ pub async fn raw_client(
         address: address.into(),
         tls: None,
         connect_timeout: Duration::from_secs(10),
+        open: Default::default(),
     };
     let login = Login {
         user: APP.user,

@@ -15,7 +15,6 @@ use crate::protocol::command::com;
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
-use crate::routing::Target;
 use crate::server::login::authenticate;
 use crate::server::session::state::RoutingState;
 use crate::sql::kill::Kill;
@@ -178,10 +177,7 @@ impl Session {
         self.registration
             .set_user(self.identity.user.name.as_str().into());
         if self.identity.db.is_some() {
-            let primary = self
-                .proxy
-                .primary()
-                .map_or(Target::NoPrimary, Target::Backend);
+            let primary = self.primary_target();
             if let Err(error) = self.backend_for(primary, false).await {
                 let _ = self.client.send_error(seq, &error).await;
                 return Err(End::Refused);

@@ -4,6 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`route`] | classify, route, run, keep session state on every backend |
+//! | [`causal`] | read-your-writes: reads wait for the session's last write |
 //! | [`state`] | what routing remembers: pins, locks, temporary tables, history |
 //! | [`relay`] | a command to a backend and its response back (the hot path) |
 //! | [`statements`] | prepared statements: client ids and backend ids |
@@ -14,6 +15,7 @@
 //! responses. Whenever a relay stops part-way, the connection is closed and
 //! the session ends: its state on that backend is unknown.
 
+mod causal;
 mod control;
 mod prepared;
 mod relay;
@@ -23,6 +25,7 @@ mod statements;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use tokio::net::TcpStream;
@@ -39,10 +42,9 @@ use crate::protocol::command::Command;
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
-use crate::routing::Target;
 use crate::sql::SessionChange;
 use crate::sql::kill::{Kill, parse_kill};
-use relay::{RelayError, Relayed};
+use relay::{Relay, RelayError, Relayed};
 use state::RoutingState;
 use statements::Statements;
 
@@ -57,6 +59,10 @@ const LOGIN_ONLY: CapabilityFlags = CapabilityFlags::CLIENT_CONNECT_WITH_DB
     .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
     .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
     .union(CapabilityFlags::CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS);
+
+/// A backend connection failed before any of its response reached the
+/// client (why, in the field); the connection is already closed.
+struct Untouched(BackendError);
 
 /// Whether the session goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,7 @@ pub async fn run(
         statements: Statements::default(),
         status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         routing: RoutingState::new(proxy_history_limit),
+        last_write: causal::LastWrite::None,
         registration,
     };
     let end = match session.start(next_seq).await {
@@ -135,6 +142,9 @@ struct Session {
     /// answers itself (COM_PING).
     status: StatusFlags,
     routing: RoutingState,
+    /// The last write, for read-your-writes; kept across
+    /// COM_RESET_CONNECTION (the client's writes stay its own).
+    last_write: causal::LastWrite,
     registration: Registration,
 }
 
@@ -143,10 +153,7 @@ impl Session {
     /// the primary connection with it), then sends OK.
     async fn start(&mut self, seq: u8) -> Result<(), End> {
         if self.identity.db.is_some() {
-            let primary = self
-                .proxy
-                .primary()
-                .map_or(Target::NoPrimary, Target::Backend);
+            let primary = self.primary_target();
             if let Err(error) = self.backend_for(primary, false).await {
                 self.client.send_error(seq, &error).await?;
                 return Err(End::Refused);
@@ -232,10 +239,13 @@ impl Session {
             },
             Command::InitDb(db) => {
                 let change = SessionChange::Database(String::from_utf8_lossy(db).into_owned());
-                self.session_state(frame, Expect::Single, Some(change))
+                self.session_state(frame, Expect::Single, Some(change), Instant::now())
                     .await
             }
-            Command::SetOption => self.session_state(frame, Expect::Single, None).await,
+            Command::SetOption => {
+                self.session_state(frame, Expect::Single, None, Instant::now())
+                    .await
+            }
             Command::FieldList => {
                 // Lists a table's columns: a read, unless the table may be
                 // one of the session's temporary tables.
@@ -274,10 +284,7 @@ impl Session {
 
     /// Relays a command about the server itself to the primary.
     async fn on_primary(&mut self, frame: &Frame, expect: Expect) -> Result<Flow, End> {
-        let primary = self
-            .proxy
-            .primary()
-            .map_or(Target::NoPrimary, Target::Backend);
+        let primary = self.primary_target();
         self.run_on(primary, frame, expect, false)
             .await
             .map(|_| Flow::Continue)
@@ -291,19 +298,50 @@ impl Session {
         expect: Expect,
         rename: Option<u32>,
     ) -> Result<Relayed, End> {
+        match self.try_relay_to(target, request, expect, rename).await? {
+            Ok(relayed) => Ok(relayed),
+            Err(Untouched(lost)) => Err(self.backend_lost(target, lost, 1).await),
+        }
+    }
+
+    /// Like [`Session::relay_to`], but a backend that fails before any of
+    /// its response reached the client is handed back: the connection is
+    /// closed and the client told nothing, so the caller may run the
+    /// command elsewhere.
+    async fn try_relay_to(
+        &mut self,
+        target: usize,
+        request: &[u8],
+        expect: Expect,
+        rename: Option<u32>,
+    ) -> Result<Result<Relayed, Untouched>, End> {
+        let track_gtid = self.tracks_gtid(target);
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
         let load = &self.proxy.load[target];
         load.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let result = relay::relay(&mut self.client, backend, request, expect, rename).await;
+        self.proxy.metrics.backends[target]
+            .commands
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = relay::relay(
+            &mut self.client,
+            backend,
+            request,
+            Relay {
+                expect,
+                rename,
+                track_gtid,
+            },
+        )
+        .await;
         load.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(relayed) => {
                 if let Some(status) = relayed.status {
                     self.status = status;
                 }
-                Ok(relayed)
+                Ok(Ok(relayed))
             }
             Err(RelayError::Client(error)) => {
                 self.discard(target);
@@ -311,23 +349,44 @@ impl Session {
             }
             Err(RelayError::Backend {
                 error,
+                untouched: true,
+                ..
+            }) => {
+                self.discard(target);
+                Ok(Err(Untouched(error)))
+            }
+            Err(RelayError::Backend {
+                error,
                 at_boundary,
                 next_seq,
+                untouched: false,
             }) => {
-                let name = self.proxy.endpoints[target].name.clone();
                 self.discard(target);
-                if at_boundary {
-                    // The session ends either way; the client may be gone.
-                    let _ = self
-                        .client
-                        .send_error(next_seq, &ErrorPacket::backend_lost(&name))
-                        .await;
+                if !at_boundary {
+                    // Part of a packet went out: no ERR can follow it.
+                    let name = self.proxy.endpoints[target].name.clone();
+                    return Err(End::BackendLost {
+                        backend: name,
+                        error: error.to_string(),
+                    });
                 }
-                Err(End::BackendLost {
-                    backend: name,
-                    error: error.to_string(),
-                })
+                Err(self.backend_lost(target, error, next_seq).await)
             }
+        }
+    }
+
+    /// Tells the client that backend `target` was lost mid-command (its
+    /// connection already discarded); the session ends.
+    async fn backend_lost(&mut self, target: usize, error: BackendError, seq: u8) -> End {
+        let name = self.proxy.endpoints[target].name.clone();
+        // The session ends either way; the client may be gone.
+        let _ = self
+            .client
+            .send_error(seq, &ErrorPacket::backend_lost(&name))
+            .await;
+        End::BackendLost {
+            backend: name,
+            error: error.to_string(),
         }
     }
 

@@ -73,6 +73,7 @@ impl Session {
         statement: u32,
         flags: u8,
     ) -> Result<Flow, End> {
+        let started = std::time::Instant::now();
         let seq = frame.last_seq().wrapping_add(1);
         let Some(id) = self.statements.resolve(statement) else {
             let error = ErrorPacket::unknown_statement(statement, "mysqld_stmt_execute");
@@ -85,9 +86,20 @@ impl Session {
             .map_or(StatementKind::Write, |s| s.kind.clone());
         let reads =
             kind == StatementKind::Read && !self.statements.get(id).is_some_and(|s| s.long_data);
+        let target = if reads && self.transaction().is_none() {
+            self.causal_target(target, |session, avoid| {
+                session.execution_target_avoiding(id, avoid)
+            })
+            .await
+        } else {
+            target
+        };
         let backend = match self.backend_for(target, reads).await {
             Ok(backend) => backend,
-            Err(error) => return self.reply_error(seq, &error).await,
+            Err(error) => {
+                self.proxy.metrics.refused();
+                return self.reply_error(seq, &error).await;
+            }
         };
         let backend_id = match self.prepared_on(id, backend).await? {
             Ok(backend_id) => backend_id,
@@ -130,12 +142,21 @@ impl Session {
             .relay_to(backend, frame.as_bytes(), expect, None)
             .await?;
         self.routing.previous = Some(backend);
+        self.count(crate::metrics::KindLabel::of(&kind), started, true);
+        let wrote = !reads && relayed.error.is_none();
+        self.note_write(backend, wrote, relayed.gtid);
         self.apply(kind, relayed.error.is_none());
         Ok(Flow::Continue)
     }
 
     /// Where the next execution of statement `id` runs.
     fn execution_target(&self, id: u32) -> Target {
+        self.execution_target_avoiding(id, 0)
+    }
+
+    /// Where the next execution of statement `id` runs, choosing no reader
+    /// in the `avoid` bit set.
+    fn execution_target_avoiding(&self, id: u32, avoid: u64) -> Target {
         let Some(statement) = self.statements.get(id) else {
             return Target::NoPrimary;
         };
@@ -143,13 +164,10 @@ impl Session {
             if let Some(transaction) = self.transaction() {
                 return Target::Backend(transaction);
             }
-            return self
-                .proxy
-                .primary()
-                .map_or(Target::NoPrimary, Target::Backend);
+            return self.primary_target();
         }
         let text = String::from_utf8_lossy(&statement.sql);
-        self.target(&statement.kind, None, &text)
+        self.target_avoiding(&statement.kind, None, &text, avoid)
     }
 
     pub(super) async fn fetch(&mut self, frame: Frame, statement: u32) -> Result<Flow, End> {

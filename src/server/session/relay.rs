@@ -8,6 +8,7 @@
 use mysql_common::constants::StatusFlags;
 
 use crate::backend::conn::{BackendConn, BackendError};
+use crate::gtid::Gtid;
 use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan};
 use crate::server::client::{ClientConn, ClientError};
 
@@ -20,6 +21,19 @@ pub struct Relayed {
     pub error: Option<u16>,
     /// The PREPARE_OK, for COM_STMT_PREPARE.
     pub prepared: Option<PrepareOk>,
+    /// The `last_gtid` its OK packets reported, when tracked.
+    pub gtid: Option<Gtid>,
+}
+
+/// How to relay one command.
+#[derive(Debug, Clone, Copy)]
+pub struct Relay {
+    /// What kind of response it gets.
+    pub expect: Expect,
+    /// A statement id to write into a PREPARE_OK.
+    pub rename: Option<u32>,
+    /// Read `last_gtid` from OK packets (CLIENT_SESSION_TRACK connections).
+    pub track_gtid: bool,
 }
 
 /// Why a relay stopped early. Either way the backend connection is in an
@@ -36,6 +50,9 @@ pub enum RelayError {
         at_boundary: bool,
         /// Sequence id an ERR packet to the client would carry.
         next_seq: u8,
+        /// Nothing of the response reached the client: the command may be
+        /// run elsewhere if it is safe to.
+        untouched: bool,
     },
 }
 
@@ -46,23 +63,26 @@ impl From<ClientError> for RelayError {
 }
 
 /// Sends `request` (raw packet bytes) to `backend` and relays the response
-/// to `client`. With `rename`, a PREPARE_OK's statement id is replaced.
+/// to `client`, as `how` says.
 pub async fn relay(
     client: &mut ClientConn,
     backend: &mut BackendConn,
     request: &[u8],
-    expect: Expect,
-    rename: Option<u32>,
+    how: Relay,
 ) -> Result<Relayed, RelayError> {
     let lost = |error, scanner: &ResponseScanner| RelayError::Backend {
         error,
         at_boundary: scanner.at_boundary(),
         next_seq: scanner.last_seq().map_or(1, |s| s.wrapping_add(1)),
+        untouched: scanner.last_seq().is_none(),
     };
     let deprecate_eof = backend
         .capabilities()
         .contains(mysql_common::constants::CapabilityFlags::CLIENT_DEPRECATE_EOF);
-    let mut scanner = ResponseScanner::new(expect, deprecate_eof);
+    let mut scanner = ResponseScanner::new(how.expect, deprecate_eof);
+    if how.track_gtid {
+        scanner = scanner.tracking_gtid();
+    }
     if let Err(e) = backend.write_all(request).await {
         return Err(lost(e.into(), &scanner));
     }
@@ -74,7 +94,7 @@ pub async fn relay(
         };
         if let Some(ok) = scanner.take_prepare_ok() {
             prepared = Some(ok);
-            if let Some(id) = rename {
+            if let Some(id) = how.rename {
                 backend.buffered_mut()[ok.id_offset..ok.id_offset + 4]
                     .copy_from_slice(&id.to_le_bytes());
             }
@@ -111,12 +131,14 @@ pub async fn relay(
             error,
             at_boundary: false,
             next_seq: 0,
+            untouched: false,
         });
     }
     let relayed = Relayed {
         status: scanner.status(),
         error: scanner.error(),
         prepared,
+        gtid: scanner.gtid(),
     };
     if let Some(status) = relayed.status {
         backend.set_status(status);
@@ -137,6 +159,7 @@ async fn relay_local_infile(
                 error: e.into(),
                 at_boundary: true,
                 next_seq: frame.last_seq().wrapping_add(1),
+                untouched: false,
             });
         }
         if frame.payload_len() == 0 {

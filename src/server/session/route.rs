@@ -3,12 +3,14 @@
 //! consistent on every backend it holds.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
 
-use super::{End, Flow, RESULTS, Session};
+use super::{End, Flow, RESULTS, Session, Untouched};
 use crate::config::ReplicaSelection;
+use crate::metrics::{KindLabel, Route};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
@@ -27,6 +29,17 @@ impl Session {
 
     /// Where a statement of `kind` with `text` runs now.
     pub(super) fn target(&self, kind: &StatementKind, hint: Option<Hint>, text: &str) -> Target {
+        self.target_avoiding(kind, hint, text, 0)
+    }
+
+    /// Where a statement runs, choosing no reader in the `avoid` bit set.
+    pub(super) fn target_avoiding(
+        &self,
+        kind: &StatementKind,
+        hint: Option<Hint>,
+        text: &str,
+        avoid: u64,
+    ) -> Target {
         let view = SessionView {
             transaction: self.transaction(),
             autocommit_off: !self.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT),
@@ -48,6 +61,7 @@ impl Session {
             primary_serves_reads: settings.primary_serves_reads,
             load: &load[..self.proxy.load.len().min(64)],
             turn: self.proxy.turn.fetch_add(1, Ordering::Relaxed),
+            avoid,
         };
         route(kind, hint, &view, &self.proxy.topology.load(), &reads)
     }
@@ -55,12 +69,15 @@ impl Session {
     /// COM_QUERY: classify, route, relay, then keep what the statement
     /// changed about the session.
     pub(super) async fn query(&mut self, frame: Frame) -> Result<Flow, End> {
+        let started = Instant::now();
         let text = String::from_utf8_lossy(&frame.first_payload()[1..]);
         let Classified { kind, hint } = sql::classify(&text);
         let kind = match kind {
             StatementKind::SessionState(change) => {
                 drop(text);
-                return self.session_state(frame, RESULTS, Some(change)).await;
+                return self
+                    .session_state(frame, RESULTS, Some(change), started)
+                    .await;
             }
             StatementKind::ExecutePrepared(name) => match self.routing.prepared.get(&name) {
                 Some(true) => StatementKind::Read,
@@ -70,12 +87,53 @@ impl Session {
         };
         let target = self.target(&kind, hint, &text);
         tracing::trace!(?kind, ?hint, ?target, "routed");
-        let relayed = self
-            .run_on(target, &frame, RESULTS, kind == StatementKind::Read)
-            .await?;
+        let read = kind == StatementKind::Read;
+        let relayed = if read && self.transaction().is_none() {
+            let reroute =
+                |session: &Self, avoid| session.target_avoiding(&kind, hint, &text, avoid);
+            let target = self.causal_target(target, reroute).await;
+            self.read_with_retry(target, &frame, |session, avoid| {
+                // After a write, the retry goes where the write is.
+                match session.write_pending() {
+                    true => session.primary_target(),
+                    false => reroute(session, avoid),
+                }
+            })
+            .await?
+        } else {
+            self.run_on(target, &frame, RESULTS, false).await?
+        };
+        self.count(KindLabel::of(&kind), started, relayed.is_some());
         let succeeded = relayed.is_some_and(|r| r.error.is_none());
+        if let (Some(relayed), Some(backend)) = (relayed, self.routing.previous) {
+            self.note_write(backend, !read && succeeded, relayed.gtid);
+        }
         self.apply(kind, succeeded);
         Ok(Flow::Continue)
+    }
+
+    /// The primary as a target.
+    pub(super) fn primary_target(&self) -> Target {
+        self.proxy
+            .primary()
+            .map_or(Target::NoPrimary, Target::Backend)
+    }
+
+    /// Counts a statement for the metrics: where it ran (the previous
+    /// backend) when it `ran`, else as refused.
+    pub(super) fn count(&self, kind: KindLabel, started: Instant, ran: bool) {
+        let metrics = &self.proxy.metrics;
+        match self.routing.previous.filter(|_| ran) {
+            Some(backend) => {
+                let route = if Some(backend) == self.proxy.primary() {
+                    Route::Primary
+                } else {
+                    Route::Replica
+                };
+                metrics.statement(route, kind, started.elapsed());
+            }
+            None => metrics.refused(),
+        }
     }
 
     /// Records what a statement changed about the session's routing.
@@ -125,16 +183,14 @@ impl Session {
         frame: Frame,
         expect: Expect,
         change: Option<SessionChange>,
+        started: Instant,
     ) -> Result<Flow, End> {
-        let anchor = self.transaction().map_or_else(
-            || {
-                self.proxy
-                    .primary()
-                    .map_or(Target::NoPrimary, Target::Backend)
-            },
-            Target::Backend,
-        );
-        let Some(relayed) = self.run_on(anchor, &frame, expect, false).await? else {
+        let anchor = self
+            .transaction()
+            .map_or_else(|| self.primary_target(), Target::Backend);
+        let relayed = self.run_on(anchor, &frame, expect, false).await?;
+        self.count(KindLabel::Session, started, relayed.is_some());
+        let Some(relayed) = relayed else {
             return Ok(Flow::Continue);
         };
         if relayed.error.is_some() {
@@ -203,6 +259,48 @@ impl Session {
             .await?;
         self.routing.previous = Some(backend);
         Ok(Some(relayed))
+    }
+
+    /// Runs a read outside a transaction on `target`. If that replica's
+    /// connection dies before any of the answer reached the client (the
+    /// replica killed, a connection the server closed), the read runs once
+    /// more where `reroute` sends it, avoiding the failed replica.
+    async fn read_with_retry(
+        &mut self,
+        target: Target,
+        frame: &Frame,
+        reroute: impl Fn(&Self, u64) -> Target,
+    ) -> Result<Option<Relayed>, End> {
+        let backend = match self.backend_for(target, true).await {
+            Ok(backend) => backend,
+            Err(error) => {
+                self.reply_error(frame.last_seq().wrapping_add(1), &error)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        self.routing.previous = Some(backend);
+        if Some(backend) == self.proxy.primary() {
+            // Nowhere better to go: the client hears the primary was lost.
+            let relayed = self
+                .relay_to(backend, frame.as_bytes(), RESULTS, None)
+                .await?;
+            return Ok(Some(relayed));
+        }
+        let lost = match self
+            .try_relay_to(backend, frame.as_bytes(), RESULTS, None)
+            .await?
+        {
+            Ok(relayed) => return Ok(Some(relayed)),
+            Err(Untouched(lost)) => lost,
+        };
+        warn!(
+            backend = self.proxy.endpoints[backend].name,
+            error = %lost,
+            "a read's backend connection failed before it answered; the read runs elsewhere"
+        );
+        let retry = reroute(self, 1 << backend);
+        self.run_on(retry, frame, RESULTS, true).await
     }
 
     /// Opens (if needed) the connection for `target`, falling back from an

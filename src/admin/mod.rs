@@ -1,0 +1,125 @@
+//! The HTTP admin API on `admin.address`: what operators, probes and
+//! Prometheus read, and what `rwsplit status` asks.
+//!
+//! | path | answers |
+//! |---|---|
+//! | `GET /status` | JSON: the topology and each backend's health, lag, GTID, connections ([`status::Status`]) |
+//! | `GET /metrics` | Prometheus text format ([`crate::metrics::render`]) |
+//! | `GET /health` | 200 while the process runs (liveness) |
+//! | `GET /ready` | 200 when a primary is known and the listener is up, else 503 (readiness) |
+//!
+//! With `admin.token` set, `/status` and `/metrics` need
+//! `Authorization: Bearer <token>`; the probes need nothing, so that
+//! container orchestrators can call them, and reveal nothing.
+
+pub mod client;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::metrics::{self, Scene};
+use crate::server::Proxy;
+use status::Status;
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let guarded = Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(proxy.clone(), authorize));
+    let router = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .merge(guarded)
+        .with_state(proxy);
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(%error, "the admin API stopped");
+    }
+}
+
+/// Lets a request through when no token is configured or it carries the
+/// right one (compared in constant time).
+async fn authorize(State(proxy): State<Arc<Proxy>>, request: Request, next: Next) -> Response {
+    let Some(token) = &proxy.config.admin.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let matches =
+        aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), token.as_bytes())
+            .is_ok();
+    if matches {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "admin.token is set: send Authorization: Bearer <token>\n",
+        )
+            .into_response()
+    }
+}
+
+async fn status(State(proxy): State<Arc<Proxy>>) -> axum::Json<Status> {
+    axum::Json(Status::of(&proxy))
+}
+
+async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
+    let topology = proxy.topology.load();
+    let names: Vec<String> = proxy
+        .config
+        .backends
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    let scene = Scene {
+        topology: &topology,
+        names: &names,
+        clients_open: proxy.registry.len(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&proxy.metrics, scene),
+    )
+        .into_response()
+}
+
+async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
+    if proxy.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let why = proxy
+            .topology
+            .load()
+            .alarm
+            .clone()
+            .unwrap_or_else(|| "no primary confirmed by the monitor yet".to_owned());
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,186 @@
+//! Read-your-writes (`routing.read_your_writes: session`): after a session
+//! writes, its reads go only to replicas that have applied the write.
+//!
+//! The write's GTID comes from the OK packet when the server tracks
+//! `last_gtid` (`session_track_system_variables`) and the client
+//! negotiated CLIENT_SESSION_TRACK; otherwise the first read after the
+//! write asks the primary connection `SELECT @@last_gtid`. A read then goes
+//! to a replica whose position, as the monitor last saw it, covers the GTID;
+//! failing that, rwsplit waits on the chosen replica with
+//! `MASTER_GTID_WAIT` up to `routing.causal_read_timeout`; failing that,
+//! the read runs on the primary.
+
+use tracing::debug;
+
+use super::Session;
+use crate::backend::conn::BackendError;
+use crate::config::ReadYourWrites;
+use crate::gtid::Gtid;
+use crate::routing::Target;
+
+/// The session's last write, as far as reads must respect it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LastWrite {
+    /// Nothing to wait for.
+    #[default]
+    None,
+    /// A write ran; its GTID is still to be asked for.
+    Unknown,
+    /// The GTID of the session's last committed write, and the replicas
+    /// (bit set) known to have applied it.
+    Known { gtid: Gtid, applied: u64 },
+}
+
+impl Session {
+    fn causal_reads(&self) -> bool {
+        self.proxy.config.routing.read_your_writes == ReadYourWrites::Session
+    }
+
+    /// Whether responses from `backend` should be read for `last_gtid`:
+    /// reads respect writes, it is the primary, and its OK packets carry
+    /// session-state changes.
+    pub(super) fn tracks_gtid(&self, backend: usize) -> bool {
+        self.causal_reads()
+            && Some(backend) == self.proxy.primary()
+            && self.backends[backend].as_ref().is_some_and(|c| {
+                c.capabilities()
+                    .contains(mysql_common::constants::CapabilityFlags::CLIENT_SESSION_TRACK)
+            })
+    }
+
+    /// Records what a statement that ran on `backend` means for later
+    /// reads: `gtid` from its OK packet; `wrote` when it may have written.
+    pub(super) fn note_write(&mut self, backend: usize, wrote: bool, gtid: Option<Gtid>) {
+        if !self.causal_reads() || Some(backend) != self.proxy.primary() {
+            return;
+        }
+        match gtid {
+            Some(gtid) => self.last_write = LastWrite::Known { gtid, applied: 0 },
+            None if wrote => self.last_write = LastWrite::Unknown,
+            None => {}
+        }
+    }
+
+    /// Whether a read must still respect an earlier write.
+    pub(super) fn write_pending(&self) -> bool {
+        self.causal_reads() && self.last_write != LastWrite::None
+    }
+
+    /// Where a read that routing sent to `target` may run given the
+    /// session's last write: `target` if it has applied the write (or
+    /// waited for it), else another replica that has, else the primary.
+    /// `reroute` routes the read again avoiding a set of backends.
+    pub(super) async fn causal_target(
+        &mut self,
+        target: Target,
+        reroute: impl Fn(&Self, u64) -> Target,
+    ) -> Target {
+        let primary = self.proxy.primary();
+        let Target::Backend(chosen) = target else {
+            return target;
+        };
+        if !self.write_pending() || Some(chosen) == primary {
+            return target;
+        }
+        let to_primary = self.primary_target();
+        let Some(gtid) = self.write_gtid().await else {
+            return to_primary;
+        };
+        let topology = self.proxy.topology.load();
+        let mut lacking = 0u64;
+        for (index, backend) in topology.backends.iter().enumerate() {
+            let covered = backend.gtid.as_ref().is_some_and(|p| p.covers(&gtid));
+            if covered {
+                self.applied(index);
+            } else if !self.has_applied(index) {
+                lacking |= 1 << index;
+            }
+        }
+        drop(topology);
+        if lacking & (1 << chosen) == 0 {
+            return target;
+        }
+        match reroute(self, lacking) {
+            Target::Backend(other) if Some(other) != primary => return Target::Backend(other),
+            _ => {}
+        }
+        if self.wait_for(chosen, gtid).await {
+            self.applied(chosen);
+            target
+        } else {
+            to_primary
+        }
+    }
+
+    /// The GTID of the session's last write, asking the primary when only
+    /// the fact of a write is known. `None` when it cannot be learned.
+    async fn write_gtid(&mut self) -> Option<Gtid> {
+        match self.last_write {
+            LastWrite::None => None,
+            LastWrite::Known { gtid, .. } => Some(gtid),
+            LastWrite::Unknown => {
+                let primary = self.proxy.primary()?;
+                let conn = self.backends[primary].as_mut()?;
+                let answer = conn.query_value("SELECT @@last_gtid").await;
+                let value = self.answered(primary, answer)?;
+                let gtid = std::str::from_utf8(&value).ok().and_then(Gtid::parse);
+                match gtid {
+                    Some(gtid) => self.last_write = LastWrite::Known { gtid, applied: 0 },
+                    // An empty @@last_gtid: the write did not reach the
+                    // binary log (nothing changed); nothing to wait for.
+                    None if value.is_empty() => self.last_write = LastWrite::None,
+                    None => {}
+                }
+                gtid
+            }
+        }
+    }
+
+    /// Waits on replica `backend` until it applied `gtid`, up to
+    /// `routing.causal_read_timeout`. False on timeout or any failure.
+    async fn wait_for(&mut self, backend: usize, gtid: Gtid) -> bool {
+        if self.ensure_backend(backend).await.is_err() {
+            return false;
+        }
+        let Some(conn) = self.backends[backend].as_mut() else {
+            return false;
+        };
+        let timeout = self.proxy.config.routing.causal_read_timeout;
+        let wait = format!(
+            "SELECT MASTER_GTID_WAIT('{gtid}', {:.3})",
+            timeout.as_secs_f64()
+        );
+        let answer = conn.query_value(&wait).await;
+        debug!(backend, %gtid, ?answer, "waited for a session's write");
+        self.answered(backend, answer)
+            .is_some_and(|value| value == b"0")
+    }
+
+    /// The value of one of rwsplit's own queries on `backend`; a failure
+    /// other than an error answer leaves the connection in an unknown
+    /// state, so it is closed.
+    fn answered(
+        &mut self,
+        backend: usize,
+        answer: Result<Option<Vec<u8>>, BackendError>,
+    ) -> Option<Vec<u8>> {
+        match answer {
+            Ok(value) => value,
+            Err(BackendError::Refused(_)) => None,
+            Err(_) => {
+                self.discard(backend);
+                None
+            }
+        }
+    }
+
+    fn applied(&mut self, backend: usize) {
+        if let LastWrite::Known { applied, .. } = &mut self.last_write {
+            *applied |= 1 << backend;
+        }
+    }
+
+    fn has_applied(&self, backend: usize) -> bool {
+        matches!(self.last_write, LastWrite::Known { applied, .. } if applied & (1 << backend) != 0)
+    }
+}
