@@ -139,6 +139,22 @@ pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize>
     }
 }
 
+/// The replica in read rotation with the smallest measured lag: where a
+/// read that must wait for a write waits the least.
+pub fn freshest_replica(topology: &Topology) -> Option<usize> {
+    topology
+        .backends
+        .iter()
+        .enumerate()
+        .filter(|(index, b)| topology.primary != Some(*index) && b.healthy && b.readable)
+        .filter_map(|(index, b)| match b.lag {
+            Lag::Measured(lag) => Some((lag, index)),
+            Lag::Unknown => None,
+        })
+        .min()
+        .map(|(_, index)| index)
+}
+
 /// The set of backends that may take a read: replicas the monitor keeps in
 /// rotation (backups or not), and the primary when it serves reads.
 fn eligible(topology: &Topology, reads: &ReadPolicy<'_>, backup: bool) -> u64 {

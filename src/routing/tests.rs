@@ -264,6 +264,20 @@ fn least_lag_takes_the_freshest() {
 }
 
 #[test]
+fn the_freshest_replica_is_the_least_lagging_one_in_rotation() {
+    let mut t = topology();
+    t.backends[1].lag = Lag::Measured(Duration::from_millis(900));
+    t.backends[2].lag = Lag::Measured(Duration::from_millis(100));
+    t.backends[3].lag = Lag::Measured(Duration::from_secs(2));
+    assert_eq!(freshest_replica(&t), Some(2));
+    t.backends[2].readable = false;
+    assert_eq!(freshest_replica(&t), Some(1));
+    t.backends[1].healthy = false;
+    t.backends[3].lag = Lag::Unknown;
+    assert_eq!(freshest_replica(&t), None);
+}
+
+#[test]
 fn replicas_out_of_rotation_and_down_are_skipped_then_backups_then_the_primary() {
     let none = SessionView::default();
     let read =

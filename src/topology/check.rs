@@ -42,6 +42,8 @@ pub struct Replication {
 pub enum CheckError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("the check was still running after monitor.interval ({0:?})")]
+    Overdue(Duration),
     #[error("{0}")]
     Failed(String),
 }

@@ -129,7 +129,7 @@ pub async fn write_heartbeats(
         match timed(monitor.query_timeout, primary_conn.query_drop(write)).await {
             Ok(()) => {
                 heartbeat.enable();
-                heartbeat.log().record(written);
+                heartbeat.log().record(written, now_micros());
             }
             Err(error) => {
                 if is_permission_error(&error) {

@@ -16,33 +16,52 @@ use std::time::Duration;
 /// How many recent heartbeat writes are remembered.
 const REMEMBERED: usize = 256;
 
-/// The heartbeat writes rwsplit made, oldest first (microseconds since the
-/// UNIX epoch, rwsplit's clock).
+/// One heartbeat write (microseconds since the UNIX epoch, rwsplit's
+/// clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Write {
+    /// The value written to the row (taken before sending the statement).
+    value: u64,
+    /// When it committed, as well as rwsplit can tell: halfway between
+    /// sending the statement and its answer. On a busy machine the two
+    /// differ by the statement's whole round trip.
+    committed: u64,
+}
+
+/// The heartbeat writes rwsplit made, oldest first.
 #[derive(Debug, Default)]
 pub struct HeartbeatLog {
-    writes: VecDeque<u64>,
+    writes: VecDeque<Write>,
 }
 
 impl HeartbeatLog {
-    pub fn record(&mut self, written: u64) {
+    /// Records a write of `value`, sent then and answered at `answered`.
+    pub fn record(&mut self, value: u64, answered: u64) {
         if self.writes.len() == REMEMBERED {
             self.writes.pop_front();
         }
-        self.writes.push_back(written);
+        let committed = value + answered.saturating_sub(value) / 2;
+        self.writes.push_back(Write { value, committed });
     }
 
-    /// The newest write, if any.
+    /// When the newest write was sent, if any.
     pub fn latest(&self) -> Option<u64> {
-        self.writes.back().copied()
+        self.writes.back().map(|w| w.value)
     }
 
     /// The lag of a replica whose heartbeat row shows `seen`, at `now`.
     pub fn lag(&self, seen: u64, now: u64) -> Duration {
-        let mut missing = self.writes.iter().filter(|&&w| w > seen);
+        let committed = |value| {
+            self.writes
+                .iter()
+                .find(|w| w.value == value)
+                .map_or(value, |w| w.committed)
+        };
+        let mut missing = self.writes.iter().filter(|w| w.value > seen);
         let micros = match (missing.next(), missing.next()) {
             (None, _) => 0,
-            (Some(&next), None) => now.saturating_sub(next),
-            (Some(&next), Some(_)) => now.saturating_sub(seen / 2 + next / 2),
+            (Some(next), None) => now.saturating_sub(next.committed),
+            (Some(next), Some(_)) => now.saturating_sub(committed(seen) / 2 + next.committed / 2),
         };
         Duration::from_micros(micros)
     }
@@ -55,7 +74,7 @@ mod tests {
     fn log(writes: &[u64]) -> HeartbeatLog {
         let mut log = HeartbeatLog::default();
         for &w in writes {
-            log.record(w);
+            log.record(w, w);
         }
         log
     }
@@ -93,6 +112,19 @@ mod tests {
             let lag = log.lag(seen, now).as_micros() as i64;
             assert!((lag - 3_000_000).abs() <= 250_000, "at {now}: {lag}");
         }
+    }
+
+    #[test]
+    fn commit_times_lie_halfway_through_the_round_trip() {
+        let mut log = HeartbeatLog::default();
+        // Each write took 100 ms to answer (a busy machine).
+        for sent in [0u64, 500_000, 1_000_000, 1_500_000] {
+            log.record(sent, sent + 100_000);
+        }
+        // Seen the write sent at 0 (committed ~50 ms), lacks the one sent
+        // at 0.5 s (committed ~550 ms): lag at 3.3 s is 3.3 - 0.3 s.
+        assert_eq!(log.lag(0, 3_300_000), Duration::from_millis(3_000));
+        assert_eq!(log.latest(), Some(1_500_000));
     }
 
     #[test]

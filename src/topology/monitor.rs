@@ -83,7 +83,11 @@ pub fn start(config: &Config, topology: Arc<TopologyCell>, reports: Arc<Reports>
     tasks
 }
 
-/// Checks one backend every interval, forever.
+/// Checks one backend every interval, forever. A check still running when
+/// the next one is due counts as a failure then (and again each interval it
+/// goes on), so a server that hangs is marked down at the pace of the
+/// interval, whatever the timeouts: within `(failure_threshold + 1) *
+/// interval`.
 async fn watch(
     index: usize,
     mut checker: Checker,
@@ -94,7 +98,19 @@ async fn watch(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let result = checker.check().await;
+        let check = checker.check();
+        tokio::pin!(check);
+        let result = loop {
+            tokio::select! {
+                result = &mut check => break result,
+                _ = ticks.tick() => {
+                    let overdue = (index, Err(CheckError::Overdue(interval)));
+                    if results.send(overdue).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
         if results.send((index, result)).await.is_err() {
             return;
         }

@@ -127,9 +127,19 @@ impl Drop for TestProxy {
     }
 }
 
-/// Starts rwsplit for `config` on 127.0.0.1 and a free port. Its logs go to
-/// the test output when RUST_LOG is set.
+/// Starts rwsplit for `config` on 127.0.0.1 and a free port, and waits
+/// for the monitor's verdict on every replica (see
+/// [`TestProxy::wait_settled`]). Its logs go to the test output when
+/// RUST_LOG is set.
 pub fn start_proxy(config: Config) -> TestProxy {
+    let proxy = start_proxy_unsettled(config);
+    proxy.wait_settled();
+    proxy
+}
+
+/// Starts rwsplit without waiting for the monitor: for tests whose
+/// replicas are broken from the start.
+pub fn start_proxy_unsettled(config: Config) -> TestProxy {
     if std::env::var_os("RUST_LOG").is_some() {
         // Another test may have installed it already; that one serves.
         let _ = tracing_subscriber::fmt()
@@ -160,14 +170,12 @@ pub fn start_proxy(config: Config) -> TestProxy {
         let admin = tokio::net::TcpListener::from_std(admin).expect("tokio listener");
         rwsplit::server::start(serving, listener, admin, std::future::pending()).await;
     });
-    let test_proxy = TestProxy {
+    TestProxy {
         addr,
         admin_addr,
         proxy,
         runtime: Some(runtime),
-    };
-    test_proxy.wait_settled();
-    test_proxy
+    }
 }
 
 impl TestProxy {

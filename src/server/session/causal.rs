@@ -16,7 +16,7 @@ use super::Session;
 use crate::backend::conn::BackendError;
 use crate::config::ReadYourWrites;
 use crate::gtid::Gtid;
-use crate::routing::Target;
+use crate::routing::{Target, freshest_replica};
 
 /// The session's last write, as far as reads must respect it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,6 +96,7 @@ impl Session {
                 lacking |= 1 << index;
             }
         }
+        let freshest = freshest_replica(&topology).unwrap_or(chosen);
         drop(topology);
         if lacking & (1 << chosen) == 0 {
             return target;
@@ -104,9 +105,11 @@ impl Session {
             Target::Backend(other) if Some(other) != primary => return Target::Backend(other),
             _ => {}
         }
-        if self.wait_for(chosen, gtid).await {
-            self.applied(chosen);
-            target
+        // No replica is known to have the write: wait where it should
+        // arrive first.
+        if self.wait_for(freshest, gtid).await {
+            self.applied(freshest);
+            Target::Backend(freshest)
         } else {
             to_primary
         }

@@ -8,8 +8,11 @@
 //! statement to where it last ran (its cursor is there); long data goes to
 //! the primary and takes the next execution with it.
 
+use tracing::{debug, warn};
+
 use super::statements::{Prepared, Statement};
-use super::{End, Flow, Session};
+use super::{End, Flow, Session, Untouched};
+use crate::backend::conn::BackendError;
 use crate::protocol::command::{self, set_statement_id, wants_cursor};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
@@ -28,6 +31,34 @@ fn prepared_kind(kind: StatementKind) -> StatementKind {
         }
         kind => kind,
     }
+}
+
+/// What an execution needs to know, for each attempt.
+#[derive(Debug, Clone, Copy)]
+struct Execution {
+    /// rwsplit's id of the statement.
+    id: u32,
+    /// The COM_STMT_EXECUTE flags (cursor type).
+    flags: u8,
+    /// The statement only reads.
+    reads: bool,
+}
+
+/// How an attempt at an execution ended.
+enum Executed {
+    Done(super::relay::Relayed),
+    /// The client was sent an error.
+    Refused,
+    /// This replica's connection failed before anything reached the client.
+    Untouched(usize),
+}
+
+/// Why a statement could not be prepared on a backend.
+enum PrepareFailure {
+    /// The backend answered with an error, for the client.
+    Refused(ErrorPacket),
+    /// The connection failed (it is closed); the caller may go elsewhere.
+    Untouched,
 }
 
 impl Session {
@@ -69,7 +100,7 @@ impl Session {
 
     pub(super) async fn execute(
         &mut self,
-        mut frame: Frame,
+        frame: Frame,
         statement: u32,
         flags: u8,
     ) -> Result<Flow, End> {
@@ -79,14 +110,15 @@ impl Session {
             let error = ErrorPacket::unknown_statement(statement, "mysqld_stmt_execute");
             return self.reply_error(seq, &error).await;
         };
-        let target = self.execution_target(id);
         let kind = self
             .statements
             .get(id)
             .map_or(StatementKind::Write, |s| s.kind.clone());
         let reads =
             kind == StatementKind::Read && !self.statements.get(id).is_some_and(|s| s.long_data);
-        let target = if reads && self.transaction().is_none() {
+        let target = self.execution_target(id);
+        let retryable = reads && self.transaction().is_none();
+        let target = if retryable {
             self.causal_target(target, |session, avoid| {
                 session.execution_target_avoiding(id, avoid)
             })
@@ -94,20 +126,71 @@ impl Session {
         } else {
             target
         };
-        let backend = match self.backend_for(target, reads).await {
+        let execution = Execution { id, flags, reads };
+        // Kept for a second attempt: a read's replica may die before it answers.
+        let original = retryable.then(|| frame.clone());
+        let relayed = match self.execute_on(frame, target, execution, retryable).await? {
+            Executed::Done(relayed) => relayed,
+            Executed::Refused => return Ok(Flow::Continue),
+            Executed::Untouched(failed) => {
+                warn!(
+                    backend = self.proxy.endpoints[failed].name,
+                    "an execution's backend connection failed before it answered; it runs elsewhere"
+                );
+                let retry = match self.write_pending() {
+                    true => self.primary_target(),
+                    false => self.execution_target_avoiding(id, 1 << failed),
+                };
+                let frame = original.ok_or(End::Violation("internal error: no frame to retry"))?;
+                match self.execute_on(frame, retry, execution, false).await? {
+                    Executed::Done(relayed) => relayed,
+                    Executed::Refused | Executed::Untouched(_) => return Ok(Flow::Continue),
+                }
+            }
+        };
+        let backend = self
+            .routing
+            .previous
+            .ok_or(End::Violation("internal error: execution ran nowhere"))?;
+        self.count(crate::metrics::KindLabel::of(&kind), started, true);
+        self.note_write(backend, !reads && relayed.error.is_none(), relayed.gtid);
+        self.apply(kind, relayed.error.is_none());
+        Ok(Flow::Continue)
+    }
+
+    /// One attempt at an execution on `target`: the statement is prepared
+    /// there if it is not yet, and the request gets that backend's statement
+    /// id (and the parameter types, if the backend lacks them). With
+    /// `retryable`, a replica whose connection fails before answering is
+    /// handed back rather than reported to the client.
+    async fn execute_on(
+        &mut self,
+        mut frame: Frame,
+        target: Target,
+        execution: Execution,
+        retryable: bool,
+    ) -> Result<Executed, End> {
+        let seq = frame.last_seq().wrapping_add(1);
+        let backend = match self.backend_for(target, execution.reads).await {
             Ok(backend) => backend,
             Err(error) => {
                 self.proxy.metrics.refused();
-                return self.reply_error(seq, &error).await;
+                self.reply_error(seq, &error).await?;
+                return Ok(Executed::Refused);
             }
         };
-        let backend_id = match self.prepared_on(id, backend).await? {
+        let retryable = retryable && Some(backend) != self.proxy.primary();
+        let backend_id = match self.prepared_on(execution.id, backend, retryable).await? {
             Ok(backend_id) => backend_id,
-            Err(error) => return self.reply_error(seq, &error).await,
+            Err(PrepareFailure::Refused(error)) => {
+                self.reply_error(seq, &error).await?;
+                return Ok(Executed::Refused);
+            }
+            Err(PrepareFailure::Untouched) => return Ok(Executed::Untouched(backend)),
         };
         let statement = self
             .statements
-            .get_mut(id)
+            .get_mut(execution.id)
             .ok_or(End::Violation("internal error: statement vanished"))?;
         let layout = command::execute_layout(frame.first_payload(), statement.params);
         statement.last = Some(backend);
@@ -136,17 +219,22 @@ impl Session {
             }
         };
         let expect = Expect::Results {
-            cursor: wants_cursor(flags),
+            cursor: wants_cursor(execution.flags),
         };
-        let relayed = self
-            .relay_to(backend, frame.as_bytes(), expect, None)
-            .await?;
         self.routing.previous = Some(backend);
-        self.count(crate::metrics::KindLabel::of(&kind), started, true);
-        let wrote = !reads && relayed.error.is_none();
-        self.note_write(backend, wrote, relayed.gtid);
-        self.apply(kind, relayed.error.is_none());
-        Ok(Flow::Continue)
+        if !retryable {
+            let relayed = self
+                .relay_to(backend, frame.as_bytes(), expect, None)
+                .await?;
+            return Ok(Executed::Done(relayed));
+        }
+        match self
+            .try_relay_to(backend, frame.as_bytes(), expect, None)
+            .await?
+        {
+            Ok(relayed) => Ok(Executed::Done(relayed)),
+            Err(Untouched(_)) => Ok(Executed::Untouched(backend)),
+        }
     }
 
     /// Where the next execution of statement `id` runs.
@@ -232,7 +320,7 @@ impl Session {
         let Ok(backend) = self.backend_for(target, false).await else {
             return Ok(Flow::Continue);
         };
-        let Ok(backend_id) = self.prepared_on(id, backend).await? else {
+        let Ok(backend_id) = self.prepared_on(id, backend, false).await? else {
             return Ok(Flow::Continue);
         };
         if let Some(statement) = self.statements.get_mut(id) {
@@ -279,7 +367,8 @@ impl Session {
         &mut self,
         id: u32,
         backend: usize,
-    ) -> Result<Result<u32, ErrorPacket>, End> {
+        retryable: bool,
+    ) -> Result<Result<u32, PrepareFailure>, End> {
         let Some(statement) = self.statements.get(id) else {
             return Err(End::Violation("internal error: statement vanished"));
         };
@@ -305,14 +394,15 @@ impl Session {
                 }
                 None => Err(End::Violation("internal error: PREPARE_OK not seen")),
             },
-            Err(crate::backend::conn::BackendError::Refused(error)) => Ok(Err(error)),
-            Err(error) => {
-                let name = self.proxy.endpoints[backend].name.clone();
+            Err(BackendError::Refused(error)) => Ok(Err(PrepareFailure::Refused(error))),
+            Err(error) if retryable => {
+                debug!(%error, "preparing on a replica failed");
                 self.discard(backend);
-                Err(End::BackendLost {
-                    backend: name,
-                    error: error.to_string(),
-                })
+                Ok(Err(PrepareFailure::Untouched))
+            }
+            Err(error) => {
+                self.discard(backend);
+                Err(self.backend_lost(backend, error, 1).await)
             }
         }
     }

@@ -303,8 +303,9 @@ impl Session {
         self.run_on(retry, frame, RESULTS, true).await
     }
 
-    /// Opens (if needed) the connection for `target`, falling back from an
-    /// unreachable replica to the primary for reads outside transactions.
+    /// Opens (if needed) the connection for `target`. A read outside a
+    /// transaction whose replica cannot be reached goes to another reader
+    /// (a replica, else the primary) instead.
     pub(super) async fn backend_for(
         &mut self,
         target: Target,
@@ -319,15 +320,21 @@ impl Session {
             Err(error) => error,
         };
         let primary = self.proxy.primary();
-        match primary {
-            Some(primary) if read && primary != backend && self.transaction().is_none() => {
-                warn!(
-                    backend = self.proxy.endpoints[backend].name,
-                    "replica unreachable; the read goes to the primary"
-                );
-                self.ensure_backend(primary).await.map(|()| primary)
-            }
-            _ => Err(error),
+        if !read || Some(backend) == primary || self.transaction().is_some() {
+            return Err(error);
         }
+        let fallback = match self.write_pending() {
+            true => self.primary_target(),
+            false => self.target_avoiding(&StatementKind::Read, None, "", 1 << backend),
+        };
+        let Target::Backend(fallback) = fallback else {
+            return Err(error);
+        };
+        warn!(
+            backend = self.proxy.endpoints[backend].name,
+            instead = self.proxy.endpoints[fallback].name,
+            "replica unreachable; the read goes elsewhere"
+        );
+        self.ensure_backend(fallback).await.map(|()| fallback)
     }
 }

@@ -1,0 +1,534 @@
+//! The monitor against real servers that misbehave: stopped replication, a
+//! delayed replica, a frozen one, a killed one, two writable servers; and
+//! read-your-writes. Each test breaks a sandbox of its own. Where reads
+//! ran is read from the servers: `@@server_id` in results (db1 = 1 is the
+//! primary) and their `Com_stmt_execute` counters (the monitor never
+//! prepares statements, so only the test's reads count there).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use rwsplit::admin::status::Status;
+use rwsplit::config::{Config, ReadYourWrites};
+use rwsplit::sandbox::{APP, Sandbox, SandboxOptions, send_signal};
+use rwsplit::topology::Topology;
+use rwsplit::topology::monitor::LagSource;
+
+use common::{TestProxy, within};
+use rwsplit::protocol::response::Expect;
+
+const INTERVAL: Duration = Duration::from_millis(200);
+
+/// A proxy over `sandbox` with a fast monitor: checks every 200 ms, down
+/// after 3 failures, back after 2 successes, replicas out past 1 s of lag;
+/// started once the monitor has a verdict on every replica.
+fn start(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+    let proxy = start_unsettled(sandbox, tweak);
+    proxy.wait_settled();
+    proxy
+}
+
+/// Like [`start`], without waiting for the monitor.
+fn start_unsettled(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+    let mut config = common::proxy_config(sandbox);
+    config.monitor.interval = INTERVAL;
+    config.monitor.query_timeout = Duration::from_millis(500);
+    config.monitor.connect_timeout = Duration::from_millis(500);
+    config.routing.max_replication_lag = Duration::from_secs(1);
+    tweak(&mut config);
+    common::start_proxy_unsettled(config)
+}
+
+/// Polls the proxy's topology until `done` holds; returns how long it took.
+async fn wait_for(proxy: &TestProxy, what: &str, done: impl Fn(&Topology) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if done(&proxy.proxy.topology.load()) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting until {what}: {:?}",
+            proxy.proxy.topology.load()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn readable(index: usize) -> impl Fn(&Topology) -> bool {
+    move |t| t.backends[index].readable
+}
+
+fn not_readable(index: usize) -> impl Fn(&Topology) -> bool {
+    move |t| !t.backends[index].readable
+}
+
+async fn root(sandbox: &Sandbox, index: usize, sql: &str) {
+    let mut conn = sandbox.servers()[index].admin().await.unwrap();
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// `n` prepared reads through `conn`; how many each server ran (by id).
+async fn reads(conn: &mut Conn, n: usize) -> [usize; 4] {
+    let mut counts = [0; 4];
+    for _ in 0..n {
+        let id: u32 = conn
+            .exec_first("SELECT @@server_id", ())
+            .await
+            .expect("a read")
+            .unwrap();
+        counts[id as usize] += 1;
+    }
+    counts
+}
+
+/// Every server's Com_stmt_execute.
+async fn executions(sandbox: &Sandbox) -> Vec<u64> {
+    let mut values = Vec::new();
+    for index in 0..sandbox.servers().len() {
+        values.push(counter(sandbox, index, "Com_stmt_execute").await);
+    }
+    values
+}
+
+async fn executions_since(sandbox: &Sandbox, before: &[u64]) -> Vec<u64> {
+    let after = executions(sandbox).await;
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
+async fn status(proxy: &TestProxy) -> Status {
+    let body = rwsplit::admin::client::get(
+        &proxy.admin_addr.to_string(),
+        "/status",
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("GET /status");
+    serde_json::from_str(&body).expect("a status document")
+}
+
+#[tokio::test]
+async fn a_replica_whose_sql_thread_stops_serves_no_reads_until_it_restarts() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("CREATE DATABASE lag; CREATE TABLE lag.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    root(&sandbox, 2, "STOP SLAVE SQL_THREAD").await;
+    for id in 0..20 {
+        conn.query_drop(format!("INSERT INTO lag.t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    let took = wait_for(&proxy, "db3 leaves rotation", not_readable(2)).await;
+    let bound = Duration::from_secs(1) + 2 * INTERVAL;
+    assert!(
+        took <= bound,
+        "db3 left rotation after {took:?}, over {bound:?}"
+    );
+
+    let before = executions(&sandbox).await;
+    assert_eq!(reads(&mut conn, 20).await, [0, 0, 20, 0]);
+    assert_eq!(executions_since(&sandbox, &before).await, [0, 20, 0]);
+    let row: Option<u32> = conn
+        .query_first("SELECT COUNT(*) FROM lag.t")
+        .await
+        .unwrap();
+    assert_eq!(row, Some(20), "reads see every write");
+
+    root(&sandbox, 2, "START SLAVE SQL_THREAD").await;
+    wait_for(&proxy, "db3 is back in rotation", readable(2)).await;
+    let before = executions(&sandbox).await;
+    let counts = reads(&mut conn, 20).await;
+    assert_eq!(counts[1], 0);
+    assert!(counts[3] > 0, "db3 serves reads again: {counts:?}");
+    let delta = executions_since(&sandbox, &before).await;
+    assert!(delta[0] == 0 && delta[2] > 0, "{delta:?}");
+}
+
+#[tokio::test]
+async fn a_delayed_replica_serves_no_reads_and_its_lag_is_measured() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    root(
+        &sandbox,
+        2,
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3; START SLAVE",
+    )
+    .await;
+    let proxy = start_unsettled(&sandbox, |_| {});
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    wait_for(&proxy, "db2 takes reads", readable(1)).await;
+    // The heartbeat writes every interval; after the delay, db3 shows it.
+    let lag_of_db3 = |t: &Topology| match t.backends[2].lag {
+        rwsplit::topology::Lag::Measured(lag) => lag >= Duration::from_millis(2500),
+        rwsplit::topology::Lag::Unknown => false,
+    };
+    wait_for(&proxy, "db3's lag is measured", lag_of_db3).await;
+    assert!(!proxy.proxy.topology.load().backends[2].readable);
+
+    let before = executions(&sandbox).await;
+    assert_eq!(reads(&mut conn, 20).await, [0, 0, 20, 0]);
+    assert_eq!(executions_since(&sandbox, &before).await, [0, 20, 0]);
+
+    // The truth, measured at the same moments: probe rows written every
+    // 50 ms; db3's lag is how long ago the newest probe it has was
+    // written. MariaDB applies a second's events together (it times the
+    // delay by whole seconds), so the truth is a sawtooth a second wide:
+    // the lag reported and the truth are compared on average.
+    let (reported, truth) = sample_lag(&sandbox, &proxy, 2).await;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (reported_mean, truth_mean) = (mean(&reported), mean(&truth));
+    assert!(
+        (reported_mean - truth_mean).abs() <= 0.3,
+        "/status says db3 lags {reported_mean:.3} s on average; it lags {truth_mean:.3} s"
+    );
+    let (low, high) = truth
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), t| (l.min(*t), h.max(*t)));
+    for lag in reported {
+        assert!(
+            lag >= low - 0.3 && lag <= high + 0.3,
+            "{lag:.3} s reported, outside the truth's {low:.3}..{high:.3} s"
+        );
+    }
+    let status = status(&proxy).await;
+    assert_eq!(status.backends[2].lag_source, LagSource::Heartbeat);
+}
+
+#[tokio::test]
+async fn a_frozen_replica_leaves_rotation_and_no_read_fails() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    let frozen = sandbox.servers()[2].pid();
+    // Readers that hold connections to both replicas.
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let mut conn = Conn::new(proxy.opts()).await.unwrap();
+        reads(&mut conn, 4).await;
+        readers.push(conn);
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|mut conn| {
+            let (done, served) = (done.clone(), served.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    conn.exec_first::<u32, _, _>("SELECT @@server_id", ())
+                        .await
+                        .expect("no read fails while a replica is frozen");
+                    served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    send_signal(frozen, libc::SIGSTOP).unwrap();
+    let took = wait_for(&proxy, "db3 is down", |t| !t.backends[2].healthy).await;
+    let bound = 4 * INTERVAL + Duration::from_millis(300);
+    assert!(
+        took <= bound,
+        "db3 was marked down after {took:?}, over {bound:?}"
+    );
+    // The readers are stuck on db3 by now (every other read goes there),
+    // waiting, not failing. New reads all go to db2.
+    let mut fresh = Conn::new(proxy.opts()).await.unwrap();
+    let counts = within("reads with db3 frozen", reads(&mut fresh, 20)).await;
+    assert_eq!(counts, [0, 0, 20, 0]);
+
+    send_signal(frozen, libc::SIGCONT).unwrap();
+    wait_for(&proxy, "db3 is back", |t| {
+        t.backends[2].healthy && t.backends[2].readable
+    })
+    .await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        within("a reader to finish", task).await.unwrap();
+    }
+    assert!(served.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(reads(&mut fresh, 10).await[3] > 0, "db3 serves reads again");
+}
+
+#[tokio::test]
+async fn a_killed_replica_costs_its_readers_nothing() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |c| {
+        // Slow to notice, so that reads meet the dead connection first.
+        c.monitor.failure_threshold = 50;
+    });
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    let counts = reads(&mut conn, 4).await;
+    assert_eq!(counts, [0, 0, 2, 2], "the session holds both replicas");
+    let victim = sandbox.servers()[2].pid();
+    send_signal(victim, libc::SIGKILL).unwrap();
+    while rwsplit::sandbox::is_alive(victim) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        proxy.proxy.topology.load().backends[2].healthy,
+        "not noticed yet"
+    );
+    let counts = reads(&mut conn, 6).await;
+    assert_eq!(counts, [0, 0, 6, 0], "the read on db3 ran again on db2");
+}
+
+#[tokio::test]
+async fn with_every_replica_lagging_reads_go_to_the_primary() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    root(&sandbox, 1, "STOP SLAVE SQL_THREAD").await;
+    root(&sandbox, 2, "STOP SLAVE SQL_THREAD").await;
+    wait_for(&proxy, "no replica is readable", |t| {
+        !t.backends[1].readable && !t.backends[2].readable
+    })
+    .await;
+    let before = executions(&sandbox).await;
+    assert_eq!(reads(&mut conn, 10).await, [0, 10, 0, 0]);
+    assert_eq!(executions_since(&sandbox, &before).await, [10, 0, 0]);
+    root(&sandbox, 1, "START SLAVE SQL_THREAD").await;
+    wait_for(&proxy, "db2 is back", readable(1)).await;
+    assert_eq!(reads(&mut conn, 4).await, [0, 0, 4, 0]);
+}
+
+#[tokio::test]
+async fn two_writable_servers_refuse_writes_and_raise_the_alarm() {
+    let sandbox = common::start_sandbox(SandboxOptions {
+        replicas: 1,
+        ..Default::default()
+    });
+    let proxy = start(&sandbox, |_| {});
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("CREATE DATABASE w; CREATE TABLE w.t (id INT)")
+        .await
+        .unwrap();
+    root(&sandbox, 1, "SET GLOBAL read_only = OFF").await;
+    wait_for(&proxy, "the alarm", |t| t.alarm.is_some()).await;
+
+    let error = match conn.query_drop("INSERT INTO w.t VALUES (1)").await {
+        Err(mysql_async::Error::Server(error)) => error,
+        other => panic!("the write was not refused: {other:?}"),
+    };
+    assert_eq!(error.code, 1290);
+    assert!(
+        error.message.contains("db1 and db2 are all writable"),
+        "{}",
+        error.message
+    );
+    let status = status(&proxy).await;
+    assert_eq!(status.primary, None);
+    assert!(status.alarm.unwrap().contains("db1 and db2"));
+    assert!(!status.ready);
+    let one: Option<u8> = conn.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "reads still work");
+
+    root(&sandbox, 1, "SET GLOBAL read_only = ON").await;
+    wait_for(&proxy, "the primary is back", |t| t.primary == Some(0)).await;
+    conn.query_drop("INSERT INTO w.t VALUES (2)").await.unwrap();
+    let mut direct = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+    let rows: Vec<u32> = direct.query("SELECT id FROM w.t").await.unwrap();
+    assert_eq!(rows, [2], "only the write after the alarm happened");
+}
+
+#[tokio::test]
+async fn without_heartbeat_rights_lag_comes_from_seconds_behind_master() {
+    let sandbox = common::start_sandbox(SandboxOptions {
+        replicas: 1,
+        ..Default::default()
+    });
+    root(
+        &sandbox,
+        0,
+        "CREATE USER watcher IDENTIFIED BY 'watcher'; \
+         GRANT REPLICA MONITOR, BINLOG MONITOR, PROCESS ON *.* TO watcher",
+    )
+    .await;
+    sandbox.sync_replicas().await.unwrap();
+    let proxy = start(&sandbox, |c| {
+        c.monitor.user = "watcher".into();
+        c.monitor.password = "watcher".into();
+    });
+    let status = status(&proxy).await;
+    let db2 = &status.backends[1];
+    assert!(db2.readable, "{db2:?}");
+    assert_eq!(db2.lag_source, LagSource::SecondsBehindMaster);
+    assert_eq!(db2.lag_seconds, Some(0.0));
+}
+
+/// Write-then-read `n` times through `conn`; how many reads missed the
+/// write just before them.
+async fn stale_reads(conn: &mut Conn, table: &str, n: u32) -> u32 {
+    let mut stale = 0;
+    for id in 1..=n {
+        conn.query_drop(format!("INSERT INTO {table} VALUES ({id})"))
+            .await
+            .unwrap();
+        let seen: Option<Option<u32>> = conn
+            .query_first(format!("SELECT MAX(id) FROM {table}"))
+            .await
+            .unwrap();
+        if seen != Some(Some(id)) {
+            stale += 1;
+        }
+    }
+    stale
+}
+
+#[tokio::test]
+async fn read_your_writes_sees_every_write_and_off_does_not() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    root(
+        &sandbox,
+        0,
+        "CREATE DATABASE ryw; CREATE TABLE ryw.off (id INT PRIMARY KEY); \
+         CREATE TABLE ryw.asked (id INT PRIMARY KEY); CREATE TABLE ryw.tracked (id INT PRIMARY KEY)",
+    )
+    .await;
+    sandbox.sync_replicas().await.unwrap();
+    root(
+        &sandbox,
+        2,
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 1; START SLAVE",
+    )
+    .await;
+    let session = |c: &mut Config| {
+        c.routing.read_your_writes = ReadYourWrites::Session;
+        c.routing.max_replication_lag = Duration::from_secs(3);
+    };
+
+    let off = start(&sandbox, |c| {
+        c.routing.max_replication_lag = Duration::from_secs(3)
+    });
+    let mut conn = Conn::new(off.opts()).await.unwrap();
+    let stale = stale_reads(&mut conn, "ryw.off", 200).await;
+    assert!(stale > 0, "without read-your-writes some reads are stale");
+    drop((conn, off));
+
+    // mysql_async does not ask for CLIENT_SESSION_TRACK: rwsplit asks the
+    // primary for @@last_gtid before the first read after each write.
+    let proxy = start(&sandbox, session);
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    let selects = counter(&sandbox, 0, "Com_select").await;
+    assert_eq!(stale_reads(&mut conn, "ryw.asked", 1000).await, 0);
+    let asked = counter(&sandbox, 0, "Com_select").await - selects;
+    assert!(
+        asked >= 1000,
+        "@@last_gtid was asked {asked} times for 1000 writes"
+    );
+    drop((conn, proxy));
+
+    // A client with CLIENT_SESSION_TRACK, and the server tracking
+    // last_gtid: the GTID comes with each OK packet, nothing is asked.
+    root(
+        &sandbox,
+        0,
+        "SET GLOBAL session_track_system_variables = 'last_gtid'",
+    )
+    .await;
+    let proxy = start(&sandbox, session);
+    let mut raw = common::raw_client(
+        &proxy.addr.to_string(),
+        common::modern_capabilities(),
+        Some("ryw"),
+    )
+    .await;
+    let selects = counter(&sandbox, 0, "Com_select").await;
+    let mut stale = 0;
+    for id in 1..=500u32 {
+        let insert = format!("\x03INSERT INTO tracked VALUES ({id})");
+        let (ok, _) = raw
+            .exchange(insert.as_bytes(), Expect::Results { cursor: false })
+            .await
+            .unwrap();
+        assert!(
+            ok.windows(9).any(|w| w == b"last_gtid"),
+            "the OK packet reports last_gtid"
+        );
+        let seen = raw
+            .query_value("SELECT MAX(id) FROM tracked")
+            .await
+            .unwrap();
+        if seen != Some(id.to_string().into_bytes()) {
+            stale += 1;
+        }
+    }
+    assert_eq!(stale, 0);
+    let asked = counter(&sandbox, 0, "Com_select").await - selects;
+    assert!(
+        asked < 250,
+        "{asked} selects on the primary: the GTIDs were asked for, not read from OK packets"
+    );
+}
+
+/// Samples replica `index`'s lag for 3 s, every 50 ms: as `/status`
+/// reports it, and the truth from probe rows written every 50 ms.
+async fn sample_lag(sandbox: &Sandbox, proxy: &TestProxy, index: usize) -> (Vec<f64>, Vec<f64>) {
+    root(
+        sandbox,
+        0,
+        "CREATE DATABASE truth; CREATE TABLE truth.probe (id INT PRIMARY KEY)",
+    )
+    .await;
+    let mut primary = sandbox.primary().admin().await.unwrap();
+    let writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let written = writes.clone();
+    let writer = tokio::spawn(async move {
+        for id in 0..400 {
+            written.lock().unwrap().push(Instant::now());
+            primary
+                .query_drop(format!("INSERT INTO truth.probe VALUES ({id})"))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut replica = sandbox.servers()[index].admin().await.unwrap();
+    let started = Instant::now();
+    while newest_probe(&mut replica).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no probe arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut reported, mut truth) = (Vec::new(), Vec::new());
+    for _ in 0..60 {
+        let applied = newest_probe(&mut replica).await.expect("probes");
+        let now = Instant::now();
+        truth.push((now - writes.lock().unwrap()[applied]).as_secs_f64());
+        let lag = status(proxy).await.backends[index].lag_seconds;
+        reported.push(lag.expect("the lag is known"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.abort();
+    (reported, truth)
+}
+
+async fn newest_probe(replica: &mut Conn) -> Option<usize> {
+    replica
+        .query_first::<Option<usize>, _>("SELECT MAX(id) FROM truth.probe")
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+/// A global status counter of server `index`.
+async fn counter(sandbox: &Sandbox, index: usize, name: &str) -> u64 {
+    let mut conn = sandbox.servers()[index].admin().await.unwrap();
+    let (_, value): (String, u64) = conn
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{name}'"))
+        .await
+        .unwrap()
+        .unwrap();
+    value
+}
