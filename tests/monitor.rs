@@ -22,6 +22,13 @@ use rwsplit::protocol::response::Expect;
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
+/// Held for the whole of each test: the tests here time the monitor, and
+/// several sandboxes at once on a 2-core machine would blur the timings.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// A proxy over `sandbox` with a fast monitor: checks every 200 ms, down
 /// after 3 failures, back after 2 successes, replicas out past 1 s of lag;
 /// started once the monitor has a verdict on every replica.
@@ -115,6 +122,7 @@ async fn status(proxy: &TestProxy) -> Status {
 
 #[tokio::test]
 async fn a_replica_whose_sql_thread_stops_serves_no_reads_until_it_restarts() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     let proxy = start(&sandbox, |_| {});
     let mut conn = Conn::new(proxy.opts()).await.unwrap();
@@ -156,6 +164,7 @@ async fn a_replica_whose_sql_thread_stops_serves_no_reads_until_it_restarts() {
 
 #[tokio::test]
 async fn a_delayed_replica_serves_no_reads_and_its_lag_is_measured() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     root(
         &sandbox,
@@ -205,6 +214,7 @@ async fn a_delayed_replica_serves_no_reads_and_its_lag_is_measured() {
 
 #[tokio::test]
 async fn a_frozen_replica_leaves_rotation_and_no_read_fails() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     let proxy = start(&sandbox, |_| {});
     let frozen = sandbox.servers()[2].pid();
@@ -260,6 +270,7 @@ async fn a_frozen_replica_leaves_rotation_and_no_read_fails() {
 
 #[tokio::test]
 async fn a_killed_replica_costs_its_readers_nothing() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     let proxy = start(&sandbox, |c| {
         // Slow to notice, so that reads meet the dead connection first.
@@ -283,6 +294,7 @@ async fn a_killed_replica_costs_its_readers_nothing() {
 
 #[tokio::test]
 async fn with_every_replica_lagging_reads_go_to_the_primary() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     let proxy = start(&sandbox, |_| {});
     let mut conn = Conn::new(proxy.opts()).await.unwrap();
@@ -302,6 +314,7 @@ async fn with_every_replica_lagging_reads_go_to_the_primary() {
 
 #[tokio::test]
 async fn two_writable_servers_refuse_writes_and_raise_the_alarm() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions {
         replicas: 1,
         ..Default::default()
@@ -341,6 +354,7 @@ async fn two_writable_servers_refuse_writes_and_raise_the_alarm() {
 
 #[tokio::test]
 async fn without_heartbeat_rights_lag_comes_from_seconds_behind_master() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions {
         replicas: 1,
         ..Default::default()
@@ -385,6 +399,7 @@ async fn stale_reads(conn: &mut Conn, table: &str, n: u32) -> u32 {
 
 #[tokio::test]
 async fn read_your_writes_sees_every_write_and_off_does_not() {
+    let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     root(
         &sandbox,
