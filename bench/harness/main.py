@@ -1,0 +1,202 @@
+"""bench/run: sysbench through rwsplit vs a direct connection vs HAProxy,
+memory per idle client, classification cost. See bench/run for usage."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import pymysql
+
+import idle
+import report
+import sysbench
+from processes import Haproxy, Rwsplit, Sandbox, cpu_seconds
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MARK_START = "<!-- results:start -->"
+MARK_END = "<!-- results:end -->"
+
+
+def options():
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="2 s per case, 1 round, small idle test; no docs")
+    parser.add_argument("--seconds", type=int, help="length of each sysbench run (default 20, smoke 2)")
+    parser.add_argument("--rounds", type=int, help="rounds of direct/HAProxy/rwsplit per case (default 3, smoke 1)")
+    parser.add_argument("--cases", help="only cases whose name contains this text")
+    parser.add_argument("--binary", help="the rwsplit binary (default target/release/rwsplit, built first)")
+    parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
+    args = parser.parse_args()
+    args.seconds = args.seconds or (2 if args.smoke else 20)
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    args.binary = os.path.abspath(args.binary or os.path.join(ROOT, "target/release/rwsplit"))
+    args.out = args.out or (tempfile.mkdtemp(prefix="rwsplit-bench-out-") if args.smoke else os.path.join(ROOT, "bench/results"))
+    return args
+
+
+def say(message):
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def create_database(sandbox: Sandbox):
+    conn = pymysql.connect(host="127.0.0.1", port=sandbox.primary.port, user="app", password="app")
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE DATABASE sbtest")
+    conn.close()
+
+
+def wait_replicated(sandbox: Sandbox):
+    primary = pymysql.connect(host="127.0.0.1", port=sandbox.primary.port, user="app", password="app")
+    with primary.cursor() as cursor:
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        (position,) = cursor.fetchone()
+    for replica in sandbox.replicas:
+        conn = pymysql.connect(host="127.0.0.1", port=replica.port, user="app", password="app")
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT MASTER_GTID_WAIT(%s, 120)", (position,))
+            if cursor.fetchone()[0] != 0:
+                raise RuntimeError(f"{replica.name} did not catch up")
+
+
+def run_cases(args, sandbox) -> tuple:
+    """Every case against every target, in turn; the runs and commands."""
+    rwsplit = Rwsplit(args.binary, sandbox)
+    over_replicas = Haproxy(sandbox.replicas, sandbox.dir)
+    over_primary = Haproxy([sandbox.primary], sandbox.dir)
+    runs, commands = [], {}
+    try:
+        cases = [c for c in sysbench.CASES if not args.cases or args.cases in c.name]
+        for case in cases:
+            direct = sandbox.primary.port if case.writes else sandbox.replicas[0].port
+            haproxy = over_primary if case.writes else over_replicas
+            targets = {"direct": (direct, None), "haproxy": (haproxy.port, haproxy.pid), "rwsplit": (rwsplit.port, rwsplit.pid)}
+            for round_ in range(args.rounds):
+                for target, (port, pid) in targets.items():
+                    say(f"{case.name}, {target}, round {round_ + 1}/{args.rounds}")
+                    cpu_before = cpu_seconds(pid) if pid else None
+                    result, command = sysbench.run(case, port, args.seconds)
+                    cpu = cpu_seconds(pid) - cpu_before if pid else None
+                    commands[case.name] = command.replace(f"--mysql-port={port}", "--mysql-port=PORT")
+                    runs.append({
+                        "case": case.name,
+                        "target": target,
+                        "round": round_ + 1,
+                        **result.__dict__,
+                        "proxy_cpu_s": cpu,
+                        "cpu_us_per_query": cpu * 1e6 / result.queries if cpu is not None and result.queries else None,
+                    })
+    finally:
+        rwsplit.close()
+        over_replicas.close()
+        over_primary.close()
+    return runs, commands
+
+
+def idle_memory(args, sandbox) -> dict:
+    steps = [0, 100, 200] if args.smoke else [0, 1000, 10000]
+    rwsplit = Rwsplit(args.binary, sandbox)
+    try:
+        say(f"memory with {', '.join(map(str, steps))} idle clients")
+        return idle.measure(rwsplit.port, rwsplit.pid, steps)
+    finally:
+        rwsplit.close()
+
+
+def classification() -> list:
+    say("classification micro-benchmark (cargo bench --bench classify)")
+    done = subprocess.run(
+        ["cargo", "bench", "--quiet", "--bench", "classify", "--", "--json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine(binary: str) -> dict:
+    def first_line(command):
+        try:
+            return subprocess.run(command, capture_output=True, text=True).stdout.splitlines()[0].strip()
+        except (OSError, IndexError):
+            return "unknown"
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": f"Linux {platform.release()}",
+        "mariadb": first_line(["mariadbd", "--version"]).split(" Ver ")[-1],
+        "haproxy": first_line(["haproxy", "-v"]).split(" - ")[0],
+        "sysbench": first_line(["sysbench", "--version"]),
+        "rwsplit": f"{commit} ({os.path.relpath(binary, ROOT)})",
+    }
+
+
+def update_docs(result: dict):
+    path = os.path.join(ROOT, "docs/benchmarks.md")
+    with open(path) as f:
+        text = f.read()
+    start, end = text.index(MARK_START) + len(MARK_START), text.index(MARK_END)
+    with open(path, "w") as f:
+        f.write(text[:start] + "\n" + report.markdown(result) + "\n" + text[end:])
+    report.chart(result["summary"], os.path.join(ROOT, "docs/benchmarks.png"))
+
+
+def main():
+    args = options()
+    idle.raise_fd_limit(12000)
+    started = time.time()
+    say("starting a sandbox: a MariaDB primary and 2 replicas")
+    sandbox = Sandbox(args.binary)
+    try:
+        say(f"sysbench prepare: 1 table of {sysbench.TABLE_SIZE} rows")
+        create_database(sandbox)
+        sysbench.prepare(sandbox.primary.port)
+        wait_replicated(sandbox)
+        runs, commands = run_cases(args, sandbox)
+        memory = idle_memory(args, sandbox)
+    finally:
+        sandbox.close()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    result = {
+        "date": stamp[:10],
+        "file": f"{stamp}.json",
+        "command": "bench/run " + " ".join(sys.argv[1:]),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "machine": machine(args.binary),
+        "sysbench_commands": commands,
+        "runs": runs,
+        "summary": report.summarize(runs),
+        "idle": memory,
+        "classify": None if args.smoke else classification(),
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, result["file"]), "w") as f:
+        json.dump(result, f, indent=1)
+    if args.smoke:
+        # Exercise the report code too, away from the docs.
+        with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
+            f.write(report.markdown(result))
+        report.chart(result["summary"], os.path.join(args.out, "benchmarks.png"))
+    else:
+        update_docs(result)
+    print(report.markdown(result))
+    say(f"done in {time.time() - started:.0f} s; results in {args.out}/{result['file']}")
+    failed = [name for name, _, met in report.verdicts(result["summary"], memory) if not met and "errors" in name]
+    if failed:
+        say("some runs reconnected: see the table")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The processes a benchmark runs against: a MariaDB sandbox, rwsplit and
+HAProxy. Each is started here, known by its PID, and stopped by that PID."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may hold spaces; the fields after it do not.
+        fields = f.read().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / CLOCK_TICKS
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM, grace=15.0):
+    """Stops a child by its PID: `sig`, then SIGKILL after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@dataclass
+class Server:
+    name: str
+    role: str
+    port: int
+
+
+class Sandbox:
+    """`rwsplit sandbox`: a MariaDB primary and replicas on free ports."""
+
+    def __init__(self, binary: str, replicas: int = 2):
+        self.dir = tempfile.mkdtemp(prefix="rwsplit-bench-")
+        self.process = subprocess.Popen(
+            [binary, "sandbox", "--replicas", str(replicas), "--dir", self.dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.servers = []
+        for line in self.process.stdout:
+            found = re.match(r"\s+(db\d+)\s+(primary|replica)\s+127\.0\.0\.1:(\d+)", line)
+            if found:
+                self.servers.append(Server(found[1], found[2], int(found[3])))
+            if line.startswith("Press Ctrl-C"):
+                break
+        if len(self.servers) != replicas + 1:
+            stop(self.process, signal.SIGINT)
+            raise RuntimeError(f"the sandbox did not start: {self.process.stderr.read()}")
+
+    @property
+    def primary(self) -> Server:
+        return self.servers[0]
+
+    @property
+    def replicas(self) -> list:
+        return self.servers[1:]
+
+    def close(self):
+        # Ctrl-C: the sandbox stops its servers by PID and removes nothing
+        # we did not ask for (--dir is ours to remove).
+        stop(self.process, signal.SIGINT, grace=60)
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+class Rwsplit:
+    """`rwsplit serve` over a sandbox, reads split to its replicas."""
+
+    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000):
+        self.port = free_port()
+        self.admin_port = free_port()
+        backends = "".join(
+            f"  - {{ name: {s.name}, address: '127.0.0.1:{s.port}', role: {s.role} }}\n"
+            for s in sandbox.servers
+        )
+        config = (
+            f"listen: {{ address: '127.0.0.1:{self.port}', max_client_connections: {max_clients} }}\n"
+            f"admin: {{ address: '127.0.0.1:{self.admin_port}' }}\n"
+            "users: [{ name: app, password: app }]\n"
+            f"backends:\n{backends}"
+            "monitor: { user: monitor, password: monitor }\n"
+        )
+        self.config_path = os.path.join(sandbox.dir, f"bench-{self.port}.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        env = dict(os.environ, RUST_LOG="warn")
+        self.log = open(os.path.join(sandbox.dir, f"rwsplit-{self.port}.log"), "w")
+        self.process = subprocess.Popen(
+            [binary, "serve", "-c", self.config_path],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.wait_ready()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rwsplit exited: see {self.log.name}")
+            try:
+                status = self.status()
+                if status["ready"] and all(
+                    b["readable"] for b in status["backends"] if b["role"] == "replica"
+                ):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("rwsplit did not become ready with both replicas readable")
+
+    def status(self) -> dict:
+        url = f"http://127.0.0.1:{self.admin_port}/status"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+
+    def close(self):
+        stop(self.process, signal.SIGTERM)
+        self.log.close()
+
+
+class Haproxy:
+    """HAProxy in TCP mode, round robin over `servers`."""
+
+    def __init__(self, servers: list, workdir: str, maxconn: int = 4096):
+        self.port = free_port()
+        lines = "\n".join(
+            f"    server {s.name} 127.0.0.1:{s.port}" for s in servers
+        )
+        config = f"""global
+    maxconn {maxconn}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+listen mysql
+    bind 127.0.0.1:{self.port}
+    balance roundrobin
+{lines}
+"""
+        path = os.path.join(workdir, f"haproxy-{self.port}.cfg")
+        with open(path, "w") as f:
+            f.write(config)
+        # -db: stay in the foreground, so the PID is HAProxy's own.
+        self.process = subprocess.Popen(
+            ["haproxy", "-db", "-f", path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"haproxy did not start: {self.process.stderr.read()}")
+                time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def close(self):
+        stop(self.process)

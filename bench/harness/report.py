@@ -1,0 +1,142 @@
+"""Turning runs into medians, target verdicts, Markdown and a chart."""
+
+import statistics
+
+TARGETS = ("direct", "haproxy", "rwsplit")
+FIELDS = ("tps", "qps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_query")
+
+
+def summarize(runs: list) -> list:
+    """Medians per (case, target), in the order the cases ran."""
+    summary = []
+    cases = list(dict.fromkeys(run["case"] for run in runs))
+    for case in cases:
+        for target in TARGETS:
+            mine = [r for r in runs if r["case"] == case and r["target"] == target]
+            if not mine:
+                continue
+            row = {"case": case, "target": target, "runs": len(mine)}
+            for field in FIELDS:
+                values = [r[field] for r in mine if r[field] is not None]
+                row[field] = statistics.median(values) if values else None
+            row["retried"] = sum(r["retried"] for r in mine)
+            row["reconnects"] = sum(r["reconnects"] for r in mine)
+            summary.append(row)
+    return summary
+
+
+def row_of(summary: list, case: str, target: str):
+    return next((r for r in summary if r["case"] == case and r["target"] == target), None)
+
+
+def verdicts(summary: list, idle: dict) -> list:
+    """The speed targets of the benchmark issue: (target, measured, met)."""
+    out = []
+    point_cases = [r["case"] for r in summary if r["case"].startswith("point_select") and r["target"] == "rwsplit"]
+    for case in point_cases:
+        mine, theirs = row_of(summary, case, "rwsplit"), row_of(summary, case, "haproxy")
+        ratio = mine["tps"] / theirs["tps"]
+        out.append((f"{case}: rwsplit throughput >= HAProxy's", f"{ratio:.2f}x", ratio >= 1.0))
+    for case in dict.fromkeys(r["case"] for r in summary):
+        mine, theirs = row_of(summary, case, "rwsplit"), row_of(summary, case, "haproxy")
+        if mine and theirs and mine["cpu_us_per_query"] and theirs["cpu_us_per_query"]:
+            ratio = mine["cpu_us_per_query"] / theirs["cpu_us_per_query"]
+            out.append((f"{case}: CPU per query <= 1.1x HAProxy's", f"{ratio:.2f}x", ratio <= 1.1))
+    for case in ("point_select ps t1", "point_select text t1"):
+        direct, proxy, haproxy = (row_of(summary, case, t) for t in TARGETS)
+        if direct and proxy and haproxy:
+            ours = proxy["p50_ms"] - direct["p50_ms"]
+            theirs = haproxy["p50_ms"] - direct["p50_ms"]
+            out.append(
+                (f"{case}: added p50 <= HAProxy's", f"{ours * 1000:.0f} us vs {theirs * 1000:.0f} us", ours <= theirs)
+            )
+    if idle:
+        slope = idle["kib_per_connection"]
+        out.append(("idle client connection <= 16 KiB", f"{slope:.1f} KiB", slope <= 16))
+    # Any error but a deadlock ends a sysbench run and the harness; what is
+    # left to count are reconnections.
+    reconnects = sum(r["reconnects"] for r in summary)
+    out.append(("zero errors in every run (every run completed, no reconnects)", str(reconnects), reconnects == 0))
+    return out
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    """The results section of docs/benchmarks.md."""
+    lines = [
+        f"Run on {result['date']} — {result['machine']['cpu']} ({result['machine']['cores']} cores), "
+        f"{result['machine']['kernel']}; {result['machine']['mariadb']}, {result['machine']['haproxy']}, "
+        f"{result['machine']['sysbench']}; rwsplit {result['machine']['rwsplit']}.",
+        "",
+        f"Command: `{result['command']}` — {result['rounds']} rounds of {result['seconds']} s per case "
+        "and target, run in turn (direct, HAProxy, rwsplit, direct, ...); medians shown. "
+        f"Raw runs: `bench/results/{result['file']}`.",
+        "",
+        "### Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for name, measured, met in verdicts(result["summary"], result.get("idle")):
+        lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+    lines += [
+        "",
+        "### sysbench",
+        "",
+        "| case | target | tps | qps | p50 ms | p95 ms | p99 ms | deadlocks retried | proxy CPU µs/query |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["summary"]:
+        lines.append(
+            f"| {r['case']} | {r['target']} | {fmt(r['tps'])} | {fmt(r['qps'])} | {fmt(r['p50_ms'], 3)} "
+            f"| {fmt(r['p95_ms'], 3)} | {fmt(r['p99_ms'], 3)} | {r['retried']} | {fmt(r['cpu_us_per_query'])} |"
+        )
+    idle = result.get("idle")
+    if idle:
+        steps = ", ".join(f"{k} clients: {v:,} KiB" for k, v in idle["rss_kib"].items())
+        lines += ["", "### Memory per idle client connection", "", f"rwsplit RSS — {steps}; "
+                  f"slope **{idle['kib_per_connection']} KiB per connection**."]
+    classify = result.get("classify")
+    if classify:
+        lines += ["", "### Classification (`cargo bench --bench classify`)", "",
+                  "| corpus | work | ns per statement |", "|---|---|---:|"]
+        for row in classify:
+            lines.append(f"| {row['corpus']} | {row['what']} | {row['ns_per_statement']:.0f} |")
+    lines += ["", "![throughput and CPU per query](benchmarks.png)"]
+    return "\n".join(lines)
+
+
+def chart(summary: list, path: str):
+    """Throughput by case and target, and proxy CPU per query."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys(r["case"] for r in summary))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8))
+    width = 0.27
+    for i, target in enumerate(TARGETS):
+        rows = [row_of(summary, c, target) for c in cases]
+        x = [j + (i - 1) * width for j in range(len(cases))]
+        top.bar(x, [r["tps"] if r else 0 for r in rows], width, label=target)
+        if target != "direct":
+            bottom.bar(
+                [j + (i - 1.5) * width for j in range(len(cases))],
+                [r["cpu_us_per_query"] or 0 if r else 0 for r in rows],
+                width,
+                label=target,
+            )
+    for axis, title in ((top, "transactions per second (median)"), (bottom, "proxy CPU µs per query (median)")):
+        axis.set_xticks(range(len(cases)))
+        axis.set_xticklabels(cases, rotation=20, ha="right", fontsize=8)
+        axis.set_title(title)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
