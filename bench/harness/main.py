@@ -153,7 +153,8 @@ def update_docs(result: dict):
 
 def main():
     args = options()
-    idle.raise_fd_limit(12000)
+    # The idle test holds 10 000 client sockets here and as many in rwsplit.
+    idle.raise_fd_limit(1000 if args.smoke else 12000)
     started = time.time()
     say("starting a sandbox: a MariaDB primary and 2 replicas")
     sandbox = Sandbox(args.binary)
