@@ -147,8 +147,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The main runtime: the monitor, the admin API, signals and the sandbox.
+/// Client sessions run on threads of their own (server::listener).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("rwsplit-main")
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -179,7 +179,11 @@ async fn reset_connection_clears_the_session() {
 /// connection (the same backend thread) sees none of it.
 #[tokio::test]
 async fn a_pooled_connection_carries_nothing_to_the_next_client() {
-    let proxy = proxy();
+    // One session thread: pooled connections stay with the thread that
+    // opened them, and this test needs B on A's thread.
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.threads = 1;
+    let proxy = common::start_proxy(config);
     let mut a = Conn::new(proxy.opts()).await.unwrap();
     let thread_a: u32 = a
         .query_first("SELECT CONNECTION_ID()")

@@ -45,6 +45,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.listen.read_timeout, Duration::from_secs(30));
     assert_eq!(config.listen.auth_plugin, AuthPluginChoice::NativePassword);
     assert_eq!(config.listen.max_allowed_packet, 64 << 20);
+    assert_eq!(config.listen.threads, 1);
     assert_eq!(config.listen.tls, None);
     assert_eq!(config.admin.address.to_string(), "127.0.0.1:6034");
     assert_eq!(config.admin.token, None);
@@ -85,6 +86,7 @@ listen:
   read_timeout: 5s
   auth_plugin: caching_sha2_password
   max_allowed_packet: 16MiB
+  threads: 4
 admin: { address: '127.0.0.1:7001', token: t0ken }
 users:
   - { name: app, password: '${APP_PASSWORD}' }
@@ -132,6 +134,7 @@ failover: { auto: true, failure_threshold: 7 }
         AuthPluginChoice::CachingSha2Password
     );
     assert_eq!(config.listen.max_allowed_packet, 16 << 20);
+    assert_eq!(config.listen.threads, 4);
     assert_eq!(config.admin.token.as_deref(), Some("t0ken"));
     assert_eq!(config.users[0].password, "from-env");
     assert_eq!(config.users[1].password, "fallback");
@@ -207,6 +210,7 @@ fn each_mistake_is_reported_with_its_key_path() {
             "listen.max_allowed_packet",
             "out of range",
         ),
+        ("listen: { threads: 0 }", "listen.threads", "from 1 to 1024"),
         (
             "listen: { tls: { key: '/nonexistent/key.pem' } }",
             "listen.tls.cert",

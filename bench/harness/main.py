@@ -141,6 +141,12 @@ def machine(binary: str) -> dict:
     }
 
 
+def save(result: dict, out: str):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, result["file"]), "w") as f:
+        json.dump(result, f, indent=1)
+
+
 def update_docs(result: dict):
     path = os.path.join(ROOT, "docs/benchmarks.md")
     with open(path) as f:
@@ -156,6 +162,7 @@ def main():
     # The idle test holds 10 000 client sockets here and as many in rwsplit.
     idle.raise_fd_limit(1000 if args.smoke else 12000)
     started = time.time()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     say("starting a sandbox: a MariaDB primary and 2 replicas")
     sandbox = Sandbox(args.binary)
     try:
@@ -164,26 +171,24 @@ def main():
         sysbench.prepare(sandbox.primary.port)
         wait_replicated(sandbox)
         runs, commands = run_cases(args, sandbox)
-        memory = idle_memory(args, sandbox)
+        result = {
+            "date": stamp[:10],
+            "file": f"{stamp}.json",
+            "command": "bench/run " + " ".join(sys.argv[1:]),
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "machine": machine(args.binary),
+            "sysbench_commands": commands,
+            "runs": runs,
+            "summary": report.summarize(runs),
+        }
+        # Saved now, so that a failure later loses none of the runs.
+        save(result, args.out)
+        result["idle"] = idle_memory(args, sandbox)
     finally:
         sandbox.close()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
-    result = {
-        "date": stamp[:10],
-        "file": f"{stamp}.json",
-        "command": "bench/run " + " ".join(sys.argv[1:]),
-        "seconds": args.seconds,
-        "rounds": args.rounds,
-        "machine": machine(args.binary),
-        "sysbench_commands": commands,
-        "runs": runs,
-        "summary": report.summarize(runs),
-        "idle": memory,
-        "classify": None if args.smoke else classification(),
-    }
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, result["file"]), "w") as f:
-        json.dump(result, f, indent=1)
+    result["classify"] = None if args.smoke else classification()
+    save(result, args.out)
     if args.smoke:
         # Exercise the report code too, away from the docs.
         with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
@@ -193,7 +198,7 @@ def main():
         update_docs(result)
     print(report.markdown(result))
     say(f"done in {time.time() - started:.0f} s; results in {args.out}/{result['file']}")
-    failed = [name for name, _, met in report.verdicts(result["summary"], memory) if not met and "errors" in name]
+    failed = [name for name, _, met in report.verdicts(result["summary"], result["idle"]) if not met and "errors" in name]
     if failed:
         say("some runs reconnected: see the table")
         sys.exit(1)

@@ -97,15 +97,16 @@ class Sandbox:
 class Rwsplit:
     """`rwsplit serve` over a sandbox, reads split to its replicas."""
 
-    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000):
+    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000, threads=None):
         self.port = free_port()
         self.admin_port = free_port()
         backends = "".join(
             f"  - {{ name: {s.name}, address: '127.0.0.1:{s.port}', role: {s.role} }}\n"
             for s in sandbox.servers
         )
+        threads = f", threads: {threads}" if threads else ""
         config = (
-            f"listen: {{ address: '127.0.0.1:{self.port}', max_client_connections: {max_clients} }}\n"
+            f"listen: {{ address: '127.0.0.1:{self.port}', max_client_connections: {max_clients}{threads} }}\n"
             f"admin: {{ address: '127.0.0.1:{self.admin_port}' }}\n"
             "users: [{ name: app, password: app }]\n"
             f"backends:\n{backends}"

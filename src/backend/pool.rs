@@ -5,7 +5,10 @@
 //! session that used it. A connection whose state is unknown (a client that
 //! vanished mid-response, an error mid-stream) is closed, never pooled.
 //! Pools are keyed by everything a connection was opened with that changes
-//! what it sends back: the user, the capability flags and the collation.
+//! what it sends back — the user, the capability flags and the collation —
+//! and by the session thread that opened it: its socket is registered with
+//! that thread's runtime, so a session on another thread would be woken
+//! through that thread on every response.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,8 @@ pub struct PoolKey {
     pub user: Arc<str>,
     pub capabilities: u32,
     pub collation: u8,
+    /// The session thread the connection belongs to.
+    pub home: std::thread::ThreadId,
 }
 
 /// A pooled connection and the database it has selected.

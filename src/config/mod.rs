@@ -54,6 +54,8 @@ pub struct ListenConfig {
     pub auth_plugin: AuthPluginChoice,
     /// Largest command packet accepted from a client, in bytes.
     pub max_allowed_packet: usize,
+    /// Session threads, each with its own single-threaded runtime.
+    pub threads: usize,
 }
 
 /// The password plugin rwsplit offers clients first. Both are always

@@ -30,6 +30,7 @@ pub struct RawListen {
     pub read_timeout: Scalar,
     pub max_allowed_packet: Scalar,
     pub auth_plugin: Scalar,
+    pub threads: Scalar,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -158,6 +158,12 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
                 )
             },
         ),
+        threads: check.parse("listen.threads", raw.threads, 1, |s| match s.parse() {
+            Ok(n @ 1..=1024) => Ok(n),
+            _ => Err(format!(
+                "`{s}` is not a number of threads; expected an integer from 1 to 1024"
+            )),
+        }),
     }
 }
 

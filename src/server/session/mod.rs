@@ -464,6 +464,7 @@ impl Session {
             user: self.identity.user.name.as_str().into(),
             capabilities: (self.backend_capabilities() - LOGIN_ONLY).bits(),
             collation: self.identity.collation,
+            home: std::thread::current().id(),
         }
     }
 

@@ -57,7 +57,6 @@ impl Session {
         }
         let reads = ReadPolicy {
             selection: settings.replica_selection,
-
             primary_serves_reads: settings.primary_serves_reads,
             load: &load[..self.proxy.load.len().min(64)],
             turn: self.proxy.turn.fetch_add(1, Ordering::Relaxed),
