@@ -3,6 +3,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml names the classification micro-benchmark; cargo wants it present.
+COPY bench/classify.rs ./bench/classify.rs
 RUN cargo build --release --locked && strip target/release/rwsplit
 
 FROM debian:bookworm-slim

@@ -111,6 +111,7 @@ fn main() {
             load: &[0, 0, 0],
             turn: statement.len() as u64,
             avoid: 0,
+            sticky: None,
         };
         black_box(route(
             &classified.kind,

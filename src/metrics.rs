@@ -159,196 +159,164 @@ pub struct Scene<'a> {
 pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
     let mut out = String::with_capacity(4096);
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    family(
+    let statements = Route::ALL.iter().flat_map(|&route| {
+        KindLabel::ALL.iter().map(move |&kind| {
+            (
+                format!("{{route=\"{}\",kind=\"{}\"}}", route.label(), kind.label()),
+                load(&metrics.statements[route as usize][kind as usize]).to_string(),
+            )
+        })
+    });
+    let one = |value: String| [(String::new(), value)];
+    write_family(
         &mut out,
         "rwsplit_statements_total",
         "counter",
         "Statements run, by where they ran and their kind.",
+        statements,
     );
-    for route in Route::ALL {
-        for kind in KindLabel::ALL {
-            let value = load(&metrics.statements[route as usize][kind as usize]);
-            let _ = writeln!(
-                out,
-                "rwsplit_statements_total{{route=\"{}\",kind=\"{}\"}} {value}",
-                route.label(),
-                kind.label()
-            );
-        }
-    }
-    family(
+    write_family(
         &mut out,
         "rwsplit_statements_refused_total",
         "counter",
         "Statements rwsplit answered with an error because no backend could take them (no primary known, backend unreachable).",
+        one(load(&metrics.refused).to_string()),
     );
+    render_latency(&mut out, metrics);
+    write_family(
+        &mut out,
+        "rwsplit_client_connections",
+        "gauge",
+        "Client connections open now.",
+        one(scene.clients_open.to_string()),
+    );
+    write_family(
+        &mut out,
+        "rwsplit_client_connections_accepted_total",
+        "counter",
+        "Client connections accepted.",
+        one(load(&metrics.clients_accepted).to_string()),
+    );
+    write_family(
+        &mut out,
+        "rwsplit_client_connections_refused_total",
+        "counter",
+        "Client connections refused at listen.max_client_connections.",
+        one(load(&metrics.clients_refused).to_string()),
+    );
+    render_backends(&mut out, metrics, scene);
+    out
+}
+
+/// The latency histogram, with cumulative buckets.
+fn render_latency(out: &mut String, metrics: &Metrics) {
+    let name = "rwsplit_statement_duration_seconds";
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let _ = writeln!(
         out,
-        "rwsplit_statements_refused_total {}",
-        load(&metrics.refused)
-    );
-    family(
-        &mut out,
-        "rwsplit_statement_duration_seconds",
-        "histogram",
-        "Time from routing a statement to the end of its response.",
+        "# HELP {name} Time from routing a statement to the end of its response.\n# TYPE {name} histogram"
     );
     let mut cumulative = 0;
     for (bound, count) in BUCKETS_MICROS.iter().zip(&metrics.latency) {
         cumulative += load(count);
         let le = *bound as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "rwsplit_statement_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
     }
     let count = load(&metrics.latency_count);
-    let _ = writeln!(
-        out,
-        "rwsplit_statement_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-    );
     let sum = load(&metrics.latency_sum_micros) as f64 / 1e6;
-    let _ = writeln!(out, "rwsplit_statement_duration_seconds_sum {sum}");
-    let _ = writeln!(out, "rwsplit_statement_duration_seconds_count {count}");
-    family(
-        &mut out,
-        "rwsplit_client_connections",
-        "gauge",
-        "Client connections open now.",
-    );
-    let _ = writeln!(out, "rwsplit_client_connections {}", scene.clients_open);
-    family(
-        &mut out,
-        "rwsplit_client_connections_accepted_total",
-        "counter",
-        "Client connections accepted.",
-    );
     let _ = writeln!(
         out,
-        "rwsplit_client_connections_accepted_total {}",
-        load(&metrics.clients_accepted)
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
     );
-    family(
-        &mut out,
-        "rwsplit_client_connections_refused_total",
-        "counter",
-        "Client connections refused at listen.max_client_connections.",
-    );
-    let _ = writeln!(
-        out,
-        "rwsplit_client_connections_refused_total {}",
-        load(&metrics.clients_refused)
-    );
-    render_backends(&mut out, metrics, scene.topology, scene.names);
-    out
 }
 
-fn render_backends(out: &mut String, metrics: &Metrics, topology: &Topology, names: &[String]) {
-    let backends = || {
-        names
+/// One sample per backend for each per-backend metric.
+fn render_backends(out: &mut String, metrics: &Metrics, scene: Scene<'_>) {
+    let topology = scene.topology;
+    let flag = |b: bool| u8::from(b).to_string();
+    type Value<'a> = Box<dyn Fn(usize) -> String + 'a>;
+    let families: [(&str, &str, &str, Value<'_>); 6] = [
+        (
+            "rwsplit_backend_up",
+            "gauge",
+            "1 when the backend answers health checks.",
+            Box::new(|i| flag(topology.backends[i].healthy)),
+        ),
+        (
+            "rwsplit_backend_primary",
+            "gauge",
+            "1 for the backend that takes writes.",
+            Box::new(|i| flag(topology.primary == Some(i))),
+        ),
+        (
+            "rwsplit_backend_readable",
+            "gauge",
+            "1 when the backend is a replica in read rotation.",
+            Box::new(|i| flag(topology.backends[i].readable)),
+        ),
+        (
+            "rwsplit_backend_replication_lag_seconds",
+            "gauge",
+            "Measured replication lag (NaN when unknown).",
+            Box::new(|i| match topology.backends[i].lag {
+                Lag::Measured(d) => d.as_secs_f64().to_string(),
+                Lag::Unknown => "NaN".to_owned(),
+            }),
+        ),
+        (
+            "rwsplit_backend_commands_total",
+            "counter",
+            "Commands relayed to the backend.",
+            Box::new(|i| {
+                metrics.backends[i]
+                    .commands
+                    .load(Ordering::Relaxed)
+                    .to_string()
+            }),
+        ),
+        (
+            "rwsplit_backend_connections",
+            "gauge",
+            "Connections open to the backend (in sessions and pooled).",
+            Box::new(|i| {
+                metrics.backends[i]
+                    .open_connections
+                    .load(Ordering::Relaxed)
+                    .to_string()
+            }),
+        ),
+    ];
+    for (name, kind, help, value) in &families {
+        let samples = scene
+            .names
             .iter()
-            .zip(&topology.backends)
-            .zip(&metrics.backends)
             .enumerate()
-    };
-    let flag = |b: bool| u8::from(b);
-    family(
-        out,
-        "rwsplit_backend_up",
-        "gauge",
-        "1 when the backend answers health checks.",
-    );
-    for (_, ((name, state), _)) in backends() {
-        let _ = writeln!(
-            out,
-            "rwsplit_backend_up{{backend=\"{name}\"}} {}",
-            flag(state.healthy)
-        );
+            .map(|(i, backend)| (format!("{{backend=\"{backend}\"}}"), value(i)));
+        write_family(out, name, kind, help, samples);
     }
-    family(
-        out,
-        "rwsplit_backend_primary",
-        "gauge",
-        "1 for the backend that takes writes.",
-    );
-    for (index, ((name, _), _)) in backends() {
-        let _ = writeln!(
-            out,
-            "rwsplit_backend_primary{{backend=\"{name}\"}} {}",
-            flag(topology.primary == Some(index))
-        );
-    }
-    family(
-        out,
-        "rwsplit_backend_readable",
-        "gauge",
-        "1 when the backend is a replica in read rotation.",
-    );
-    for (_, ((name, state), _)) in backends() {
-        let _ = writeln!(
-            out,
-            "rwsplit_backend_readable{{backend=\"{name}\"}} {}",
-            flag(state.readable)
-        );
-    }
-    family(
-        out,
-        "rwsplit_backend_replication_lag_seconds",
-        "gauge",
-        "Measured replication lag (NaN when unknown).",
-    );
-    for (_, ((name, state), _)) in backends() {
-        let lag = match state.lag {
-            Lag::Measured(d) => d.as_secs_f64().to_string(),
-            Lag::Unknown => "NaN".to_owned(),
-        };
-        let _ = writeln!(
-            out,
-            "rwsplit_backend_replication_lag_seconds{{backend=\"{name}\"}} {lag}"
-        );
-    }
-    family(
-        out,
-        "rwsplit_backend_commands_total",
-        "counter",
-        "Commands relayed to the backend.",
-    );
-    for (_, ((name, _), counters)) in backends() {
-        let _ = writeln!(
-            out,
-            "rwsplit_backend_commands_total{{backend=\"{name}\"}} {}",
-            counters.commands.load(Ordering::Relaxed)
-        );
-    }
-    family(
-        out,
-        "rwsplit_backend_connections",
-        "gauge",
-        "Connections open to the backend (in sessions and pooled).",
-    );
-    for (_, ((name, _), counters)) in backends() {
-        let _ = writeln!(
-            out,
-            "rwsplit_backend_connections{{backend=\"{name}\"}} {}",
-            counters.open_connections.load(Ordering::Relaxed)
-        );
-    }
-    family(
+    let alarm = [(String::new(), flag(topology.alarm.is_some()))];
+    write_family(
         out,
         "rwsplit_primary_alarm",
         "gauge",
         "1 while writes are refused: no primary, or several writable servers.",
-    );
-    let _ = writeln!(
-        out,
-        "rwsplit_primary_alarm {}",
-        flag(topology.alarm.is_some())
+        alarm,
     );
 }
 
-/// Writes the HELP and TYPE lines of a metric family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes a metric family: its HELP and TYPE lines and `(labels, value)`
+/// samples.
+fn write_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, String)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub struct ReadPolicy<'a> {
     pub turn: u64,
     /// Backends not to use (a bit per index): where a read just failed.
     pub avoid: u64,
+    /// The replica the session reads from, kept while it may take reads
+    /// (`replica_affinity: session`).
+    pub sticky: Option<usize>,
 }
 
 /// The decision.
@@ -98,6 +101,12 @@ pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize>
     }
     if candidates == 0 {
         return None;
+    }
+    if let Some(sticky) = reads
+        .sticky
+        .filter(|&i| i < 64 && candidates & (1 << i) != 0)
+    {
+        return Some(sticky);
     }
     let weight = |i: usize| u64::from(topology.backends[i].weight.max(1));
     // Ties go to the first candidate found from a point that moves with

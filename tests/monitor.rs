@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rwsplit::admin::status::Status;
-use rwsplit::config::{Config, ReadYourWrites};
+use rwsplit::config::{Config, ReadYourWrites, ReplicaAffinity};
 use rwsplit::sandbox::{APP, Sandbox, SandboxOptions, send_signal};
 use rwsplit::topology::Topology;
 use rwsplit::topology::monitor::LagSource;
@@ -45,6 +45,9 @@ fn start_unsettled(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestPr
     config.monitor.query_timeout = Duration::from_millis(500);
     config.monitor.connect_timeout = Duration::from_millis(500);
     config.routing.max_replication_lag = Duration::from_secs(1);
+    // Every read chooses again, so that one connection shows which
+    // replicas are in rotation.
+    config.routing.replica_affinity = ReplicaAffinity::Statement;
     tweak(&mut config);
     common::start_proxy_unsettled(config)
 }
@@ -439,6 +442,23 @@ async fn read_your_writes_sees_every_write_and_off_does_not() {
         asked >= 1000,
         "@@last_gtid was asked {asked} times for 1000 writes"
     );
+    // A read-only transaction runs on a replica, and sees the writes too.
+    for id in 1001..=1100u32 {
+        conn.query_drop(format!("INSERT INTO ryw.asked VALUES ({id})"))
+            .await
+            .unwrap();
+        conn.query_drop("START TRANSACTION READ ONLY")
+            .await
+            .unwrap();
+        let (seen, server): (u32, u32) = conn
+            .query_first("SELECT MAX(id), @@server_id FROM ryw.asked")
+            .await
+            .unwrap()
+            .unwrap();
+        conn.query_drop("COMMIT").await.unwrap();
+        assert_eq!(seen, id, "a read-only transaction missed the write");
+        assert_ne!(server, 1, "read-only transactions run on replicas");
+    }
     drop((conn, proxy));
 
     // A client with CLIENT_SESSION_TRACK, and the server tracking

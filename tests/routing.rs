@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
-use rwsplit::config::{Config, ReplicaSelection};
+use rwsplit::config::{Config, ReplicaAffinity, ReplicaSelection};
 use rwsplit::sandbox::{APP, Sandbox, SandboxOptions};
 
 use common::{TestProxy, program};
@@ -38,6 +38,9 @@ async fn connect(tweak: impl FnOnce(&mut Config)) -> (TestProxy, Conn) {
         .unwrap();
     sandbox.sync_replicas().await.unwrap();
     let mut config = common::proxy_config(&sandbox);
+    // Every read chooses a replica, so that one connection shows where each
+    // rule sends it; session affinity has a test of its own.
+    config.routing.replica_affinity = ReplicaAffinity::Statement;
     tweak(&mut config);
     let proxy = common::start_proxy(config);
     let opts = mysql_async::OptsBuilder::from_opts(proxy.opts()).db_name(Some("routing"));
@@ -464,6 +467,32 @@ async fn selection_policies_weights_backups_and_the_primary_as_reader() {
     );
 }
 
+#[tokio::test]
+async fn with_session_affinity_each_session_keeps_one_replica() {
+    let (proxy, _) = connect(|c| c.routing.replica_affinity = ReplicaAffinity::Session).await;
+    let mut used = BTreeSet::new();
+    for _ in 0..4 {
+        let mut conn = Conn::new(proxy.opts()).await.unwrap();
+        let counts = read_servers(&mut conn, 10).await;
+        let servers: Vec<usize> = (1..4).filter(|&id| counts[id] > 0).collect();
+        assert_eq!(servers.len(), 1, "one session, one replica: {counts:?}");
+        assert!(is_replica(servers[0] as u32));
+        used.insert(servers[0]);
+        // Prepared reads follow the same replica.
+        let id: u32 = conn
+            .exec_first("SELECT @@server_id", ())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(id as usize, servers[0]);
+    }
+    assert_eq!(
+        used,
+        BTreeSet::from([2, 3]),
+        "sessions are spread over the replicas"
+    );
+}
+
 /// The servers' statement counters, per server.
 async fn counters(sandbox: &Sandbox, name: &str) -> Vec<u64> {
     let mut values = Vec::new();
@@ -539,7 +568,9 @@ fn sysbench_read_only_reads_only_from_replicas() {
 #[test]
 fn prepared_selects_are_executed_by_replicas_per_server_counters() {
     let sandbox = common::start_sandbox(SandboxOptions::default());
-    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut config = common::proxy_config(&sandbox);
+    config.routing.replica_affinity = ReplicaAffinity::Statement;
+    let proxy = common::start_proxy(config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut admin = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();

@@ -31,6 +31,7 @@ def options():
     parser.add_argument("--cases", help="only cases whose name contains this text")
     parser.add_argument("--binary", help="the rwsplit binary (default target/release/rwsplit, built first)")
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
+    parser.add_argument("--report", metavar="JSON", help="only rewrite docs/benchmarks.md and the chart from a saved run")
     args = parser.parse_args()
     args.seconds = args.seconds or (2 if args.smoke else 20)
     args.rounds = args.rounds or (1 if args.smoke else 3)
@@ -159,6 +160,12 @@ def update_docs(result: dict):
 
 def main():
     args = options()
+    if args.report:
+        with open(args.report) as f:
+            result = json.load(f)
+        update_docs(result)
+        print(report.markdown(result))
+        return
     # The idle test holds 10 000 client sockets here and as many in rwsplit.
     idle.raise_fd_limit(1000 if args.smoke else 12000)
     started = time.time()

@@ -43,9 +43,11 @@ def verdicts(summary: list, idle: dict) -> list:
             ratio = mine["cpu_us_per_query"] / theirs["cpu_us_per_query"]
             out.append((f"{case}: CPU per query <= 1.1x HAProxy's", f"{ratio:.2f}x", ratio <= 1.1))
     for case in ("point_select ps t1", "point_select text t1"):
-        direct, proxy, haproxy = (row_of(summary, case, t) for t in TARGETS)
-        if direct and proxy and haproxy:
-            ours = proxy["p50_ms"] - direct["p50_ms"]
+        direct = row_of(summary, case, "direct")
+        haproxy = row_of(summary, case, "haproxy")
+        rwsplit = row_of(summary, case, "rwsplit")
+        if direct and haproxy and rwsplit:
+            ours = rwsplit["p50_ms"] - direct["p50_ms"]
             theirs = haproxy["p50_ms"] - direct["p50_ms"]
             out.append(
                 (f"{case}: added p50 <= HAProxy's", f"{ours * 1000:.0f} us vs {theirs * 1000:.0f} us", ours <= theirs)

@@ -187,6 +187,16 @@ pub enum ReplicaSelection {
     LeastLag,
 }
 
+/// How long a session keeps the replica it reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaAffinity {
+    /// A session reads from one replica, chosen by `replica_selection` at
+    /// its first read and again whenever that replica leaves rotation.
+    Session,
+    /// Every read chooses a replica anew.
+    Statement,
+}
+
 /// Whether a session's reads must see its own writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadYourWrites {
@@ -203,6 +213,8 @@ pub struct RoutingConfig {
     pub max_replication_lag: Duration,
     /// Choice among eligible replicas.
     pub replica_selection: ReplicaSelection,
+    /// Whether that choice holds for the session or for one statement.
+    pub replica_affinity: ReplicaAffinity,
     /// Read-your-writes consistency.
     pub read_your_writes: ReadYourWrites,
     /// How long a read may wait for a replica to catch up in `session` mode.

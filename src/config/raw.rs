@@ -84,6 +84,7 @@ pub struct RawMonitor {
 pub struct RawRouting {
     pub max_replication_lag: Scalar,
     pub replica_selection: Scalar,
+    pub replica_affinity: Scalar,
     pub read_your_writes: Scalar,
     pub causal_read_timeout: Scalar,
     pub primary_serves_reads: Scalar,

@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::raw::*;
 use super::{
     AdminConfig, AuthPluginChoice, BackendConfig, BackendTlsConfig, Config, FailoverConfig,
-    ListenConfig, ListenTlsConfig, MonitorConfig, Problem, ReadYourWrites, ReplicaSelection, Role,
-    RoutingConfig, UserConfig,
+    ListenConfig, ListenTlsConfig, MonitorConfig, Problem, ReadYourWrites, ReplicaAffinity,
+    ReplicaSelection, Role, RoutingConfig, UserConfig,
 };
 
 /// Most backends one rwsplit serves (routing keeps them in a 64-bit set).
@@ -381,6 +381,20 @@ fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
                         ("round_robin", ReplicaSelection::RoundRobin),
                         ("least_connections", ReplicaSelection::LeastConnections),
                         ("least_lag", ReplicaSelection::LeastLag),
+                    ],
+                )
+            },
+        ),
+        replica_affinity: check.parse(
+            "routing.replica_affinity",
+            raw.replica_affinity,
+            ReplicaAffinity::Session,
+            |s| {
+                one_of(
+                    s,
+                    &[
+                        ("session", ReplicaAffinity::Session),
+                        ("statement", ReplicaAffinity::Statement),
                     ],
                 )
             },

@@ -39,6 +39,7 @@ fn policy(turn: u64) -> ReadPolicy<'static> {
         load: &[0, 0, 0, 0],
         turn,
         avoid: 0,
+        sticky: None,
     }
 }
 
@@ -350,4 +351,42 @@ fn avoided_backends_take_no_reads() {
         "the backup is left"
     );
     assert_eq!(pick_reader(&topology(), &avoiding(0b1110)), None);
+}
+
+#[test]
+fn a_sticky_reader_is_kept_while_it_may_take_reads() {
+    let sticky = |replica| ReadPolicy {
+        sticky: Some(replica),
+        ..policy(0)
+    };
+    for turn in 0..4 {
+        let reads = ReadPolicy { turn, ..sticky(2) };
+        assert_eq!(pick_reader(&topology(), &reads), Some(2), "turn {turn}");
+    }
+    let mut t = topology();
+    t.backends[2].readable = false;
+    assert_eq!(
+        pick_reader(&t, &sticky(2)),
+        Some(1),
+        "out of rotation: another"
+    );
+    let avoided = ReadPolicy {
+        avoid: 1 << 2,
+        ..sticky(2)
+    };
+    assert_eq!(
+        pick_reader(&topology(), &avoided),
+        Some(1),
+        "avoided: another"
+    );
+    assert_eq!(
+        pick_reader(&topology(), &sticky(3)),
+        Some(1),
+        "a backup is left for a regular replica once one is back"
+    );
+    assert_eq!(
+        pick_reader(&topology(), &sticky(0)),
+        Some(1),
+        "the primary is no reader unless it serves reads"
+    );
 }

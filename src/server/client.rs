@@ -49,6 +49,9 @@ struct Compression {
     next_seq: u8,
     /// Output buffer, reused.
     out: BytesMut,
+    /// The tail of relayed bytes held back for the next frame (see
+    /// [`ClientConn::write_relayed`]).
+    held: Vec<u8>,
 }
 
 /// A logged-in client connection.
@@ -146,15 +149,36 @@ impl ClientConn {
 
     /// Writes packet bytes (headers included), compressed when negotiated.
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.compression.as_mut() {
-            None => self.stream.write_all(bytes).await,
-            Some(compression) => {
-                compression.out.clear();
-                compression.next_seq =
-                    compress::compress_into(&mut compression.out, compression.next_seq, bytes);
-                self.stream.write_all(&compression.out).await
-            }
+        self.write_relayed(bytes, false).await
+    }
+
+    /// Writes part of a backend's response; `more` when the response goes
+    /// on. Compressed, a frame then keeps back the last byte for the next
+    /// one, so that no frame ends on a packet boundary inside a response.
+    /// A server flushes a frame at the end of each result set and numbers
+    /// the next result's packets after the frame; clients that know this
+    /// (mysql_async) renumber at a frame boundary between result sets. The
+    /// relayed packets keep the backend's uncompressed numbering, which
+    /// such a client accepts as long as no frame ends there.
+    pub async fn write_relayed(&mut self, bytes: &[u8], more: bool) -> io::Result<()> {
+        let Some(compression) = self.compression.as_mut() else {
+            return self.stream.write_all(bytes).await;
+        };
+        let mut data = std::mem::take(&mut compression.held);
+        data.extend_from_slice(bytes);
+        let send = if more {
+            data.len().saturating_sub(1)
+        } else {
+            data.len()
+        };
+        compression.out.clear();
+        if send > 0 {
+            compression.next_seq =
+                compress::compress_into(&mut compression.out, compression.next_seq, &data[..send]);
         }
+        data.drain(..send);
+        compression.held = data;
+        self.stream.write_all(&compression.out).await
     }
 
     /// Writes one packet with sequence id `seq`.

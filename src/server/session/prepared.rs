@@ -154,6 +154,9 @@ impl Session {
             .ok_or(End::Violation("internal error: execution ran nowhere"))?;
         self.count(crate::metrics::KindLabel::of(&kind), started, true);
         self.note_write(backend, !reads && relayed.error.is_none(), relayed.gtid);
+        if reads {
+            self.note_reader(backend);
+        }
         self.apply(kind, relayed.error.is_none());
         Ok(Flow::Continue)
     }

@@ -100,8 +100,9 @@ pub async fn relay(
             }
         }
         if progress.consumed > 0 {
+            let more = progress.scan == Scan::NeedMore;
             client
-                .write(&backend.buffered()[..progress.consumed])
+                .write_relayed(&backend.buffered()[..progress.consumed], more)
                 .await
                 .map_err(|e| RelayError::Client(e.into()))?;
             backend.consume(progress.consumed);

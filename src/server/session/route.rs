@@ -9,7 +9,7 @@ use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
 
 use super::{End, Flow, RESULTS, Session, Untouched};
-use crate::config::ReplicaSelection;
+use crate::config::{ReplicaAffinity, ReplicaSelection};
 use crate::metrics::{KindLabel, Route};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
@@ -17,6 +17,9 @@ use crate::protocol::response::Expect;
 use crate::routing::{ReadPolicy, SessionView, Target, route};
 use crate::server::session::relay::Relayed;
 use crate::sql::{self, Classified, Hint, SessionChange, StatementKind};
+
+/// `START TRANSACTION READ ONLY`, which runs whole on one replica.
+const READ_ONLY_BEGIN: StatementKind = StatementKind::Begin { read_only: true };
 
 impl Session {
     /// The backend where a transaction is open, from its status flags.
@@ -55,12 +58,20 @@ impl Session {
                 *slot = counter.load(Ordering::Relaxed);
             }
         }
+        // With session affinity a choice is made once per session, so the
+        // sessions' sequence numbers spread them; otherwise every read takes
+        // the next turn.
+        let (turn, sticky) = match settings.replica_affinity {
+            ReplicaAffinity::Session => (u64::from(self.registration.id()), self.routing.reader),
+            ReplicaAffinity::Statement => (self.proxy.turn.fetch_add(1, Ordering::Relaxed), None),
+        };
         let reads = ReadPolicy {
             selection: settings.replica_selection,
             primary_serves_reads: settings.primary_serves_reads,
             load: &load[..self.proxy.load.len().min(64)],
-            turn: self.proxy.turn.fetch_add(1, Ordering::Relaxed),
+            turn,
             avoid,
+            sticky,
         };
         route(kind, hint, &view, &self.proxy.topology.load(), &reads)
     }
@@ -87,10 +98,16 @@ impl Session {
         let target = self.target(&kind, hint, &text);
         tracing::trace!(?kind, ?hint, ?target, "routed");
         let read = kind == StatementKind::Read;
-        let relayed = if read && self.transaction().is_none() {
-            let reroute =
-                |session: &Self, avoid| session.target_avoiding(&kind, hint, &text, avoid);
-            let target = self.causal_target(target, reroute).await;
+        let outside_transaction = self.transaction().is_none();
+        let reroute = |session: &Self, avoid| session.target_avoiding(&kind, hint, &text, avoid);
+        // A read-only transaction that starts on a replica must see the
+        // session's writes as much as a single read.
+        let target = if outside_transaction && (read || kind == READ_ONLY_BEGIN) {
+            self.causal_target(target, reroute).await
+        } else {
+            target
+        };
+        let relayed = if read && outside_transaction {
             self.read_with_retry(target, &frame, |session, avoid| {
                 // After a write, the retry goes where the write is.
                 match session.write_pending() {
@@ -106,9 +123,19 @@ impl Session {
         let succeeded = relayed.is_some_and(|r| r.error.is_none());
         if let (Some(relayed), Some(backend)) = (relayed, self.routing.previous) {
             self.note_write(backend, !read && succeeded, relayed.gtid);
+            if read || kind == READ_ONLY_BEGIN {
+                self.note_reader(backend);
+            }
         }
         self.apply(kind, succeeded);
         Ok(Flow::Continue)
+    }
+
+    /// Remembers the replica a read ran on, for the session's next reads.
+    pub(super) fn note_reader(&mut self, backend: usize) {
+        if Some(backend) != self.proxy.primary() {
+            self.routing.reader = Some(backend);
+        }
     }
 
     /// The primary as a target.

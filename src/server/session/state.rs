@@ -20,6 +20,8 @@ pub struct RoutingState {
     pub temporary_tables: Vec<String>,
     /// Where the previous statement ran.
     pub previous: Option<usize>,
+    /// The replica the session's reads go to (`replica_affinity: session`).
+    pub reader: Option<usize>,
     /// Text prepared statements: name, and whether the prepared text reads.
     pub prepared: HashMap<String, bool>,
     /// Session-state commands to replay on new backend connections.
@@ -33,6 +35,7 @@ impl RoutingState {
             locked_tables: false,
             temporary_tables: Vec::new(),
             previous: None,
+            reader: None,
             prepared: HashMap::new(),
             history: History::new(history_limit),
         }
