@@ -169,6 +169,10 @@ def main():
     # The idle test holds 10 000 client sockets here and as many in rwsplit.
     idle.raise_fd_limit(1000 if args.smoke else 12000)
     started = time.time()
+    if not args.smoke:
+        # Built first, so that a build failure does not come after the runs.
+        say("building the classification micro-benchmark")
+        subprocess.run(["cargo", "bench", "--quiet", "--no-run", "--bench", "classify"], cwd=ROOT, check=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
     say("starting a sandbox: a MariaDB primary and 2 replicas")
     sandbox = Sandbox(args.binary)
@@ -192,6 +196,7 @@ def main():
         # Saved now, so that a failure later loses none of the runs.
         save(result, args.out)
         result["idle"] = idle_memory(args, sandbox)
+        save(result, args.out)
     finally:
         sandbox.close()
     result["classify"] = None if args.smoke else classification()

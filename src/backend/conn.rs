@@ -110,6 +110,13 @@ pub struct Greeting {
     pub thread_id: u32,
 }
 
+impl Greeting {
+    /// Whether the server is MariaDB (its version says so) rather than MySQL.
+    pub fn is_mariadb(&self) -> bool {
+        self.version.windows(7).any(|w| w == b"MariaDB")
+    }
+}
+
 /// Why talking to a backend failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

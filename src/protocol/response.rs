@@ -12,8 +12,8 @@
 use mysql_common::constants::StatusFlags;
 
 use super::packet::{HEADER_LEN, MAX_CHUNK, read_lenenc};
-use super::session_track::tracked_variable;
-use crate::gtid::Gtid;
+use super::session_track::{tracked_gtids, tracked_variable};
+use crate::gtid::Committed;
 
 /// What kind of response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +117,11 @@ pub struct ResponseScanner {
     status: Option<StatusFlags>,
     error: Option<u16>,
     prepare: Option<PrepareOk>,
-    /// Read `last_gtid` from OK packets (the connection negotiated
-    /// CLIENT_SESSION_TRACK and a session wants its writes' GTIDs).
+    /// Read what writes committed from OK packets (the connection
+    /// negotiated CLIENT_SESSION_TRACK and a session wants its writes' GTIDs).
     track_gtid: bool,
-    /// The last `last_gtid` an OK packet reported.
-    gtid: Option<Gtid>,
+    /// The last write's GTIDs an OK packet reported.
+    gtid: Option<Committed>,
 }
 
 impl ResponseScanner {
@@ -151,9 +151,9 @@ impl ResponseScanner {
         }
     }
 
-    /// Also reads the `last_gtid` that OK packets report in their
-    /// session-state changes (only valid on a CLIENT_SESSION_TRACK
-    /// connection).
+    /// Also reads the GTIDs that OK packets report in their session-state
+    /// changes — MariaDB's `last_gtid` variable, MySQL's GTID tracker —
+    /// (only valid on a CLIENT_SESSION_TRACK connection).
     pub fn tracking_gtid(mut self) -> Self {
         self.track_gtid = true;
         self
@@ -161,8 +161,8 @@ impl ResponseScanner {
 
     /// The GTID of the transaction this response committed, when an OK
     /// packet reported it (see [`ResponseScanner::tracking_gtid`]).
-    pub fn gtid(&self) -> Option<Gtid> {
-        self.gtid
+    pub fn gtid(&self) -> Option<&Committed> {
+        self.gtid.as_ref()
     }
 
     /// Status flags of the last OK or EOF packet seen, if any.
@@ -341,8 +341,9 @@ impl ResponseScanner {
 
     fn note_gtid(&mut self, ok: &[u8]) {
         let gtid = tracked_variable(ok, b"last_gtid")
+            .or_else(|| tracked_gtids(ok))
             .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(Gtid::parse);
+            .and_then(Committed::parse);
         if gtid.is_some() {
             self.gtid = gtid;
         }

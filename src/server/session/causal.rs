@@ -1,34 +1,37 @@
 //! Read-your-writes (`routing.read_your_writes: session`): after a session
 //! writes, its reads go only to replicas that have applied the write.
 //!
-//! The write's GTID comes from the OK packet when the server tracks
-//! `last_gtid` (`session_track_system_variables`) and the client
-//! negotiated CLIENT_SESSION_TRACK; otherwise the first read after the
-//! write asks the primary connection `SELECT @@last_gtid`. A read then goes
-//! to a replica whose position, as the monitor last saw it, covers the GTID;
-//! failing that, rwsplit waits on the chosen replica with
-//! `MASTER_GTID_WAIT` up to `routing.causal_read_timeout`; failing that,
-//! the read runs on the primary.
+//! The write's GTID comes from the OK packet when the server reports it
+//! (MariaDB tracking `last_gtid` in `session_track_system_variables`,
+//! MySQL with `session_track_gtids=OWN_GTID`) and the client negotiated
+//! CLIENT_SESSION_TRACK; otherwise the first read after the write asks the
+//! primary connection: `SELECT @@last_gtid` on MariaDB, `SELECT
+//! @@global.gtid_executed` on MySQL (everything the primary committed, the
+//! write included). A read then goes to a replica whose position, as the
+//! monitor last saw it, covers the write; failing that, rwsplit waits on
+//! the freshest replica (`MASTER_GTID_WAIT`, `WAIT_FOR_EXECUTED_GTID_SET`)
+//! up to `routing.causal_read_timeout`; failing that, the read runs on the
+//! primary.
 
 use tracing::debug;
 
 use super::Session;
 use crate::backend::conn::BackendError;
 use crate::config::ReadYourWrites;
-use crate::gtid::Gtid;
+use crate::gtid::Committed;
 use crate::routing::{Target, freshest_replica};
 
 /// The session's last write, as far as reads must respect it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LastWrite {
     /// Nothing to wait for.
     #[default]
     None,
     /// A write ran; its GTID is still to be asked for.
     Unknown,
-    /// The GTID of the session's last committed write, and the replicas
-    /// (bit set) known to have applied it.
-    Known { gtid: Gtid, applied: u64 },
+    /// What the session's last write committed, and the replicas (bit
+    /// set) known to have applied it.
+    Known { gtid: Committed, applied: u64 },
 }
 
 impl Session {
@@ -36,7 +39,7 @@ impl Session {
         self.proxy.config.routing.read_your_writes == ReadYourWrites::Session
     }
 
-    /// Whether responses from `backend` should be read for `last_gtid`:
+    /// Whether responses from `backend` should be read for GTIDs:
     /// reads respect writes, it is the primary, and its OK packets carry
     /// session-state changes.
     pub(super) fn tracks_gtid(&self, backend: usize) -> bool {
@@ -50,7 +53,7 @@ impl Session {
 
     /// Records what a statement that ran on `backend` means for later
     /// reads: `gtid` from its OK packet; `wrote` when it may have written.
-    pub(super) fn note_write(&mut self, backend: usize, wrote: bool, gtid: Option<Gtid>) {
+    pub(super) fn note_write(&mut self, backend: usize, wrote: bool, gtid: Option<Committed>) {
         if !self.causal_reads() || Some(backend) != self.proxy.primary() {
             return;
         }
@@ -107,7 +110,7 @@ impl Session {
         }
         // No replica is known to have the write: wait where it should
         // arrive first.
-        if self.wait_for(freshest, gtid).await {
+        if self.wait_for(freshest, &gtid).await {
             self.applied(freshest);
             Target::Backend(freshest)
         } else {
@@ -115,22 +118,31 @@ impl Session {
         }
     }
 
-    /// The GTID of the session's last write, asking the primary when only
-    /// the fact of a write is known. `None` when it cannot be learned.
-    async fn write_gtid(&mut self) -> Option<Gtid> {
-        match self.last_write {
+    /// What the session's last write committed, asking the primary when
+    /// only the fact of a write is known. `None` when it cannot be learned.
+    async fn write_gtid(&mut self) -> Option<Committed> {
+        match &self.last_write {
             LastWrite::None => None,
-            LastWrite::Known { gtid, .. } => Some(gtid),
+            LastWrite::Known { gtid, .. } => Some(gtid.clone()),
             LastWrite::Unknown => {
                 let primary = self.proxy.primary()?;
                 let conn = self.backends[primary].as_mut()?;
-                let answer = conn.query_value("SELECT @@last_gtid").await;
+                let ask = match conn.greeting().is_mariadb() {
+                    true => "SELECT @@last_gtid",
+                    false => "SELECT @@global.gtid_executed",
+                };
+                let answer = conn.query_value(ask).await;
                 let value = self.answered(primary, answer)?;
-                let gtid = std::str::from_utf8(&value).ok().and_then(Gtid::parse);
-                match gtid {
-                    Some(gtid) => self.last_write = LastWrite::Known { gtid, applied: 0 },
-                    // An empty @@last_gtid: the write did not reach the
-                    // binary log (nothing changed); nothing to wait for.
+                let gtid = std::str::from_utf8(&value).ok().and_then(Committed::parse);
+                match &gtid {
+                    Some(gtid) => {
+                        self.last_write = LastWrite::Known {
+                            gtid: gtid.clone(),
+                            applied: 0,
+                        }
+                    }
+                    // Empty: the write did not reach the binary log
+                    // (nothing changed); nothing to wait for.
                     None if value.is_empty() => self.last_write = LastWrite::None,
                     None => {}
                 }
@@ -141,18 +153,14 @@ impl Session {
 
     /// Waits on replica `backend` until it applied `gtid`, up to
     /// `routing.causal_read_timeout`. False on timeout or any failure.
-    async fn wait_for(&mut self, backend: usize, gtid: Gtid) -> bool {
+    async fn wait_for(&mut self, backend: usize, gtid: &Committed) -> bool {
         if self.ensure_backend(backend).await.is_err() {
             return false;
         }
         let Some(conn) = self.backends[backend].as_mut() else {
             return false;
         };
-        let timeout = self.proxy.config.routing.causal_read_timeout;
-        let wait = format!(
-            "SELECT MASTER_GTID_WAIT('{gtid}', {:.3})",
-            timeout.as_secs_f64()
-        );
+        let wait = gtid.wait_query(self.proxy.config.routing.causal_read_timeout);
         let answer = conn.query_value(&wait).await;
         debug!(backend, %gtid, ?answer, "waited for a session's write");
         self.answered(backend, answer)

@@ -8,12 +8,12 @@
 use mysql_common::constants::StatusFlags;
 
 use crate::backend::conn::{BackendConn, BackendError};
-use crate::gtid::Gtid;
+use crate::gtid::Committed;
 use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan};
 use crate::server::client::{ClientConn, ClientError};
 
 /// What a relayed response said.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Relayed {
     /// Status flags of its last OK/EOF.
     pub status: Option<StatusFlags>,
@@ -21,8 +21,8 @@ pub struct Relayed {
     pub error: Option<u16>,
     /// The PREPARE_OK, for COM_STMT_PREPARE.
     pub prepared: Option<PrepareOk>,
-    /// The `last_gtid` its OK packets reported, when tracked.
-    pub gtid: Option<Gtid>,
+    /// What its OK packets reported the write committed, when tracked.
+    pub gtid: Option<Committed>,
 }
 
 /// How to relay one command.
@@ -32,7 +32,7 @@ pub struct Relay {
     pub expect: Expect,
     /// A statement id to write into a PREPARE_OK.
     pub rename: Option<u32>,
-    /// Read `last_gtid` from OK packets (CLIENT_SESSION_TRACK connections).
+    /// Read committed GTIDs from OK packets (CLIENT_SESSION_TRACK connections).
     pub track_gtid: bool,
 }
 
@@ -139,7 +139,7 @@ pub async fn relay(
         status: scanner.status(),
         error: scanner.error(),
         prepared,
-        gtid: scanner.gtid(),
+        gtid: scanner.gtid().cloned(),
     };
     if let Some(status) = relayed.status {
         backend.set_status(status);

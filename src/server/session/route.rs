@@ -120,7 +120,7 @@ impl Session {
             self.run_on(target, &frame, RESULTS, false).await?
         };
         self.count(KindLabel::of(&kind), started, relayed.is_some());
-        let succeeded = relayed.is_some_and(|r| r.error.is_none());
+        let succeeded = relayed.as_ref().is_some_and(|r| r.error.is_none());
         if let (Some(relayed), Some(backend)) = (relayed, self.routing.previous) {
             self.note_write(backend, !read && succeeded, relayed.gtid);
             if read || kind == READ_ONLY_BEGIN {
