@@ -185,7 +185,7 @@ def main():
         result = {
             "date": stamp[:10],
             "file": f"{stamp}.json",
-            "command": "bench/run " + " ".join(sys.argv[1:]),
+            "command": " ".join(["bench/run", *sys.argv[1:]]),
             "seconds": args.seconds,
             "rounds": args.rounds,
             "machine": machine(args.binary),

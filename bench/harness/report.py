@@ -3,6 +3,8 @@
 import statistics
 
 TARGETS = ("direct", "haproxy", "rwsplit")
+# One colour per target in both charts.
+COLOURS = {"direct": "tab:blue", "haproxy": "tab:orange", "rwsplit": "tab:green"}
 FIELDS = ("tps", "qps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_query")
 
 
@@ -126,13 +128,14 @@ def chart(summary: list, path: str):
     for i, target in enumerate(TARGETS):
         rows = [row_of(summary, c, target) for c in cases]
         x = [j + (i - 1) * width for j in range(len(cases))]
-        top.bar(x, [r["tps"] if r else 0 for r in rows], width, label=target)
+        top.bar(x, [r["tps"] if r else 0 for r in rows], width, label=target, color=COLOURS[target])
         if target != "direct":
             bottom.bar(
                 [j + (i - 1.5) * width for j in range(len(cases))],
                 [r["cpu_us_per_query"] or 0 if r else 0 for r in rows],
                 width,
                 label=target,
+                color=COLOURS[target],
             )
     for axis, title in ((top, "transactions per second (median)"), (bottom, "proxy CPU µs per query (median)")):
         axis.set_xticks(range(len(cases)))
