@@ -11,10 +11,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rwsplit::config::ReplicaSelection;
+use rwsplit::config::{ReplicaSelection, Role};
 use rwsplit::routing::{ReadPolicy, SessionView, route};
 use rwsplit::sql::classify;
-use rwsplit::topology::{BackendState, Lag, Topology};
+use rwsplit::topology::{BackendState, Topology};
 
 /// What sysbench's OLTP scripts send with --db-ps-mode=disable.
 const SYSBENCH: &[&str] = &[
@@ -80,21 +80,12 @@ fn measure(corpus: &[&str], work: impl Fn(&str)) -> f64 {
 }
 
 fn topology() -> Topology {
-    let backend = |role| BackendState {
-        role,
-        healthy: true,
-        readable: true,
-        lag: Lag::Measured(Duration::ZERO),
-        gtid: None,
-        weight: 1,
-        backup: false,
-    };
     Topology {
         primary: Some(0),
         backends: vec![
-            backend(rwsplit::config::Role::Primary),
-            backend(rwsplit::config::Role::Replica),
-            backend(rwsplit::config::Role::Replica),
+            BackendState::in_service(Role::Primary),
+            BackendState::in_service(Role::Replica),
+            BackendState::in_service(Role::Replica),
         ],
         alarm: None,
     }

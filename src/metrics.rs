@@ -326,20 +326,14 @@ mod tests {
     use crate::topology::BackendState;
 
     fn topology() -> Topology {
-        let backend = |role, lag| BackendState {
-            role,
-            healthy: true,
-            readable: role == Role::Replica,
-            lag,
-            gtid: None,
-            weight: 1,
-            backup: false,
-        };
         Topology {
             primary: Some(0),
             backends: vec![
-                backend(Role::Primary, Lag::Measured(Duration::ZERO)),
-                backend(Role::Replica, Lag::Unknown),
+                BackendState::in_service(Role::Primary),
+                BackendState {
+                    lag: Lag::Unknown,
+                    ..BackendState::in_service(Role::Replica)
+                },
             ],
             alarm: None,
         }

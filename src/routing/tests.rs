@@ -8,25 +8,17 @@ use crate::topology::BackendState;
 
 /// db0 primary, db1 and db2 replicas, db3 a backup replica.
 fn topology() -> Topology {
-    let replica = |backup| BackendState {
-        role: Role::Replica,
-        healthy: true,
-        readable: true,
-        lag: Lag::Measured(Duration::ZERO),
-        gtid: None,
-        weight: 1,
-        backup,
-    };
+    let replica = BackendState::in_service(Role::Replica);
     Topology {
         primary: Some(0),
         backends: vec![
+            BackendState::in_service(Role::Primary),
+            replica.clone(),
+            replica.clone(),
             BackendState {
-                role: Role::Primary,
-                ..replica(false)
+                backup: true,
+                ..replica
             },
-            replica(false),
-            replica(false),
-            replica(true),
         ],
         alarm: None,
     }

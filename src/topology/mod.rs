@@ -58,6 +58,22 @@ pub struct BackendState {
     pub backup: bool,
 }
 
+impl BackendState {
+    /// A backend in `role` that the monitor found well: healthy, no lag,
+    /// taking reads if it is a replica, weight 1, not a backup.
+    pub fn in_service(role: Role) -> BackendState {
+        BackendState {
+            role,
+            healthy: true,
+            readable: role == Role::Replica,
+            lag: Lag::Measured(Duration::ZERO),
+            gtid: None,
+            weight: 1,
+            backup: false,
+        }
+    }
+}
+
 /// A consistent picture of every backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
