@@ -7,7 +7,7 @@
 //! | [`admin`] | HTTP admin API: /status, /metrics, /health, /ready |
 //! | [`cli`] | the `rwsplit` command line: subcommands and their output |
 //! | [`config`] | `proxy.yaml`: `${VAR}` substitution, typed model, validation |
-//! | [`gtid`] | GTIDs and GTID positions (MariaDB style), for read-your-writes |
+//! | [`gtid`] | GTIDs and server positions (MariaDB and MySQL), for read-your-writes |
 //! | [`logging`] | tracing subscriber set-up (text or JSON) |
 //! | [`metrics`] | counters for /status and /metrics, Prometheus text |
 //! | [`protocol`] | MySQL wire protocol: pure functions over bytes |

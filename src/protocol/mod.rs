@@ -10,7 +10,7 @@
 //! | [`command`] | client commands: decoding, statement ids, parameter types |
 //! | [`change_user`] | COM_CHANGE_USER parsing |
 //! | [`response`] | where a backend's response ends, and its status flags |
-//! | [`session_track`] | session-state changes in OK packets (`last_gtid`) |
+//! | [`session_track`] | session-state changes in OK packets (`last_gtid`, MySQL GTIDs) |
 //! | [`messages`] | ERR and OK packets rwsplit writes, and its error catalogue |
 //! | [`auth`] | nonces, scramble checks, the caching_sha2 RSA key |
 //! | [`untrusted`] | mysql_common's packet parsers on peer bytes, panic-free |
