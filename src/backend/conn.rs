@@ -583,3 +583,23 @@ fn handshake_response(
     out[8] = login.collation;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mariadb_is_told_from_mysql_by_its_version() {
+        let greeting = |version: &[u8]| Greeting {
+            version: version.to_vec(),
+            capabilities: CapabilityFlags::empty(),
+            collation: 0,
+            thread_id: 0,
+        };
+        // MariaDB 10.x+ prefixes "5.5.5-" for old clients; both forms say so.
+        assert!(greeting(b"5.5.5-10.11.6-MariaDB-0+deb12u1").is_mariadb());
+        assert!(greeting(b"11.4.2-MariaDB-log").is_mariadb());
+        assert!(!greeting(b"8.0.36").is_mariadb());
+        assert!(!greeting(b"8.4.0-commercial").is_mariadb());
+    }
+}
