@@ -1,0 +1,76 @@
+"""bench/threads: how rwsplit's session threads (`listen.threads`) compare
+with HAProxy under sysbench, and where the time goes: the proxy's CPU per
+query, the whole machine's, and the proxy's context switches per query."""
+
+import argparse
+import statistics
+import sys
+
+import main
+import sysbench
+from processes import Haproxy, Rwsplit, Sandbox, context_switches, cpu_seconds, machine_busy_seconds
+
+
+def options():
+    parser = argparse.ArgumentParser(prog="bench/threads", description=__doc__)
+    parser.add_argument("--threads", default="1,2", help="listen.threads values to run, comma-separated (default 1,2)")
+    parser.add_argument("--cases", default="point_select ps t8,point_select ps t32",
+                        help="sysbench cases by exact name, comma-separated")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of every target per case (default 5)")
+    parser.add_argument("--binary", default="target/release/rwsplit", help="the rwsplit binary")
+    return parser.parse_args()
+
+
+def measure(case, port: int, pid: int, seconds: int) -> dict:
+    busy, cpu, switches = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid)
+    result, _ = sysbench.run(case, port, seconds)
+    queries = result.queries
+    voluntary, involuntary = (after - before for after, before in zip(context_switches(pid), switches))
+    return {
+        "qps": result.qps,
+        "p50_ms": result.p50_ms,
+        "proxy_us": (cpu_seconds(pid) - cpu) * 1e6 / queries,
+        "machine_us": (machine_busy_seconds() - busy) * 1e6 / queries,
+        "voluntary": voluntary / queries,
+        "involuntary": involuntary / queries,
+    }
+
+
+def main_():
+    args = options()
+    names = args.cases.split(",")
+    cases = [c for c in sysbench.CASES if c.name in names]
+    if len(cases) != len(names):
+        sys.exit(f"unknown case in {names}; known: {[c.name for c in sysbench.CASES]}")
+    sandbox = Sandbox(args.binary)
+    targets = {}
+    try:
+        main.create_database(sandbox)
+        sysbench.prepare(sandbox.primary.port)
+        main.wait_replicated(sandbox)
+        targets["haproxy"] = Haproxy(sandbox.replicas, sandbox.dir)
+        for threads in args.threads.split(","):
+            targets[f"rwsplit threads={threads}"] = Rwsplit(args.binary, sandbox, threads=int(threads))
+        print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
+              "| voluntary switches/query | involuntary switches/query |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for case in cases:
+            runs = {name: [] for name in targets}
+            for round_ in range(args.rounds):
+                for name, target in targets.items():
+                    main.say(f"{case.name}, {name}, round {round_ + 1}/{args.rounds}")
+                    runs[name].append(measure(case, target.port, target.pid, args.seconds))
+            for name, mine in runs.items():
+                median = {key: statistics.median(r[key] for r in mine) for key in mine[0]}
+                print(f"| {case.name} | {name} | {median['qps']:,.0f} | {median['p50_ms']:.3f} "
+                      f"| {median['proxy_us']:.1f} | {median['machine_us']:.1f} "
+                      f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} |", flush=True)
+    finally:
+        for target in targets.values():
+            target.close()
+        sandbox.close()
+
+
+if __name__ == "__main__":
+    main_()
