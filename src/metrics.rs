@@ -212,9 +212,12 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
 fn render_latency(out: &mut String, metrics: &Metrics) {
     let name = "rwsplit_statement_duration_seconds";
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let _ = writeln!(
+    write_family(
         out,
-        "# HELP {name} Time from routing a statement to the end of its response.\n# TYPE {name} histogram"
+        name,
+        "histogram",
+        "Time from routing a statement to the end of its response.",
+        [],
     );
     let mut cumulative = 0;
     for (bound, count) in BUCKETS_MICROS.iter().zip(&metrics.latency) {

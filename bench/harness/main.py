@@ -44,6 +44,14 @@ def say(message):
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+def load_data(sandbox: Sandbox):
+    """The sysbench table on the primary, replicated to every replica."""
+    say(f"sysbench prepare: 1 table of {sysbench.TABLE_SIZE} rows")
+    create_database(sandbox)
+    sysbench.prepare(sandbox.primary.port)
+    wait_replicated(sandbox)
+
+
 def create_database(sandbox: Sandbox):
     conn = pymysql.connect(host="127.0.0.1", port=sandbox.primary.port, user="app", password="app")
     with conn.cursor() as cursor:
@@ -177,10 +185,7 @@ def main():
     say("starting a sandbox: a MariaDB primary and 2 replicas")
     sandbox = Sandbox(args.binary)
     try:
-        say(f"sysbench prepare: 1 table of {sysbench.TABLE_SIZE} rows")
-        create_database(sandbox)
-        sysbench.prepare(sandbox.primary.port)
-        wait_replicated(sandbox)
+        load_data(sandbox)
         runs, commands = run_cases(args, sandbox)
         result = {
             "date": stamp[:10],

@@ -6,7 +6,7 @@ import argparse
 import statistics
 import sys
 
-import main
+import main as bench
 import sysbench
 from processes import Haproxy, Rwsplit, Sandbox, context_switches, cpu_seconds, machine_busy_seconds
 
@@ -37,7 +37,7 @@ def measure(case, port: int, pid: int, seconds: int) -> dict:
     }
 
 
-def main_():
+def main():
     args = options()
     names = args.cases.split(",")
     cases = [c for c in sysbench.CASES if c.name in names]
@@ -46,9 +46,7 @@ def main_():
     sandbox = Sandbox(args.binary)
     targets = {}
     try:
-        main.create_database(sandbox)
-        sysbench.prepare(sandbox.primary.port)
-        main.wait_replicated(sandbox)
+        bench.load_data(sandbox)
         targets["haproxy"] = Haproxy(sandbox.replicas, sandbox.dir)
         for threads in args.threads.split(","):
             targets[f"rwsplit threads={threads}"] = Rwsplit(args.binary, sandbox, threads=int(threads))
@@ -59,7 +57,7 @@ def main_():
             runs = {name: [] for name in targets}
             for round_ in range(args.rounds):
                 for name, target in targets.items():
-                    main.say(f"{case.name}, {name}, round {round_ + 1}/{args.rounds}")
+                    bench.say(f"{case.name}, {name}, round {round_ + 1}/{args.rounds}")
                     runs[name].append(measure(case, target.port, target.pid, args.seconds))
             for name, mine in runs.items():
                 median = {key: statistics.median(r[key] for r in mine) for key in mine[0]}
@@ -73,4 +71,4 @@ def main_():
 
 
 if __name__ == "__main__":
-    main_()
+    main()
