@@ -1,12 +1,16 @@
 //! Counters the proxy keeps for `/status` and `/metrics`: plain atomics,
 //! bumped on the hot path without locks or allocation, read when scraped.
+//! What the hot path counts is kept per session thread, each thread's
+//! counters on cache lines of their own, and summed when read: two threads
+//! bumping the same counters would pass the line between their cores on
+//! every statement.
 //!
 //! [`render`] writes them in the Prometheus text exposition format
 //! (version 0.0.4), together with the topology's health and lag.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::sql::StatementKind;
@@ -78,11 +82,9 @@ const BUCKETS_MICROS: [u64; 14] = [
     1_000_000, 5_000_000,
 ];
 
-/// Per-backend counters.
+/// Per-backend counters that are not on the hot path.
 #[derive(Debug, Default)]
 pub struct BackendMetrics {
-    /// Commands relayed to the backend.
-    pub commands: AtomicU64,
     /// Connections open to it (held by sessions or idle in the pool); the
     /// connections themselves keep it up to date.
     pub open_connections: Arc<AtomicU64>,
@@ -91,6 +93,20 @@ pub struct BackendMetrics {
 /// Everything counted, for the whole process.
 #[derive(Debug)]
 pub struct Metrics {
+    /// One per session thread.
+    threads: Box<[ThreadMetrics]>,
+    /// Client connections accepted, and refused for the connection limit.
+    pub clients_accepted: AtomicU64,
+    pub clients_refused: AtomicU64,
+    pub backends: Vec<BackendMetrics>,
+}
+
+/// What one session thread counts. Aligned to two cache lines (the
+/// adjacent-line prefetcher pairs them) so that no other thread's counters
+/// share its lines.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct ThreadMetrics {
     /// Statements by route and kind.
     statements: [[AtomicU64; 4]; 2],
     /// Statements that found no backend to run on (no primary).
@@ -100,23 +116,69 @@ pub struct Metrics {
     latency: [AtomicU64; BUCKETS_MICROS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
-    /// Client connections accepted, and refused for the connection limit.
-    pub clients_accepted: AtomicU64,
-    pub clients_refused: AtomicU64,
-    pub backends: Vec<BackendMetrics>,
+    /// Sessions running on the thread.
+    pub sessions: AtomicUsize,
+    backends: Box<[BackendCounters]>,
+}
+
+/// One session thread's counters for one backend, on a line of their own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct BackendCounters {
+    /// Commands relayed to the backend.
+    commands: AtomicU64,
+    /// Commands relayed and not yet answered in full.
+    in_flight: AtomicU32,
 }
 
 impl Metrics {
-    pub fn new(backends: usize) -> Metrics {
+    pub fn new(backends: usize, threads: usize) -> Metrics {
         Metrics {
+            threads: (0..threads).map(|_| ThreadMetrics::new(backends)).collect(),
+            clients_accepted: AtomicU64::new(0),
+            clients_refused: AtomicU64::new(0),
+            backends: (0..backends).map(|_| BackendMetrics::default()).collect(),
+        }
+    }
+
+    /// The counters of session thread `index`.
+    pub fn thread(&self, index: usize) -> &ThreadMetrics {
+        &self.threads[index]
+    }
+
+    /// Statements that ran with `route`, of every kind.
+    pub fn statements_on(&self, route: Route) -> u64 {
+        self.sum(|t| t.statements[route as usize].iter().map(load).sum())
+    }
+
+    /// Commands relayed to backend `index`.
+    pub fn commands(&self, index: usize) -> u64 {
+        self.sum(|t| load(&t.backends[index].commands))
+    }
+
+    /// Commands relayed to backend `index` and not answered in full yet.
+    pub fn in_flight(&self, index: usize) -> u32 {
+        self.threads
+            .iter()
+            .map(|t| t.backends[index].in_flight.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn sum(&self, counter: impl Fn(&ThreadMetrics) -> u64) -> u64 {
+        self.threads.iter().map(counter).sum()
+    }
+}
+
+impl ThreadMetrics {
+    fn new(backends: usize) -> ThreadMetrics {
+        ThreadMetrics {
             statements: Default::default(),
             refused: AtomicU64::new(0),
             latency: Default::default(),
             latency_count: AtomicU64::new(0),
             latency_sum_micros: AtomicU64::new(0),
-            clients_accepted: AtomicU64::new(0),
-            clients_refused: AtomicU64::new(0),
-            backends: (0..backends).map(|_| BackendMetrics::default()).collect(),
+            sessions: AtomicUsize::new(0),
+            backends: (0..backends).map(|_| BackendCounters::default()).collect(),
         }
     }
 
@@ -136,13 +198,24 @@ impl Metrics {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Statements that ran with `route`, of every kind.
-    pub fn statements_on(&self, route: Route) -> u64 {
-        self.statements[route as usize]
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+    /// Counts a command relayed to `backend`, in flight until
+    /// [`ThreadMetrics::answered`].
+    pub fn relayed(&self, backend: usize) {
+        let counters = &self.backends[backend];
+        counters.commands.fetch_add(1, Ordering::Relaxed);
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A command relayed to `backend` is no longer in flight.
+    pub fn answered(&self, backend: usize) {
+        self.backends[backend]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// What [`render`] shows besides the counters.
@@ -158,12 +231,13 @@ pub struct Scene<'a> {
 /// Renders the metrics and the scene as Prometheus text.
 pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
     let mut out = String::with_capacity(4096);
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let statements = Route::ALL.iter().flat_map(|&route| {
         KindLabel::ALL.iter().map(move |&kind| {
             (
                 format!("{{route=\"{}\",kind=\"{}\"}}", route.label(), kind.label()),
-                load(&metrics.statements[route as usize][kind as usize]).to_string(),
+                metrics
+                    .sum(|t| load(&t.statements[route as usize][kind as usize]))
+                    .to_string(),
             )
         })
     });
@@ -180,7 +254,7 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         "rwsplit_statements_refused_total",
         "counter",
         "Statements rwsplit answered with an error because no backend could take them (no primary known, backend unreachable).",
-        one(load(&metrics.refused).to_string()),
+        one(metrics.sum(|t| load(&t.refused)).to_string()),
     );
     render_latency(&mut out, metrics);
     write_family(
@@ -204,6 +278,19 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         "Client connections refused at listen.max_client_connections.",
         one(load(&metrics.clients_refused).to_string()),
     );
+    let threads = metrics.threads.iter().enumerate().map(|(index, thread)| {
+        (
+            format!("{{thread=\"{index}\"}}"),
+            thread.sessions.load(Ordering::Relaxed).to_string(),
+        )
+    });
+    write_family(
+        &mut out,
+        "rwsplit_thread_sessions",
+        "gauge",
+        "Client sessions on each session thread (listen.threads).",
+        threads,
+    );
     render_backends(&mut out, metrics, scene);
     out
 }
@@ -211,7 +298,6 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
 /// The latency histogram, with cumulative buckets.
 fn render_latency(out: &mut String, metrics: &Metrics) {
     let name = "rwsplit_statement_duration_seconds";
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     write_family(
         out,
         name,
@@ -220,13 +306,13 @@ fn render_latency(out: &mut String, metrics: &Metrics) {
         [],
     );
     let mut cumulative = 0;
-    for (bound, count) in BUCKETS_MICROS.iter().zip(&metrics.latency) {
-        cumulative += load(count);
+    for (bucket, bound) in BUCKETS_MICROS.iter().enumerate() {
+        cumulative += metrics.sum(|t| load(&t.latency[bucket]));
         let le = *bound as f64 / 1e6;
         let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
     }
-    let count = load(&metrics.latency_count);
-    let sum = load(&metrics.latency_sum_micros) as f64 / 1e6;
+    let count = metrics.sum(|t| load(&t.latency_count));
+    let sum = metrics.sum(|t| load(&t.latency_sum_micros)) as f64 / 1e6;
     let _ = writeln!(
         out,
         "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
@@ -270,12 +356,7 @@ fn render_backends(out: &mut String, metrics: &Metrics, scene: Scene<'_>) {
             "rwsplit_backend_commands_total",
             "counter",
             "Commands relayed to the backend.",
-            Box::new(|i| {
-                metrics.backends[i]
-                    .commands
-                    .load(Ordering::Relaxed)
-                    .to_string()
-            }),
+            Box::new(|i| metrics.commands(i).to_string()),
         ),
         (
             "rwsplit_backend_connections",
@@ -344,10 +425,13 @@ mod tests {
 
     #[test]
     fn statements_land_in_their_buckets() {
-        let metrics = Metrics::new(2);
-        metrics.statement(Route::Replica, KindLabel::Read, Duration::from_micros(90));
-        metrics.statement(Route::Replica, KindLabel::Read, Duration::from_millis(3));
-        metrics.statement(Route::Primary, KindLabel::Write, Duration::from_secs(60));
+        let metrics = Metrics::new(2, 2);
+        let (one, two) = (metrics.thread(0), metrics.thread(1));
+        one.statement(Route::Replica, KindLabel::Read, Duration::from_micros(90));
+        two.statement(Route::Replica, KindLabel::Read, Duration::from_millis(3));
+        one.statement(Route::Primary, KindLabel::Write, Duration::from_secs(60));
+        two.refused();
+        two.sessions.store(4, Ordering::Relaxed);
         assert_eq!(metrics.statements_on(Route::Replica), 2);
         let scene = Scene {
             topology: &topology(),
@@ -367,9 +451,34 @@ mod tests {
             "rwsplit_backend_primary{backend=\"db1\"} 1",
             "rwsplit_backend_readable{backend=\"db2\"} 1",
             "rwsplit_client_connections 7",
+            "rwsplit_statements_refused_total 1",
+            "rwsplit_thread_sessions{thread=\"0\"} 0",
+            "rwsplit_thread_sessions{thread=\"1\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn commands_in_flight_are_summed_over_threads() {
+        let metrics = Metrics::new(2, 2);
+        metrics.thread(0).relayed(1);
+        metrics.thread(1).relayed(1);
+        metrics.thread(1).relayed(0);
+        metrics.thread(0).answered(1);
+        assert_eq!((metrics.commands(0), metrics.commands(1)), (1, 2));
+        assert_eq!((metrics.in_flight(0), metrics.in_flight(1)), (1, 1));
+    }
+
+    #[test]
+    fn threads_count_on_lines_of_their_own() {
+        let metrics = Metrics::new(1, 2);
+        let one = std::ptr::from_ref(metrics.thread(0)) as usize;
+        let two = std::ptr::from_ref(metrics.thread(1)) as usize;
+        assert_eq!(one % 128, 0);
+        assert!(two - one >= std::mem::size_of::<ThreadMetrics>());
+        let counters = std::ptr::from_ref(&metrics.thread(0).backends[0]) as usize;
+        assert_eq!(counters % 128, 0);
     }
 
     #[test]

@@ -103,6 +103,48 @@ async fn metrics_parse_as_prometheus_text_and_count_what_ran() {
     assert_eq!(value("gauge rwsplit_primary_alarm{}"), 0.0);
 }
 
+/// The sessions each session thread runs, from /metrics.
+async fn thread_sessions(proxy: &TestProxy) -> Vec<u64> {
+    let text = fetch(proxy, "/metrics", None).await.unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("rwsplit_thread_sessions{thread=\""))
+        .map(|l| l.split_once("} ").unwrap().1.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn clients_are_spread_evenly_over_the_session_threads() {
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.threads = 3;
+    let proxy = common::start_proxy(config);
+    // A burst, as a pool or sysbench opens its connections.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        burst.spawn(Conn::new(proxy.opts()));
+    }
+    let mut conns: Vec<Conn> = burst
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for conn in &mut conns {
+        conn.query_drop("SELECT 1").await.unwrap();
+    }
+    assert_eq!(thread_sessions(&proxy).await, [2, 2, 2]);
+    for conn in conns {
+        conn.disconnect().await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while thread_sessions(&proxy).await != [0, 0, 0] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions not counted off"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn status_shows_every_backend_and_the_cli_prints_it() {
     let proxy = proxy(None);

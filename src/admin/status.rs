@@ -91,8 +91,8 @@ impl Status {
                     server_version: report.version,
                     replication: report.replication,
                     connections: metrics.open_connections.load(Ordering::Relaxed),
-                    commands: metrics.commands.load(Ordering::Relaxed),
-                    in_flight: proxy.load[index].load(Ordering::Relaxed),
+                    commands: proxy.metrics.commands(index),
+                    in_flight: proxy.metrics.in_flight(index),
                     last_error: report.last_error,
                 }
             })

@@ -1,31 +1,36 @@
-//! The accept loops: sessions on a fixed set of threads, a connection
-//! limit, and graceful shutdown.
+//! Accepting clients: a connection limit, sessions spread over a fixed
+//! set of threads, and graceful shutdown.
 //!
 //! Sessions run on `listen.threads` session threads (one by default),
-//! each with a single-threaded runtime of its own that accepts from the
-//! shared listening socket. A session never leaves the thread
-//! that accepted it: no work is stolen or handed between threads, which
-//! saves the cross-thread wake-ups a work-stealing runtime pays on every
-//! command (measured in docs/benchmarks.md). The monitor and the admin API
-//! stay on the main runtime.
+//! each with a single-threaded runtime of its own. The main runtime
+//! accepts every client and hands it to the session thread that has the
+//! fewest sessions, so a burst of connections is spread evenly (threads
+//! that each accepted from the shared socket took them unevenly: all 8 of
+//! a sysbench start on one thread, in two starts out of six). A session
+//! never leaves its thread: no work is stolen or handed between threads,
+//! which saves the cross-thread wake-ups a work-stealing runtime pays on
+//! every command (measured in docs/benchmarks.md). The monitor and the
+//! admin API stay on the main runtime.
 //!
 //! Each session holds a permit of a semaphore sized `max_client_connections`;
 //! a client arriving when none is left gets ERR 1040 and is closed. On
-//! shutdown the threads stop accepting, then the sessions get (at most)
+//! shutdown accepting stops, then the sessions get (at most)
 //! [`SHUTDOWN_GRACE`] to end, i.e. until every permit is back; then the
 //! threads stop, closing whatever is left.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::Proxy;
+use super::registry::Registration;
 use super::session;
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::put_packet;
@@ -35,33 +40,27 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often idle pooled connections are checked for expiry.
 const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What the session threads are told to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Accepting,
-    /// Accept no more clients; let sessions finish.
-    Draining,
-    /// Stop, closing the sessions left.
-    Exit,
-}
-
 /// Accepts clients on `listener` until `shutdown` resolves. Dropping the
 /// returned future stops the session threads too.
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let max = proxy.config.listen.max_client_connections;
     let limit = Arc::new(Semaphore::new(max));
     let sweeper = tokio::spawn(sweep_pools(proxy.clone()));
-    // A sender dropped (this future dropped) reads as Exit.
-    let (phase, told) = watch::channel(Phase::Accepting);
-    let threads = match spawn_threads(&proxy, listener, &limit, &told) {
+    // Tells the session threads to stop; a sender dropped (this future
+    // dropped) reads the same.
+    let (exit, told) = watch::channel(false);
+    let threads = match spawn_threads(&proxy, &told) {
         Ok(threads) => threads,
         Err(error) => {
             error!(%error, "cannot start the session threads");
             return;
         }
     };
-    shutdown.await;
-    let _ = phase.send(Phase::Draining);
+    tokio::select! {
+        () = accept(&proxy, &listener, &limit, &threads) => {}
+        () = shutdown => {}
+    }
+    drop(listener);
     sweeper.abort();
     info!(
         sessions = proxy.registry.len(),
@@ -74,90 +73,128 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Futu
             "closing sessions still open after {SHUTDOWN_GRACE:?}"
         );
     }
-    let _ = phase.send(Phase::Exit);
-    // The threads end as soon as they see Exit; joining only waits for that.
+    let _ = exit.send(true);
+    // The threads end as soon as they are told; joining only waits for that.
     let joined = tokio::task::spawn_blocking(move || {
         for thread in threads {
-            let _ = thread.join();
+            let _ = thread.join.join();
         }
     });
     let _ = joined.await;
 }
 
-/// Starts the session threads, each accepting from a clone of `listener`.
+/// A client accepted and admitted, on its way to a session thread.
+struct Admitted {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    registration: Registration,
+    permit: OwnedSemaphorePermit,
+}
+
+/// A session thread as the acceptor sees it.
+struct SessionThread {
+    handoff: mpsc::UnboundedSender<Admitted>,
+    join: std::thread::JoinHandle<()>,
+}
+
+/// Starts the session threads, each with a runtime of its own.
 fn spawn_threads(
     proxy: &Arc<Proxy>,
-    listener: TcpListener,
-    limit: &Arc<Semaphore>,
-    told: &watch::Receiver<Phase>,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let listener = listener.into_std()?;
+    told: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<SessionThread>> {
     (0..proxy.config.listen.threads)
         .map(|index| {
-            let listener = listener.try_clone()?;
-            let (proxy, limit, told) = (proxy.clone(), limit.clone(), told.clone());
-            std::thread::Builder::new()
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (handoff, admitted) = mpsc::unbounded_channel();
+            let (proxy, told) = (proxy.clone(), told.clone());
+            let join = std::thread::Builder::new()
                 .name(format!("rwsplit-sessions-{index}"))
-                .spawn(move || session_thread(proxy, listener, limit, told))
+                .spawn(move || {
+                    // Dropping the runtime cancels the sessions still running.
+                    runtime.block_on(session_thread(proxy, index, admitted, told));
+                })?;
+            Ok(SessionThread { handoff, join })
         })
         .collect()
 }
 
-/// One session thread: a single-threaded runtime that accepts clients and
-/// runs their sessions until told to exit.
-fn session_thread(
+/// Session thread `index`: runs the sessions handed to it until told to exit.
+async fn session_thread(
     proxy: Arc<Proxy>,
-    listener: std::net::TcpListener,
-    limit: Arc<Semaphore>,
-    mut told: watch::Receiver<Phase>,
+    index: usize,
+    mut admitted: mpsc::UnboundedReceiver<Admitted>,
+    mut told: watch::Receiver<bool>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => return error!(%error, "cannot start a session thread's runtime"),
-    };
-    runtime.block_on(async move {
-        let listener = match TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(error) => return error!(%error, "cannot register the listener"),
-        };
-        accept(&proxy, &listener, &limit, &mut told).await;
-        drop(listener);
-        while *told.borrow() != Phase::Exit {
-            if told.changed().await.is_err() {
-                break;
-            }
+    loop {
+        tokio::select! {
+            biased;
+            changed = told.changed() => if changed.is_err() || *told.borrow() {
+                return;
+            },
+            Some(client) = admitted.recv() => start_session(&proxy, index, client),
         }
-    });
-    // Dropping the runtime cancels the sessions still running here.
+    }
 }
 
-/// Accepts clients until told to stop accepting.
+/// Spawns the session of a client handed to session thread `index`.
+fn start_session(proxy: &Arc<Proxy>, index: usize, client: Admitted) {
+    let Admitted {
+        tcp,
+        peer,
+        registration,
+        permit,
+    } = client;
+    let leaving = Leaving {
+        proxy: proxy.clone(),
+        thread: index,
+    };
+    let tcp = match TcpStream::from_std(tcp) {
+        Ok(tcp) => tcp,
+        Err(error) => return warn!(%peer, %error, "cannot register a client's socket"),
+    };
+    let id = registration.id();
+    let task = tokio::spawn({
+        let proxy = proxy.clone();
+        async move {
+            let _leaving = leaving;
+            session::run(proxy, index, tcp, peer, registration, permit).await;
+        }
+    });
+    proxy.registry.set_abort(id, task.abort_handle());
+}
+
+/// Counts a session off its thread when the session ends or is aborted.
+struct Leaving {
+    proxy: Arc<Proxy>,
+    thread: usize,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        let sessions = &self.proxy.metrics.thread(self.thread).sessions;
+        sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts clients and hands each to the least busy session thread.
 async fn accept(
     proxy: &Arc<Proxy>,
     listener: &TcpListener,
     limit: &Arc<Semaphore>,
-    told: &mut watch::Receiver<Phase>,
+    threads: &[SessionThread],
 ) {
     let max = proxy.config.listen.max_client_connections;
     loop {
-        let (tcp, peer) = tokio::select! {
-            biased;
-            changed = told.changed() => match changed {
-                Ok(()) if *told.borrow() == Phase::Accepting => continue,
-                _ => return,
-            },
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Typically EMFILE: back off instead of spinning.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             proxy
@@ -171,15 +208,41 @@ async fn accept(
         if let Err(error) = tcp.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
         }
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                warn!(%peer, %error, "cannot hand a client's socket to a session thread");
+                continue;
+            }
+        };
         proxy
             .metrics
             .clients_accepted
             .fetch_add(1, Ordering::Relaxed);
-        let registration = proxy.registry.register();
-        let id = registration.id();
-        let task = tokio::spawn(session::run(proxy.clone(), tcp, peer, registration, permit));
-        proxy.registry.set_abort(id, task.abort_handle());
+        let client = Admitted {
+            tcp,
+            peer,
+            registration: proxy.registry.register(),
+            permit,
+        };
+        let sessions = |index| &proxy.metrics.thread(index).sessions;
+        let index = least_busy((0..threads.len()).map(|i| sessions(i).load(Ordering::Relaxed)));
+        sessions(index).fetch_add(1, Ordering::Relaxed);
+        if threads[index].handoff.send(client).is_err() {
+            // Only a thread that panicked drops its end; the client is closed.
+            sessions(index).fetch_sub(1, Ordering::Relaxed);
+            error!(%peer, "a session thread has stopped; client closed");
+        }
     }
+}
+
+/// Which thread gets the next client: the one with the fewest sessions,
+/// the first of equals (0 when there are no threads).
+fn least_busy(sessions: impl Iterator<Item = usize>) -> usize {
+    sessions
+        .enumerate()
+        .min_by_key(|&(_, count)| count)
+        .map_or(0, |(index, _)| index)
 }
 
 /// Tells a client over the limit why it is refused, then closes.
@@ -202,5 +265,27 @@ async fn sweep_pools(proxy: Arc<Proxy>) {
         for pool in &proxy.pools {
             pool.sweep();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_busy;
+
+    #[test]
+    fn the_thread_with_the_fewest_sessions_takes_the_next_client() {
+        assert_eq!(least_busy([3, 1, 2].into_iter()), 1);
+        assert_eq!(least_busy([2, 2, 2].into_iter()), 0);
+        assert_eq!(least_busy([0].into_iter()), 0);
+        // A burst of clients alternates between two idle threads.
+        let mut counts = [0, 0];
+        let picks: Vec<usize> = (0..4)
+            .map(|_| {
+                let pick = least_busy(counts.into_iter());
+                counts[pick] += 1;
+                pick
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
     }
 }

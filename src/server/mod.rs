@@ -16,7 +16,7 @@ pub mod registry;
 pub mod session;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -115,8 +115,6 @@ pub struct Proxy {
     pub topology: Arc<TopologyCell>,
     /// The monitor's details on each backend, for status output.
     pub reports: Arc<crate::topology::monitor::Reports>,
-    /// Statements in flight on each backend (for least_connections).
-    pub load: Vec<AtomicU32>,
     /// Counters for /status and /metrics.
     pub metrics: Metrics,
     /// The client listener accepts connections.
@@ -213,7 +211,7 @@ impl Proxy {
             .map(|t| tls::server_config(&t.cert, &t.key).map(TlsAcceptor::from))
             .transpose()
             .map_err(StartError::ListenTls)?;
-        let metrics = Metrics::new(config.backends.len());
+        let metrics = Metrics::new(config.backends.len(), config.listen.threads);
         let endpoints = config
             .backends
             .iter()
@@ -256,7 +254,6 @@ impl Proxy {
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
         Ok(Proxy {
-            load: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
             metrics,
             listening: AtomicBool::new(false),
             turn: AtomicU64::new(0),

@@ -92,9 +92,10 @@ impl From<std::io::Error> for End {
     }
 }
 
-/// Runs one client from accept to close.
+/// Runs one client from accept to close on session thread `thread`.
 pub async fn run(
     proxy: Arc<Proxy>,
+    thread: usize,
     tcp: TcpStream,
     peer: SocketAddr,
     registration: Registration,
@@ -115,6 +116,7 @@ pub async fn run(
     let mut session = Session {
         backends: proxy.endpoints.iter().map(|_| None).collect(),
         proxy,
+        thread,
         client: logged_in.client,
         identity: logged_in.identity,
         statements: Statements::default(),
@@ -133,6 +135,8 @@ pub async fn run(
 /// A logged-in client and the backend connections it holds.
 struct Session {
     proxy: Arc<Proxy>,
+    /// The session thread it runs on: whose counters it bumps.
+    thread: usize,
     client: ClientConn,
     identity: Identity,
     /// One slot per backend, filled the first time a command goes there.
@@ -319,11 +323,8 @@ impl Session {
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
-        let load = &self.proxy.load[target];
-        load.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.proxy.metrics.backends[target]
-            .commands
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let metrics = self.proxy.metrics.thread(self.thread);
+        metrics.relayed(target);
         let result = relay::relay(
             &mut self.client,
             backend,
@@ -335,7 +336,7 @@ impl Session {
             },
         )
         .await;
-        load.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.answered(target);
         match result {
             Ok(relayed) => {
                 if let Some(status) = relayed.status {

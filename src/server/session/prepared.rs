@@ -177,7 +177,7 @@ impl Session {
         let backend = match self.backend_for(target, execution.reads).await {
             Ok(backend) => backend,
             Err(error) => {
-                self.proxy.metrics.refused();
+                self.metrics().refused();
                 self.reply_error(seq, &error).await?;
                 return Ok(Executed::Refused);
             }

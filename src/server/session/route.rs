@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{End, Flow, RESULTS, Session, Untouched};
 use crate::config::{ReplicaAffinity, ReplicaSelection};
-use crate::metrics::{KindLabel, Route};
+use crate::metrics::{KindLabel, Route, ThreadMetrics};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
@@ -52,10 +52,11 @@ impl Session {
             previous: self.routing.previous,
         };
         let settings = &self.proxy.config.routing;
+        let backends = self.proxy.endpoints.len();
         let mut load = [0u32; 64];
         if settings.replica_selection == ReplicaSelection::LeastConnections {
-            for (slot, counter) in load.iter_mut().zip(&self.proxy.load) {
-                *slot = counter.load(Ordering::Relaxed);
+            for (backend, slot) in load.iter_mut().enumerate().take(backends) {
+                *slot = self.proxy.metrics.in_flight(backend);
             }
         }
         // With session affinity a choice is made once per session, so the
@@ -68,7 +69,7 @@ impl Session {
         let reads = ReadPolicy {
             selection: settings.replica_selection,
             primary_serves_reads: settings.primary_serves_reads,
-            load: &load[..self.proxy.load.len().min(64)],
+            load: &load[..backends.min(64)],
             turn,
             avoid,
             sticky,
@@ -138,6 +139,11 @@ impl Session {
         }
     }
 
+    /// The counters of the session's thread.
+    pub(super) fn metrics(&self) -> &ThreadMetrics {
+        self.proxy.metrics.thread(self.thread)
+    }
+
     /// The primary as a target.
     pub(super) fn primary_target(&self) -> Target {
         self.proxy
@@ -148,7 +154,7 @@ impl Session {
     /// Counts a statement for the metrics: where it ran (the previous
     /// backend) when it `ran`, else as refused.
     pub(super) fn count(&self, kind: KindLabel, started: Instant, ran: bool) {
-        let metrics = &self.proxy.metrics;
+        let metrics = self.metrics();
         match self.routing.previous.filter(|_| ran) {
             Some(backend) => {
                 let route = if Some(backend) == self.proxy.primary() {
