@@ -9,7 +9,7 @@
 //! | [`config`] | `proxy.yaml`: `${VAR}` substitution, typed model, validation |
 //! | [`gtid`] | GTIDs and server positions (MariaDB and MySQL), for read-your-writes |
 //! | [`logging`] | tracing subscriber set-up (text or JSON) |
-//! | [`metrics`] | counters for /status and /metrics, Prometheus text |
+//! | [`metrics`] | counters for /status and /metrics (per session thread), Prometheus text |
 //! | [`protocol`] | MySQL wire protocol: pure functions over bytes |
 //! | [`net`] | byte streams: TCP or TLS |
 //! | [`tls`] | TLS configurations for both sides |

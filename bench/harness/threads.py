@@ -3,6 +3,8 @@ with HAProxy under sysbench, and where the time goes: the proxy's CPU per
 query, the whole machine's, and the proxy's context switches per query."""
 
 import argparse
+import os
+import re
 import statistics
 import sys
 
@@ -19,7 +21,18 @@ def options():
     parser.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of every target per case (default 5)")
     parser.add_argument("--binary", default="target/release/rwsplit", help="the rwsplit binary")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY:THREADS",
+                        help="also run another rwsplit binary (e.g. an older commit's build) with "
+                             "THREADS session threads, shown as LABEL; repeatable")
     return parser.parse_args()
+
+
+def parse_variant(text: str) -> tuple:
+    """`LABEL=BINARY:THREADS` as (label, binary, threads)."""
+    found = re.fullmatch(r"([^=]+)=(.+):(\d+)", text)
+    if not found or not os.access(found[2], os.X_OK):
+        sys.exit(f"--variant {text}: expected LABEL=BINARY:THREADS with an executable BINARY")
+    return found[1], found[2], int(found[3])
 
 
 def measure(case, port: int, pid: int, seconds: int) -> dict:
@@ -43,6 +56,7 @@ def main():
     cases = [c for c in sysbench.CASES if c.name in names]
     if len(cases) != len(names):
         sys.exit(f"unknown case in {names}; known: {[c.name for c in sysbench.CASES]}")
+    variants = [parse_variant(v) for v in args.variant]
     sandbox = Sandbox(args.binary)
     targets = {}
     try:
@@ -50,6 +64,8 @@ def main():
         targets["haproxy"] = Haproxy(sandbox.replicas, sandbox.dir)
         for threads in args.threads.split(","):
             targets[f"rwsplit threads={threads}"] = Rwsplit(args.binary, sandbox, threads=int(threads))
+        for label, binary, threads in variants:
+            targets[label] = Rwsplit(binary, sandbox, threads=threads)
         print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
               "| voluntary switches/query | involuntary switches/query |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")

@@ -3,7 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`listener`] | accept loop, connection limit, graceful shutdown |
+//! | [`listener`] | accept loop, connection limit, session threads, graceful shutdown |
 //! | [`login`] | greeting, TLS upgrade, password checks |
 //! | [`client`] | a logged-in client's packet stream (TLS, compression, timeouts) |
 //! | [`session`] | one client's commands, relayed to backends |
