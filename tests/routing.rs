@@ -181,6 +181,13 @@ async fn temporary_tables_are_readable_right_after_creation() {
         .unwrap()
         .unwrap();
     assert_eq!((id, server), (7, PRIMARY));
+    // Executions of a prepared statement that reads it too.
+    let prepared: (i32, u32) = conn
+        .exec_first("SELECT id, @@server_id FROM tmp WHERE id = ?", (7,))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(prepared, (7, PRIMARY));
     assert!(
         is_replica(server_of(&mut conn, "SELECT @@server_id FROM t LIMIT 1").await),
         "other reads still on replicas"

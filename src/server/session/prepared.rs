@@ -257,7 +257,12 @@ impl Session {
             }
             return self.primary_target();
         }
-        let text = String::from_utf8_lossy(&statement.sql);
+        // Routing reads the text only for the session's temporary tables;
+        // most sessions have none, and then it is not decoded at all.
+        let text = match self.routing.temporary_tables.is_empty() {
+            true => std::borrow::Cow::Borrowed(""),
+            false => String::from_utf8_lossy(&statement.sql),
+        };
         self.target_avoiding(&statement.kind, None, &text, avoid)
     }
 

@@ -72,7 +72,8 @@ impl Statement {
 #[derive(Debug, Default)]
 pub struct Statements {
     next_id: u32,
-    by_id: HashMap<u32, Statement>,
+    /// Keyed by ids rwsplit hands out, so a fast hasher is safe.
+    by_id: HashMap<u32, Statement, foldhash::fast::RandomState>,
     /// The last statement prepared successfully (MariaDB's id -1).
     last: Option<u32>,
 }
