@@ -179,7 +179,7 @@ class Rwsplit:
 class Haproxy:
     """HAProxy in TCP mode, round robin over `servers`."""
 
-    def __init__(self, servers: list, workdir: str, maxconn: int = 4096):
+    def __init__(self, servers: list, workdir: str, maxconn: int = 4096, prefix: tuple = ()):
         self.port = free_port()
         lines = "\n".join(
             f"    server {s.name} 127.0.0.1:{s.port}" for s in servers
@@ -200,12 +200,13 @@ listen mysql
         with open(path, "w") as f:
             f.write(config)
         # -db: stay in the foreground, so the PID is HAProxy's own.
+        # `prefix` runs it under another program (valgrind), which execs it.
         self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", path],
+            [*prefix, "haproxy", "-db", "-f", path],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.time() + 10
+        deadline = time.time() + 30
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
