@@ -198,19 +198,24 @@ impl ThreadMetrics {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a command relayed to `backend`, in flight until
-    /// [`ThreadMetrics::answered`].
-    pub fn relayed(&self, backend: usize) {
+    /// Counts a command relayed to `backend`, in flight until the guard
+    /// returned is dropped: when the response is in, or when the session
+    /// is aborted (KILL, shutdown) in the middle of it.
+    pub fn relaying(&self, backend: usize) -> InFlight<'_> {
         let counters = &self.backends[backend];
         counters.commands.fetch_add(1, Ordering::Relaxed);
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&counters.in_flight)
     }
+}
 
-    /// A command relayed to `backend` is no longer in flight.
-    pub fn answered(&self, backend: usize) {
-        self.backends[backend]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+/// A command in flight on a backend; see [`ThreadMetrics::relaying`].
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -462,10 +467,10 @@ mod tests {
     #[test]
     fn commands_in_flight_are_summed_over_threads() {
         let metrics = Metrics::new(2, 2);
-        metrics.thread(0).relayed(1);
-        metrics.thread(1).relayed(1);
-        metrics.thread(1).relayed(0);
-        metrics.thread(0).answered(1);
+        let answered = metrics.thread(0).relaying(1);
+        let _running = metrics.thread(1).relaying(1);
+        let _also = metrics.thread(1).relaying(0);
+        drop(answered);
         assert_eq!((metrics.commands(0), metrics.commands(1)), (1, 2));
         assert_eq!((metrics.in_flight(0), metrics.in_flight(1)), (1, 1));
     }

@@ -99,6 +99,29 @@ async fn kill_connection_closes_the_session_and_its_backend_thread() {
 }
 
 #[tokio::test]
+async fn a_session_killed_mid_command_leaves_nothing_in_flight() {
+    let proxy = proxy();
+    let mut victim = Conn::new(proxy.opts()).await.unwrap();
+    let mut killer = Conn::new(proxy.opts()).await.unwrap();
+    let id = victim.id();
+    let running = tokio::spawn(async move { victim.query_drop("SELECT SLEEP(30)").await });
+    let in_flight = || -> u32 {
+        (0..proxy.proxy.endpoints.len())
+            .map(|b| proxy.proxy.metrics.in_flight(b))
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the SLEEP never went out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killer.query_drop(format!("KILL {id}")).await.unwrap();
+    assert!(running.await.unwrap().is_err(), "the killed query failed");
+    // least_connections routes by this count: a leak would skew it forever.
+    assert_eq!(in_flight(), 0);
+}
+
+#[tokio::test]
 async fn kill_refuses_unknown_ids_other_users_and_untranslatable_forms() {
     let sandbox = common::shared_sandbox();
     let mut admin = sandbox.primary().admin().await.unwrap();

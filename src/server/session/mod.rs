@@ -323,8 +323,7 @@ impl Session {
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
-        let metrics = self.proxy.metrics.thread(self.thread);
-        metrics.relayed(target);
+        let in_flight = self.proxy.metrics.thread(self.thread).relaying(target);
         let result = relay::relay(
             &mut self.client,
             backend,
@@ -336,7 +335,7 @@ impl Session {
             },
         )
         .await;
-        metrics.answered(target);
+        drop(in_flight);
         match result {
             Ok(relayed) => {
                 if let Some(status) = relayed.status {
