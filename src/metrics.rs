@@ -116,7 +116,8 @@ pub struct ThreadMetrics {
     latency: [AtomicU64; BUCKETS_MICROS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
-    /// Sessions running on the thread.
+    /// Sessions running on the thread. The acceptor writes it too, once
+    /// per client, which is rare enough to share the line.
     pub sessions: AtomicUsize,
     backends: Box<[BackendCounters]>,
 }
