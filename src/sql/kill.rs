@@ -15,6 +15,16 @@ pub enum Kill {
 /// Parses `sql` if it is a KILL statement (any case, with `HARD`/`SOFT`,
 /// leading comments and a trailing `;`).
 pub fn parse_kill(sql: &[u8]) -> Option<Kill> {
+    // Every COM_QUERY passes here and almost none is a KILL: the first byte
+    // that is not whitespace settles most of them before the text is
+    // decoded. A non-ASCII byte may be Unicode whitespace; those take the
+    // full path.
+    let first = sql
+        .iter()
+        .find(|&&b| !(b.is_ascii() && char::from(b).is_whitespace()));
+    if !matches!(first, Some(b'k' | b'K' | b'/' | 0x80..)) {
+        return None;
+    }
     let text = std::str::from_utf8(sql).ok()?;
     let text = skip_leading_comments(text);
     let mut words = text
@@ -75,6 +85,10 @@ mod tests {
     fn kill_forms() {
         let cases: &[(&str, Option<Kill>)] = &[
             ("KILL 5", Some(Kill::Connection(5))),
+            ("\u{a0}\x0b KILL 5", Some(Kill::Connection(5))),
+            ("\x0b\tKILL 5", Some(Kill::Connection(5))),
+            ("SELECT 'KILL 5'", None),
+            ("", None),
             ("kill connection 5;", Some(Kill::Connection(5))),
             ("  KILL QUERY 17 ", Some(Kill::Query(17))),
             ("KILL HARD QUERY 17", Some(Kill::Query(17))),
