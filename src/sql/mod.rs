@@ -17,6 +17,8 @@ pub mod kill;
 pub mod lexer;
 pub mod set;
 
+use std::borrow::Cow;
+
 pub use classify::classify;
 pub use lexer::Hint;
 
@@ -81,6 +83,17 @@ pub struct Classified {
     pub hint: Option<Hint>,
 }
 
+/// A statement's text as classification reads it: borrowed when it is
+/// valid UTF-8, as nearly every statement is (`str::from_utf8` checks that
+/// a word at a time, `from_utf8_lossy` a byte at a time), else with
+/// replacement characters.
+pub fn decode(sql: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(sql) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(sql),
+    }
+}
+
 /// Whether `text` names any of `tables` as a word (case-insensitively), for
 /// statements touching a session's temporary tables. False positives (the
 /// name inside a string) only send a statement to the primary.
@@ -94,4 +107,18 @@ pub fn mentions_any(text: &str, tables: &[String]) -> bool {
         }
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_decoded_without_copying_when_valid() {
+        assert!(matches!(
+            decode("SELECT 'é'".as_bytes()),
+            Cow::Borrowed("SELECT 'é'")
+        ));
+        assert_eq!(decode(b"SELECT '\xe9'"), "SELECT '\u{fffd}'");
+    }
 }

@@ -64,7 +64,7 @@ enum PrepareFailure {
 impl Session {
     pub(super) async fn prepare(&mut self, frame: Frame, sql: Vec<u8>) -> Result<Flow, End> {
         let seq = frame.last_seq().wrapping_add(1);
-        let text = String::from_utf8_lossy(&sql);
+        let text = sql::decode(&sql);
         let classified = sql::classify(&text);
         let reads = classified.kind == StatementKind::Read;
         let kind = prepared_kind(classified.kind);
@@ -261,7 +261,7 @@ impl Session {
         // most sessions have none, and then it is not decoded at all.
         let text = match self.routing.temporary_tables.is_empty() {
             true => std::borrow::Cow::Borrowed(""),
-            false => String::from_utf8_lossy(&statement.sql),
+            false => sql::decode(&statement.sql),
         };
         self.target_avoiding(&statement.kind, None, &text, avoid)
     }

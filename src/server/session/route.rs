@@ -81,7 +81,7 @@ impl Session {
     /// changed about the session.
     pub(super) async fn query(&mut self, frame: Frame) -> Result<Flow, End> {
         let started = Instant::now();
-        let text = String::from_utf8_lossy(&frame.first_payload()[1..]);
+        let text = sql::decode(&frame.first_payload()[1..]);
         let Classified { kind, hint } = sql::classify(&text);
         let kind = match kind {
             StatementKind::SessionState(change) => {
