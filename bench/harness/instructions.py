@@ -13,7 +13,7 @@ import time
 
 import main as bench
 import sysbench
-from processes import Haproxy, Rwsplit, Sandbox
+from processes import Haproxy, Rwsplit, sandbox_with_targets
 
 VALGRIND = ("valgrind", "--tool=callgrind")
 
@@ -68,9 +68,7 @@ def main():
         sys.exit(f"unknown case {args.case!r}; known: {[c.name for c in sysbench.CASES]}")
     case = matching[0]
     binary = os.path.abspath(args.binary)
-    sandbox = Sandbox(binary)
-    targets = {}
-    try:
+    with sandbox_with_targets(binary) as (sandbox, targets):
         bench.load_data(sandbox)
         workdir = sandbox.dir
         out = f"--callgrind-out-file={workdir}/callgrind.%p"
@@ -90,10 +88,6 @@ def main():
             counted = count(case, target, args.seconds, workdir)
             print(f"| {name} | {counted['queries']:,} | {counted['per_query']:,.0f} "
                   f"| {counted['idle_per_second']:,.0f} |", flush=True)
-    finally:
-        for target in targets.values():
-            target.close()
-        sandbox.close()
 
 
 if __name__ == "__main__":

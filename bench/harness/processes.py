@@ -1,6 +1,7 @@
 """The processes a benchmark runs against: a MariaDB sandbox, rwsplit and
 HAProxy. Each is started here, known by its PID, and stopped by that PID."""
 
+import contextlib
 import json
 import os
 import re
@@ -113,6 +114,20 @@ class Sandbox:
         # we did not ask for (--dir is ours to remove).
         stop(self.process, signal.SIGINT, grace=60)
         subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+@contextlib.contextmanager
+def sandbox_with_targets(binary: str):
+    """A sandbox, and a dict for the proxies started over it: on the way out
+    the proxies are stopped, then the sandbox, each by its PID."""
+    sandbox = Sandbox(binary)
+    targets = {}
+    try:
+        yield sandbox, targets
+    finally:
+        for target in targets.values():
+            target.close()
+        sandbox.close()
 
 
 class Rwsplit:

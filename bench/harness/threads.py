@@ -10,7 +10,7 @@ import sys
 
 import main as bench
 import sysbench
-from processes import Haproxy, Rwsplit, Sandbox, context_switches, cpu_seconds, machine_busy_seconds
+from processes import Haproxy, Rwsplit, context_switches, cpu_seconds, machine_busy_seconds, sandbox_with_targets
 
 
 def options():
@@ -57,9 +57,7 @@ def main():
     if len(cases) != len(names):
         sys.exit(f"unknown case in {names}; known: {[c.name for c in sysbench.CASES]}")
     variants = [parse_variant(v) for v in args.variant]
-    sandbox = Sandbox(args.binary)
-    targets = {}
-    try:
+    with sandbox_with_targets(args.binary) as (sandbox, targets):
         bench.load_data(sandbox)
         targets["haproxy"] = Haproxy(sandbox.replicas, sandbox.dir)
         for threads in args.threads.split(","):
@@ -80,10 +78,6 @@ def main():
                 print(f"| {case.name} | {name} | {median['qps']:,.0f} | {median['p50_ms']:.3f} "
                       f"| {median['proxy_us']:.1f} | {median['machine_us']:.1f} "
                       f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} |", flush=True)
-    finally:
-        for target in targets.values():
-            target.close()
-        sandbox.close()
 
 
 if __name__ == "__main__":
