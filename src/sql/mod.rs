@@ -94,14 +94,15 @@ pub fn decode(sql: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// Whether `text` names any of `tables` as a word (case-insensitively), for
+/// Whether `sql` names any of `tables` as a word (case-insensitively), for
 /// statements touching a session's temporary tables. False positives (the
-/// name inside a string) only send a statement to the primary.
-pub fn mentions_any(text: &str, tables: &[String]) -> bool {
+/// name inside a string) only send a statement to the primary. Most
+/// sessions have no temporary tables, and then `sql` is not even decoded.
+pub fn mentions_any(sql: &[u8], tables: &[String]) -> bool {
     if tables.is_empty() {
         return false;
     }
-    lexer::Lexer::new(text).any(|token| match token {
+    lexer::Lexer::new(&decode(sql)).any(|token| match token {
         lexer::Token::Word(w) | lexer::Token::Quoted(w) => {
             tables.iter().any(|t| t.eq_ignore_ascii_case(w))
         }

@@ -253,8 +253,8 @@ impl Session {
             Command::FieldList => {
                 // Lists a table's columns: a read, unless the table may be
                 // one of the session's temporary tables.
-                let table = String::from_utf8_lossy(&frame.first_payload()[1..]).into_owned();
-                let target = self.target(&crate::sql::StatementKind::Read, None, &table);
+                let table = &frame.first_payload()[1..];
+                let target = self.target(&crate::sql::StatementKind::Read, None, table);
                 self.run_on(target, &frame, Expect::FieldList, true)
                     .await
                     .map(|_| Flow::Continue)

@@ -68,7 +68,7 @@ impl Session {
         let classified = sql::classify(&text);
         let reads = classified.kind == StatementKind::Read;
         let kind = prepared_kind(classified.kind);
-        let target = self.target(&kind, classified.hint, &text);
+        let target = self.target(&kind, classified.hint, &sql);
         let backend = match self.backend_for(target, reads).await {
             Ok(backend) => backend,
             Err(error) => return self.reply_error(seq, &error).await,
@@ -257,13 +257,7 @@ impl Session {
             }
             return self.primary_target();
         }
-        // Routing reads the text only for the session's temporary tables;
-        // most sessions have none, and then it is not decoded at all.
-        let text = match self.routing.temporary_tables.is_empty() {
-            true => std::borrow::Cow::Borrowed(""),
-            false => sql::decode(&statement.sql),
-        };
-        self.target_avoiding(&statement.kind, None, &text, avoid)
+        self.target_avoiding(&statement.kind, None, &statement.sql, avoid)
     }
 
     pub(super) async fn fetch(&mut self, frame: Frame, statement: u32) -> Result<Flow, End> {

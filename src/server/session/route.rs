@@ -30,9 +30,9 @@ impl Session {
         })
     }
 
-    /// Where a statement of `kind` with `text` runs now.
-    pub(super) fn target(&self, kind: &StatementKind, hint: Option<Hint>, text: &str) -> Target {
-        self.target_avoiding(kind, hint, text, 0)
+    /// Where a statement of `kind` with text `sql` runs now.
+    pub(super) fn target(&self, kind: &StatementKind, hint: Option<Hint>, sql: &[u8]) -> Target {
+        self.target_avoiding(kind, hint, sql, 0)
     }
 
     /// Where a statement runs, choosing no reader in the `avoid` bit set.
@@ -40,14 +40,14 @@ impl Session {
         &self,
         kind: &StatementKind,
         hint: Option<Hint>,
-        text: &str,
+        sql: &[u8],
         avoid: u64,
     ) -> Target {
         let view = SessionView {
             transaction: self.transaction(),
             autocommit_off: !self.status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT),
             locked_tables: self.routing.locked_tables,
-            uses_temporary_table: sql::mentions_any(text, &self.routing.temporary_tables),
+            uses_temporary_table: sql::mentions_any(sql, &self.routing.temporary_tables),
             pinned: self.routing.pinned,
             previous: self.routing.previous,
         };
@@ -96,11 +96,12 @@ impl Session {
             },
             kind => kind,
         };
-        let target = self.target(&kind, hint, &text);
+        let target = self.target(&kind, hint, text.as_bytes());
         tracing::trace!(?kind, ?hint, ?target, "routed");
         let read = kind == StatementKind::Read;
         let outside_transaction = self.transaction().is_none();
-        let reroute = |session: &Self, avoid| session.target_avoiding(&kind, hint, &text, avoid);
+        let reroute =
+            |session: &Self, avoid| session.target_avoiding(&kind, hint, text.as_bytes(), avoid);
         // A read-only transaction that starts on a replica must see the
         // session's writes as much as a single read.
         let target = if outside_transaction && (read || kind == READ_ONLY_BEGIN) {
@@ -357,7 +358,7 @@ impl Session {
         }
         let fallback = match self.write_pending() {
             true => self.primary_target(),
-            false => self.target_avoiding(&StatementKind::Read, None, "", 1 << backend),
+            false => self.target_avoiding(&StatementKind::Read, None, b"", 1 << backend),
         };
         let Target::Backend(fallback) = fallback else {
             return Err(error);

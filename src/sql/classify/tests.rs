@@ -503,12 +503,12 @@ fn hints_come_with_the_kind() {
 #[test]
 fn temporary_table_mentions() {
     let tables = vec!["tmp".to_owned(), "Other".to_owned()];
-    assert!(crate::sql::mentions_any("SELECT * FROM TMP", &tables));
-    assert!(crate::sql::mentions_any("SELECT * FROM db.tmp", &tables));
-    assert!(crate::sql::mentions_any("SELECT * FROM `other`", &tables));
-    assert!(!crate::sql::mentions_any("SELECT * FROM tmp2", &tables));
-    assert!(!crate::sql::mentions_any("SELECT 'tmp'", &tables));
-    assert!(!crate::sql::mentions_any("SELECT * FROM tmp", &[]));
+    assert!(crate::sql::mentions_any(b"SELECT * FROM TMP", &tables));
+    assert!(crate::sql::mentions_any(b"SELECT * FROM db.tmp", &tables));
+    assert!(crate::sql::mentions_any(b"SELECT * FROM `other`", &tables));
+    assert!(!crate::sql::mentions_any(b"SELECT * FROM tmp2", &tables));
+    assert!(!crate::sql::mentions_any(b"SELECT 'tmp'", &tables));
+    assert!(!crate::sql::mentions_any(b"SELECT * FROM tmp", &[]));
 }
 
 proptest! {
