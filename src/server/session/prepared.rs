@@ -100,7 +100,7 @@ impl Session {
 
     pub(super) async fn execute(
         &mut self,
-        frame: Frame,
+        mut frame: Frame,
         statement: u32,
         flags: u8,
     ) -> Result<Flow, End> {
@@ -127,9 +127,12 @@ impl Session {
             target
         };
         let execution = Execution { id, flags, reads };
-        // Kept for a second attempt: a read's replica may die before it answers.
-        let original = retryable.then(|| frame.clone());
-        let relayed = match self.execute_on(frame, target, execution, retryable).await? {
+        // The frame stays ours for a second attempt (a read's replica may
+        // die before it answers): each attempt writes its backend's id in.
+        let relayed = match self
+            .execute_on(&mut frame, target, execution, retryable)
+            .await?
+        {
             Executed::Done(relayed) => relayed,
             Executed::Refused => return Ok(Flow::Continue),
             Executed::Untouched(failed) => {
@@ -141,8 +144,7 @@ impl Session {
                     true => self.primary_target(),
                     false => self.execution_target_avoiding(id, 1 << failed),
                 };
-                let frame = original.ok_or(End::Violation("internal error: no frame to retry"))?;
-                match self.execute_on(frame, retry, execution, false).await? {
+                match self.execute_on(&mut frame, retry, execution, false).await? {
                     Executed::Done(relayed) => relayed,
                     Executed::Refused | Executed::Untouched(_) => return Ok(Flow::Continue),
                 }
@@ -168,7 +170,7 @@ impl Session {
     /// handed back rather than reported to the client.
     async fn execute_on(
         &mut self,
-        mut frame: Frame,
+        frame: &mut Frame,
         target: Target,
         execution: Execution,
         retryable: bool,
@@ -199,7 +201,8 @@ impl Session {
         statement.last = Some(backend);
         statement.long_data = false;
         let has_types = statement.on_backend(backend).is_some_and(|p| p.has_types);
-        let frame = match (layout, &statement.types) {
+        let with_types;
+        let frame: &Frame = match (layout, &statement.types) {
             (Some(layout), _) if layout.types.is_some() => {
                 // New types: remembered, and only this backend has them now.
                 let (start, end) = layout.types.unwrap_or_default();
@@ -211,10 +214,11 @@ impl Session {
             (Some(layout), Some(types)) if !has_types => {
                 // The client relies on types it sent in an earlier execution,
                 // which ran elsewhere: this backend gets them now.
-                let mut payload = command::with_types(&frame.into_payload(), layout, types);
+                let mut payload = command::with_types(&frame.clone().into_payload(), layout, types);
                 set_statement_id(&mut payload, backend_id);
                 statement.types_sent_to_also(backend);
-                Frame::from_payload(0, &payload)
+                with_types = Frame::from_payload(0, &payload);
+                &with_types
             }
             _ => {
                 set_statement_id(frame.first_payload_mut(), backend_id);
