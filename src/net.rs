@@ -21,6 +21,24 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
+    /// Writes all of `bytes`. A plain socket nearly always takes them at
+    /// once, so that is tried first, without a future's polling; what it
+    /// does not take is written as usual. (Shadows `AsyncWriteExt::write_all`.)
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut written = 0;
+        if let Stream::Tcp(tcp) = self {
+            while written < bytes.len() {
+                match tcp.try_write(&bytes[written..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        tokio::io::AsyncWriteExt::write_all(self, &bytes[written..]).await
+    }
+
     /// The plain TCP stream, before any TLS upgrade.
     pub fn into_tcp(self) -> Option<TcpStream> {
         match self {

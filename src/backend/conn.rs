@@ -15,7 +15,7 @@ use mysql_common::packets::{
 };
 use mysql_common::proto::MySerialize;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
