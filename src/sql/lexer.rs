@@ -27,6 +27,19 @@ pub enum Token<'a> {
     Punct(char),
 }
 
+/// Bytes that continue a word or a number: ASCII letters and digits, `_`,
+/// `$`, and every byte of a multi-byte UTF-8 character.
+static IN_WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let c = byte as u8;
+        table[byte] = c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+        byte += 1;
+    }
+    table
+};
+
 /// Iterates over the tokens of `text`.
 #[derive(Debug, Clone)]
 pub struct Lexer<'a> {
@@ -57,23 +70,14 @@ impl<'a> Lexer<'a> {
     /// Skips whitespace and comments; enters executable comments.
     fn skip_trivia(&mut self) {
         loop {
-            // Most bytes start a token: decide those without more lookahead.
-            match self.peek(0) {
-                Some(c)
-                    if c.is_ascii_alphanumeric()
-                        || c == b'\''
-                        || c == b'('
-                        || c == b')'
-                        || c == b','
-                        || c == b'=' =>
-                {
-                    return;
-                }
-                None => return,
-                _ => {}
+            while self.peek(0).is_some_and(|c| c.is_ascii_whitespace()) {
+                self.pos += 1;
+            }
+            // Only these bytes can start a comment or end an executable one.
+            if !matches!(self.peek(0), Some(b'#' | b'-' | b'/' | b'*')) {
+                return;
             }
             match (self.peek(0), self.peek(1), self.peek(2)) {
-                (Some(c), _, _) if c.is_ascii_whitespace() => self.pos += 1,
                 (Some(b'#'), _, _) => self.skip_line(),
                 (Some(b'-'), Some(b'-'), c)
                     if c.is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()) =>
@@ -142,11 +146,12 @@ impl<'a> Lexer<'a> {
     }
 
     fn word_end(&self, from: usize) -> usize {
-        let rest = &self.bytes()[from..];
-        from + rest
-            .iter()
-            .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80))
-            .unwrap_or(rest.len())
+        let bytes = self.bytes();
+        let mut end = from;
+        while bytes.get(end).is_some_and(|&c| IN_WORD[usize::from(c)]) {
+            end += 1;
+        }
+        end
     }
 
     /// The rest of the text from the current position (after trivia).
@@ -212,10 +217,10 @@ impl<'a> Lexer<'a> {
                 self.pos = self.word_end(self.pos);
                 Token::Word(&self.text[start..self.pos])
             }
+            // Bytes from 0x80 start words: what is left is ASCII.
             _ => {
-                let ch = self.text[self.pos..].chars().next()?;
-                self.pos += ch.len_utf8();
-                Token::Punct(ch)
+                self.pos += 1;
+                Token::Punct(char::from(c))
             }
         };
         Some((start, token))
