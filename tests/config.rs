@@ -45,7 +45,8 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.listen.read_timeout, Duration::from_secs(30));
     assert_eq!(config.listen.auth_plugin, AuthPluginChoice::NativePassword);
     assert_eq!(config.listen.max_allowed_packet, 64 << 20);
-    assert_eq!(config.listen.threads, 1);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(config.listen.threads, cpus, "auto: one per CPU");
     assert_eq!(config.listen.tls, None);
     assert_eq!(config.admin.address.to_string(), "127.0.0.1:6034");
     assert_eq!(config.admin.token, None);

@@ -158,12 +158,37 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
                 )
             },
         ),
-        threads: check.parse("listen.threads", raw.threads, 1, |s| match s.parse() {
-            Ok(n @ 1..=1024) => Ok(n),
-            _ => Err(format!(
-                "`{s}` is not a number of threads; expected an integer from 1 to 1024"
-            )),
-        }),
+        threads: {
+            let cpus = available_cpus();
+            check.parse("listen.threads", raw.threads, one_per_cpu(cpus), |s| {
+                session_threads(s, cpus)
+            })
+        },
+    }
+}
+
+/// The CPUs this process may run on: its CPU affinity and its cgroup's
+/// CPU quota, as a container's limit sets them.
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+fn one_per_cpu(cpus: usize) -> usize {
+    cpus.clamp(1, 1024)
+}
+
+/// `listen.threads`: an integer from 1 to 1024, or `auto` for one thread
+/// per CPU available (`cpus`), as HAProxy's `nbthread` and MaxScale's
+/// `threads=auto` do.
+fn session_threads(text: &str, cpus: usize) -> Result<usize, String> {
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(one_per_cpu(cpus));
+    }
+    match text.parse() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of threads; expected `auto` or an integer from 1 to 1024"
+        )),
     }
 }
 
@@ -555,6 +580,19 @@ fn qualified_table(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_threads_are_a_count_or_one_per_cpu() {
+        assert_eq!(session_threads("auto", 2), Ok(2));
+        assert_eq!(session_threads("AUTO", 4096), Ok(1024));
+        assert_eq!(session_threads("3", 2), Ok(3), "a count is taken as given");
+        assert!(
+            session_threads("0", 2)
+                .unwrap_err()
+                .contains("`auto` or an integer")
+        );
+        assert!(session_threads("many", 2).is_err());
+    }
 
     #[test]
     fn durations() {

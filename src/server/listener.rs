@@ -1,7 +1,7 @@
 //! Accepting clients: a connection limit, sessions spread over a fixed
 //! set of threads, and graceful shutdown.
 //!
-//! Sessions run on `listen.threads` session threads (one by default),
+//! Sessions run on `listen.threads` session threads (one per CPU by default),
 //! each with a single-threaded runtime of its own. The main runtime
 //! accepts every client and hands it to the session thread that has the
 //! fewest sessions, so a burst of connections is spread evenly (threads

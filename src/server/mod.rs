@@ -183,6 +183,7 @@ pub async fn start(
         address = %proxy.config.listen.address,
         admin = ?admin_address,
         backends = proxy.endpoints.len(),
+        session_threads = proxy.config.listen.threads,
         "rwsplit is serving"
     );
     proxy.listening.store(true, Ordering::Relaxed);
