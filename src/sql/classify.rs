@@ -198,10 +198,11 @@ fn scan_read(text: &str) -> ReadScan {
     let stop = |kind| ReadScan { kind, more: None };
     let mut previous_result = false;
     let mut more = false;
-    let mut tokens = Lexer::new(text).peekable();
+    let mut tokens = Lexer::new(text);
     let mut before: Option<Token<'_>> = None;
-    while let Some(token) = tokens.next() {
-        let next = tokens.peek().copied();
+    let mut next = tokens.next();
+    while let Some(token) = next {
+        next = tokens.next();
         match token {
             Token::Punct(';') => {
                 more = next.is_some();
@@ -213,10 +214,11 @@ fn scan_read(text: &str) -> ReadScan {
                 Call::PreviousResult => previous_result = true,
                 Call::Primary => return stop(StatementKind::Write),
             },
-            Token::Word(word) => match word_in_read(word, before, next, &mut tokens) {
+            Token::Word(word) => match word_in_read(word, before, next) {
                 Some(kind) => return stop(kind),
                 None => {
-                    if next == Some(Token::Punct('(')) && !functions::is_keyword_before_paren(word)
+                    if matches!(next, Some(Token::Punct('(')))
+                        && !functions::is_keyword_before_paren(word)
                     {
                         // A qualified name (db.f) is a stored function.
                         match (before, functions::call(word)) {
@@ -229,7 +231,7 @@ fn scan_read(text: &str) -> ReadScan {
                     }
                 }
             },
-            Token::Quoted(_) if next == Some(Token::Punct('(')) => {
+            Token::Quoted(_) if matches!(next, Some(Token::Punct('('))) => {
                 return stop(StatementKind::Write);
             }
             _ => {}
@@ -248,11 +250,10 @@ fn scan_read(text: &str) -> ReadScan {
 }
 
 /// Keywords inside a read that decide it on their own.
-fn word_in_read<'a>(
+fn word_in_read(
     word: &str,
-    before: Option<Token<'a>>,
-    next: Option<Token<'a>>,
-    tokens: &mut std::iter::Peekable<Lexer<'a>>,
+    before: Option<Token<'_>>,
+    next: Option<Token<'_>>,
 ) -> Option<StatementKind> {
     let next_is = |k: &str| matches!(next, Some(Token::Word(w)) if eq(w, k));
     if eq(word, "FOR") && (next_is("UPDATE") || next_is("SHARE")) {
@@ -264,7 +265,6 @@ fn word_in_read<'a>(
     if eq(word, "INTO") {
         // INTO @var assigns a user variable (kept on the primary only);
         // INTO OUTFILE / DUMPFILE writes a file on the server.
-        tokens.next();
         return Some(match next {
             Some(Token::UserVariable(_)) => StatementKind::PinsToPrimary,
             _ => StatementKind::Write,
