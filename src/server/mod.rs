@@ -351,7 +351,7 @@ impl Proxy {
 
     /// The backend that takes writes, when one is known.
     pub fn primary(&self) -> Option<usize> {
-        self.topology.load().primary
+        self.topology.primary()
     }
 
     /// Ready for clients: the listener accepts, and the monitor has seen
