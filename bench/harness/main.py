@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,13 +117,33 @@ def idle_memory(args, sandbox) -> dict:
         rwsplit.close()
 
 
-def classification() -> list:
-    say("classification micro-benchmark (cargo bench --bench classify)")
+def build_classification() -> str:
+    """Builds the classification micro-benchmark (bench/classify.rs); the
+    path of its executable."""
     done = subprocess.run(
-        ["cargo", "bench", "--quiet", "--bench", "classify", "--", "--json"],
+        ["cargo", "bench", "--quiet", "--no-run", "--bench", "classify", "--message-format=json"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
+    for line in done.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "classify" \
+                and message.get("executable"):
+            return message["executable"]
+    raise RuntimeError("cargo bench --no-run --bench classify reported no executable")
+
+
+def classification(executable: str) -> list:
+    say("classification micro-benchmark (bench/classify.rs)")
+    done = subprocess.run([executable, "--json"], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def frozen(path: str, directory: str) -> str:
+    """A copy of the executable at `path` in `directory`: what a run
+    measures stays what it started with, whatever is built meanwhile."""
+    copy = os.path.join(directory, os.path.basename(path))
+    shutil.copy2(path, copy)
+    return copy
 
 
 def machine(binary: str) -> dict:
@@ -139,6 +160,8 @@ def machine(binary: str) -> dict:
                 cpu = line.split(":", 1)[1].strip()
                 break
     commit = first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD"]).returncode != 0
+    commit += " with uncommitted changes" if dirty else ""
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -177,34 +200,40 @@ def main():
     # The idle test holds 10 000 client sockets here and as many in rwsplit.
     idle.raise_fd_limit(1000 if args.smoke else 12000)
     started = time.time()
-    if not args.smoke:
-        # Built first, so that a build failure does not come after the runs.
-        say("building the classification micro-benchmark")
-        subprocess.run(["cargo", "bench", "--quiet", "--no-run", "--bench", "classify"], cwd=ROOT, check=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
-    say("starting a sandbox: a MariaDB primary and 2 replicas")
-    sandbox = Sandbox(args.binary)
-    try:
-        load_data(sandbox)
-        runs, commands = run_cases(args, sandbox)
-        result = {
-            "date": stamp[:10],
-            "file": f"{stamp}.json",
-            "command": " ".join(["bench/run", *sys.argv[1:]]),
-            "seconds": args.seconds,
-            "rounds": args.rounds,
-            "machine": machine(args.binary),
-            "sysbench_commands": commands,
-            "runs": runs,
-            "summary": report.summarize(runs),
-        }
-        # Saved now, so that a failure later loses none of the runs.
-        save(result, args.out)
-        result["idle"] = idle_memory(args, sandbox)
-        save(result, args.out)
-    finally:
-        sandbox.close()
-    result["classify"] = None if args.smoke else classification()
+    # What is measured is fixed at the start (the commit, the rwsplit binary,
+    # the micro-benchmark), so that editing or building during a run does
+    # not leak into it.
+    measured = machine(args.binary)
+    with tempfile.TemporaryDirectory(prefix="rwsplit-bench-build-") as workdir:
+        args.binary = frozen(args.binary, workdir)
+        if not args.smoke:
+            # Built first, so that a build failure does not come after the runs.
+            say("building the classification micro-benchmark")
+            classify_bench = frozen(build_classification(), workdir)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+        say("starting a sandbox: a MariaDB primary and 2 replicas")
+        sandbox = Sandbox(args.binary)
+        try:
+            load_data(sandbox)
+            runs, commands = run_cases(args, sandbox)
+            result = {
+                "date": stamp[:10],
+                "file": f"{stamp}.json",
+                "command": " ".join(["bench/run", *sys.argv[1:]]),
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "machine": measured,
+                "sysbench_commands": commands,
+                "runs": runs,
+                "summary": report.summarize(runs),
+            }
+            # Saved now, so that a failure later loses none of the runs.
+            save(result, args.out)
+            result["idle"] = idle_memory(args, sandbox)
+            save(result, args.out)
+        finally:
+            sandbox.close()
+        result["classify"] = None if args.smoke else classification(classify_bench)
     save(result, args.out)
     if args.smoke:
         # Exercise the report code too, away from the docs.
