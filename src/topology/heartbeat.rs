@@ -110,7 +110,7 @@ pub async fn write_heartbeats(
     let mut conn: Option<(usize, mysql_async::Conn)> = None;
     loop {
         ticks.tick().await;
-        let Some(primary) = topology.load().primary else {
+        let Some(primary) = topology.primary() else {
             continue;
         };
         if conn.as_ref().is_none_or(|(index, _)| *index != primary) {
