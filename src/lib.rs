@@ -19,6 +19,7 @@
 //! | [`routing`] | `route(kind, &SessionView, &Topology, &ReadPolicy) -> Target` |
 //! | [`topology`] | the backends' roles, health and lag, as a lock-free snapshot |
 //! | [`sandbox`] | local MariaDB primary + replicas for tests, demos and benchmarks |
+//! | [`timer`] | timeouts on session threads, whose runtimes have no timer driver |
 
 pub mod admin;
 pub mod backend;
@@ -33,5 +34,6 @@ pub mod routing;
 pub mod sandbox;
 pub mod server;
 pub mod sql;
+pub mod timer;
 pub mod tls;
 pub mod topology;

@@ -86,7 +86,7 @@ pub async fn get(
             })
         }
     };
-    tokio::time::timeout(timeout, request)
+    crate::timer::timeout(timeout, request)
         .await
         .map_err(|_| AdminClientError::Timeout(address.clone(), timeout))?
 }

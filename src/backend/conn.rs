@@ -174,7 +174,7 @@ impl BackendConn {
         endpoint: &Endpoint,
         login: &Login<'_>,
     ) -> Result<BackendConn, BackendError> {
-        tokio::time::timeout(
+        crate::timer::timeout(
             endpoint.connect_timeout,
             Self::connect_inner(endpoint, login),
         )

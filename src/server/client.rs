@@ -113,7 +113,7 @@ impl ClientConn {
             }
             let partial = !self.buf.is_empty();
             let read = if partial {
-                tokio::time::timeout(self.read_timeout, self.fill())
+                crate::timer::timeout(self.read_timeout, self.fill())
                     .await
                     .map_err(|_| ClientError::Timeout(self.read_timeout))??
             } else {

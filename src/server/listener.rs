@@ -66,7 +66,7 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Futu
         sessions = proxy.registry.len(),
         "stopped accepting clients; waiting for sessions to end"
     );
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, limit.acquire_many(max as u32)).await;
+    let drained = crate::timer::timeout(SHUTDOWN_GRACE, limit.acquire_many(max as u32)).await;
     if drained.is_err() {
         warn!(
             sessions = proxy.registry.len(),
@@ -97,21 +97,25 @@ struct SessionThread {
     join: std::thread::JoinHandle<()>,
 }
 
-/// Starts the session threads, each with a runtime of its own.
+/// Starts the session threads, each with a runtime of its own. Those
+/// runtimes have no timer driver: the few timeouts a session arms are kept
+/// by the runtime calling this (see [`crate::timer`]).
 fn spawn_threads(
     proxy: &Arc<Proxy>,
     told: &watch::Receiver<bool>,
 ) -> std::io::Result<Vec<SessionThread>> {
+    let keeper = tokio::runtime::Handle::current();
     (0..proxy.config.listen.threads)
         .map(|index| {
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
                 .build()?;
             let (handoff, admitted) = mpsc::unbounded_channel();
-            let (proxy, told) = (proxy.clone(), told.clone());
+            let (proxy, told, keeper) = (proxy.clone(), told.clone(), keeper.clone());
             let join = std::thread::Builder::new()
                 .name(format!("rwsplit-sessions-{index}"))
                 .spawn(move || {
+                    crate::timer::keep_timers_on(keeper);
                     // Dropping the runtime cancels the sessions still running.
                     runtime.block_on(session_thread(proxy, index, admitted, told));
                 })?;

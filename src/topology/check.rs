@@ -142,7 +142,7 @@ async fn limit<T>(
     duration: Duration,
     call: impl Future<Output = Result<T, mysql_async::Error>>,
 ) -> Result<T, CheckError> {
-    match tokio::time::timeout(duration, call).await {
+    match crate::timer::timeout(duration, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(CheckError::Failed(error.to_string())),
         Err(_) => Err(CheckError::Timeout(duration)),

@@ -191,7 +191,7 @@ async fn timed(
     duration: Duration,
     call: impl std::future::Future<Output = Result<(), mysql_async::Error>>,
 ) -> Result<(), String> {
-    match tokio::time::timeout(duration, call).await {
+    match crate::timer::timeout(duration, call).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!("no answer within {duration:?}")),

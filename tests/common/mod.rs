@@ -254,7 +254,7 @@ pub async fn raw_client(
 /// Runs `future` with a limit, so that a protocol bug fails a test instead
 /// of hanging it.
 pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), future)
+    rwsplit::timer::timeout(Duration::from_secs(30), future)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }

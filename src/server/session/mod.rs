@@ -103,7 +103,7 @@ pub async fn run(
 ) {
     let timeout = proxy.config.listen.handshake_timeout;
     let login =
-        tokio::time::timeout(timeout, login::login(&proxy, tcp, peer, registration.id())).await;
+        crate::timer::timeout(timeout, login::login(&proxy, tcp, peer, registration.id())).await;
     let logged_in = match login {
         Ok(Ok(logged_in)) => logged_in,
         Ok(Err(LoginError::Denied { user })) => return warn!(%peer, user, "access denied"),
