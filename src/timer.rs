@@ -28,7 +28,9 @@ thread_local! {
 
 /// From now on, timers armed on the calling thread are kept by `keeper`'s
 /// timer driver. Called once, by a thread about to run a runtime built
-/// without one; a second call changes nothing.
+/// without one; a second call changes nothing. The keeper must outlive
+/// the thread's tasks: a timer whose driver has shut down panics when
+/// polled (the listener joins its session threads before it returns).
 pub fn keep_timers_on(keeper: Handle) {
     KEEPER.with(|cell| {
         let _ = cell.set(keeper);
