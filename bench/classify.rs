@@ -99,7 +99,7 @@ fn main() {
         let reads = ReadPolicy {
             selection: ReplicaSelection::RoundRobin,
             primary_serves_reads: false,
-            load: &[0, 0, 0],
+            load: &|_| 0,
             turn: statement.len() as u64,
             avoid: 0,
             sticky: None,

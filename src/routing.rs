@@ -30,13 +30,15 @@ pub struct SessionView {
 }
 
 /// How reads are spread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ReadPolicy<'a> {
     pub selection: ReplicaSelection,
     /// The primary takes reads too.
     pub primary_serves_reads: bool,
-    /// Statements in flight on each backend (for least_connections).
-    pub load: &'a [u32],
+    /// Statements in flight on a backend, by index. Asked only when the
+    /// choice is by it (least_connections, no sticky reader): counting
+    /// reads every session thread's counters.
+    pub load: &'a dyn Fn(usize) -> u32,
     /// A number that grows with every read (for round robin and ties).
     pub turn: u64,
     /// Backends not to use (a bit per index): where a read just failed.
@@ -129,7 +131,7 @@ pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize>
         }
         ReplicaSelection::LeastConnections => {
             // Fewest in flight per unit of weight: a/wa < b/wb  <=>  a*wb < b*wa.
-            let load = |i: usize| u64::from(reads.load.get(i).copied().unwrap_or(0));
+            let load = |i: usize| u64::from((reads.load)(i));
             rotated().reduce(|best, i| {
                 if load(i) * weight(best) < load(best) * weight(i) {
                     i

@@ -24,11 +24,16 @@ fn topology() -> Topology {
     }
 }
 
+/// No statements in flight anywhere.
+fn idle(_backend: usize) -> u32 {
+    0
+}
+
 fn policy(turn: u64) -> ReadPolicy<'static> {
     ReadPolicy {
         selection: ReplicaSelection::RoundRobin,
         primary_serves_reads: false,
-        load: &[0, 0, 0, 0],
+        load: &idle,
         turn,
         avoid: 0,
         sticky: None,
@@ -224,22 +229,22 @@ fn round_robin_alternates_and_follows_weights() {
 
 #[test]
 fn least_connections_takes_the_least_busy_per_weight() {
-    let reads = |load: &'static [u32], turn| ReadPolicy {
-        selection: ReplicaSelection::LeastConnections,
-        load,
-        ..policy(turn)
+    let pick = |topology: &Topology, loads: [u32; 4], turn| {
+        let load = |backend: usize| loads[backend];
+        let reads = ReadPolicy {
+            selection: ReplicaSelection::LeastConnections,
+            load: &load,
+            ..policy(turn)
+        };
+        pick_reader(topology, &reads)
     };
-    assert_eq!(pick_reader(&topology(), &reads(&[0, 5, 2, 0], 0)), Some(2));
-    assert_eq!(pick_reader(&topology(), &reads(&[0, 1, 9, 0], 0)), Some(1));
+    assert_eq!(pick(&topology(), [0, 5, 2, 0], 0), Some(2));
+    assert_eq!(pick(&topology(), [0, 1, 9, 0], 0), Some(1));
     let mut weighted = topology();
     weighted.backends[2].weight = 4;
-    assert_eq!(
-        pick_reader(&weighted, &reads(&[0, 1, 3, 0], 0)),
-        Some(2),
-        "3/4 < 1/1"
-    );
+    assert_eq!(pick(&weighted, [0, 1, 3, 0], 0), Some(2), "3/4 < 1/1");
     let ties: Vec<_> = (0..2)
-        .map(|turn| pick_reader(&topology(), &reads(&[0, 1, 1, 0], turn)))
+        .map(|turn| pick(&topology(), [0, 1, 1, 0], turn))
         .collect();
     assert_eq!(ties, [Some(1), Some(2)], "ties are shared");
 }

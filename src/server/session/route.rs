@@ -9,7 +9,7 @@ use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
 
 use super::{End, Flow, RESULTS, Session, Untouched};
-use crate::config::{ReplicaAffinity, ReplicaSelection};
+use crate::config::ReplicaAffinity;
 use crate::metrics::{KindLabel, Route, ThreadMetrics};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
@@ -52,13 +52,8 @@ impl Session {
             previous: self.routing.previous,
         };
         let settings = &self.proxy.config.routing;
-        let backends = self.proxy.endpoints.len();
-        let mut load = [0u32; 64];
-        if settings.replica_selection == ReplicaSelection::LeastConnections {
-            for (backend, slot) in load.iter_mut().enumerate().take(backends) {
-                *slot = self.proxy.metrics.in_flight(backend);
-            }
-        }
+        let metrics = &self.proxy.metrics;
+        let load = |backend: usize| metrics.in_flight(backend);
         // With session affinity a choice is made once per session, so the
         // sessions' sequence numbers spread them; otherwise every read takes
         // the next turn.
@@ -69,7 +64,7 @@ impl Session {
         let reads = ReadPolicy {
             selection: settings.replica_selection,
             primary_serves_reads: settings.primary_serves_reads,
-            load: &load[..backends.min(64)],
+            load: &load,
             turn,
             avoid,
             sticky,
