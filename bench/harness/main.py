@@ -17,7 +17,7 @@ import pymysql
 import idle
 import report
 import sysbench
-from processes import Haproxy, Rwsplit, Sandbox, cpu_seconds
+from processes import Haproxy, Rwsplit, Sandbox, cpu_seconds, migrations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MARK_START = "<!-- results:start -->"
@@ -89,8 +89,10 @@ def run_cases(args, sandbox) -> tuple:
                 for target, (port, pid) in targets.items():
                     say(f"{case.name}, {target}, round {round_ + 1}/{args.rounds}")
                     cpu_before = cpu_seconds(pid) if pid else None
+                    moved_before = migrations(pid) if pid else None
                     result, command = sysbench.run(case, port, args.seconds)
                     cpu = cpu_seconds(pid) - cpu_before if pid else None
+                    moved = migrations(pid) - moved_before if pid else None
                     commands[case.name] = command.replace(f"--mysql-port={port}", "--mysql-port=PORT")
                     runs.append({
                         "case": case.name,
@@ -99,6 +101,7 @@ def run_cases(args, sandbox) -> tuple:
                         **result.__dict__,
                         "proxy_cpu_s": cpu,
                         "cpu_us_per_query": cpu * 1e6 / result.queries if cpu is not None and result.queries else None,
+                        "migrations_per_query": moved / result.queries if moved is not None and result.queries else None,
                     })
     finally:
         rwsplit.close()

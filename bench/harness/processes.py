@@ -52,6 +52,20 @@ def context_switches(pid: int) -> tuple:
     return voluntary, involuntary
 
 
+def migrations(pid: int) -> int:
+    """Times the scheduler has moved any of a process's threads to another
+    CPU (`se.nr_migrations`). Each move costs the thread its warm caches,
+    which at one client costs about as much CPU as the rest of a query
+    (docs/benchmarks.md, step 13)."""
+    moved = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/sched") as f:
+            for line in f:
+                if line.startswith("se.nr_migrations"):
+                    moved += int(line.split(":")[1])
+    return moved
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
