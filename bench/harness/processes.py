@@ -54,9 +54,8 @@ def context_switches(pid: int) -> tuple:
 
 def migrations(pid: int) -> int:
     """Times the scheduler has moved any of a process's threads to another
-    CPU (`se.nr_migrations`). Each move costs the thread its warm caches,
-    which at one client costs about as much CPU as the rest of a query
-    (docs/benchmarks.md, step 13)."""
+    CPU (`se.nr_migrations`). A move costs the thread its warm caches:
+    about 10 µs of CPU per move at one client (docs/benchmarks.md, step 13)."""
     moved = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/sched") as f:
