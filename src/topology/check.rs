@@ -11,6 +11,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, SslOpts};
 
+use super::heartbeat::now_micros;
 use crate::config::{BackendConfig, MonitorConfig};
 use crate::gtid::GtidPosition;
 
@@ -22,8 +23,21 @@ pub struct Observation {
     pub gtid: Option<GtidPosition>,
     /// `None` when the server does not replicate from another.
     pub replication: Option<Replication>,
-    /// The heartbeat timestamp in the server's copy of this rwsplit's row.
-    pub heartbeat: Option<u64>,
+    /// The server's copy of this rwsplit's heartbeat row.
+    pub heartbeat: Option<HeartbeatSeen>,
+}
+
+/// A replica's copy of the heartbeat row, and when it was read: the lag is
+/// the lag at that moment, however long the rest of the check or the
+/// monitor took to get to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatSeen {
+    /// The timestamp in the row (rwsplit's clock, microseconds since the
+    /// UNIX epoch).
+    pub ts: u64,
+    /// When the server read it, as well as rwsplit can tell: halfway
+    /// between sending the query and its answer (same clock).
+    pub at: u64,
 }
 
 /// The server's replication status (SHOW REPLICA STATUS).
@@ -119,12 +133,17 @@ impl Checker {
             })
         });
         let heartbeat = match &replication {
-            Some(_) => limit(
-                query_timeout,
-                conn.query_first::<u64, _>(self.heartbeat_query.as_str()),
-            )
-            .await
-            .unwrap_or(None),
+            Some(_) => {
+                let sent = now_micros();
+                let row = limit(
+                    query_timeout,
+                    conn.query_first::<u64, _>(self.heartbeat_query.as_str()),
+                )
+                .await;
+                let answered = now_micros();
+                let at = sent + answered.saturating_sub(sent) / 2;
+                row.ok().flatten().map(|ts| HeartbeatSeen { ts, at })
+            }
             None => None,
         };
         Ok(Observation {

@@ -2,9 +2,9 @@
 //! on the primary every interval and reads the row back on each replica.
 //!
 //! Both timestamps come from rwsplit's clock, so the servers' clocks do not
-//! matter. A replica whose row shows write `w` lacks the next write `w'`,
-//! committed at `t(w')`: its lag lies between `now - t(w')` and
-//! `now - t(w)`. The midpoint is reported, off by at most half an interval,
+//! matter. A replica whose row, read at `now`, shows write `w` lacks the
+//! next write `w'` committed by then, at `t(w')`: its lag lies between
+//! `now - t(w')` and `now - t(w)`. The midpoint is reported, off by at most half an interval,
 //! except when `w'` is the latest write: a healthy replica is in that state
 //! for the moment after each write, and the midpoint would report half an
 //! interval of lag it does not have, so the lower bound is reported. A
@@ -49,7 +49,9 @@ impl HeartbeatLog {
         self.writes.back().map(|w| w.value)
     }
 
-    /// The lag of a replica whose heartbeat row shows `seen`, at `now`.
+    /// The lag of a replica whose heartbeat row showed `seen` when it was
+    /// read, at `now`. Writes committed after `now` are not missing: the
+    /// replica could not have had them.
     pub fn lag(&self, seen: u64, now: u64) -> Duration {
         let committed = |value| {
             self.writes
@@ -57,7 +59,10 @@ impl HeartbeatLog {
                 .find(|w| w.value == value)
                 .map_or(value, |w| w.committed)
         };
-        let mut missing = self.writes.iter().filter(|w| w.value > seen);
+        let mut missing = self
+            .writes
+            .iter()
+            .filter(|w| w.value > seen && w.committed <= now);
         let micros = match (missing.next(), missing.next()) {
             (None, _) => 0,
             (Some(next), None) => now.saturating_sub(next.committed),
@@ -95,6 +100,16 @@ mod tests {
             Duration::from_micros(3_800_000 - 750_000),
             "older than every write remembered"
         );
+    }
+
+    #[test]
+    fn writes_after_the_read_are_not_missing() {
+        let log = log(&[1_000_000, 1_500_000, 2_000_000, 2_500_000]);
+        // Read at t=1.6 s (answered and aggregated much later): the replica
+        // had the write of t=1.5 s, the newest there was.
+        assert_eq!(log.lag(1_500_000, 1_600_000), Duration::ZERO);
+        // Had the write of t=1.0 s at t=1.6 s: lacked only the one of 1.5 s.
+        assert_eq!(log.lag(1_000_000, 1_600_000), Duration::from_millis(100));
     }
 
     #[test]

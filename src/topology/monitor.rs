@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::check::{CheckError, Checker, Observation, Replication};
+use super::check::{CheckError, Checker, HeartbeatSeen, Observation, Replication};
 use super::discovery::{Seen, discover};
 use super::health::{Flip, Thresholds};
 use super::heartbeat::{Heartbeat, now_micros, write_heartbeats};
@@ -330,7 +330,10 @@ fn measure_lag(
     let now = now_micros();
     let log = heartbeat.log();
     if heartbeat.enabled() {
-        let measured = |seen| (Lag::Measured(log.lag(seen, now)), LagSource::Heartbeat);
+        let measured = |seen: HeartbeatSeen| {
+            let lag = log.lag(seen.ts, seen.at);
+            (Lag::Measured(lag), LagSource::Heartbeat)
+        };
         match (log.latest(), observation.heartbeat) {
             // Before the first write: wait for it rather than flap between
             // two sources.
@@ -349,5 +352,77 @@ fn measure_lag(
             LagSource::SecondsBehindMaster,
         ),
         None => (Lag::Unknown, LagSource::SecondsBehindMaster),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replicating() -> Observation {
+        Observation {
+            version: "10.11.6-MariaDB".into(),
+            read_only: true,
+            gtid: None,
+            replication: Some(Replication {
+                io_running: true,
+                sql_running: true,
+                seconds_behind: Some(7),
+                source: "127.0.0.1:3306".into(),
+                last_error: String::new(),
+            }),
+            heartbeat: None,
+        }
+    }
+
+    #[test]
+    fn the_lag_is_the_lag_when_the_row_was_read() {
+        let heartbeat = Heartbeat::new();
+        // Whole milliseconds, so that the halves below are exact.
+        let now = now_micros() / 1000 * 1000;
+        // Writes every 200 ms over the last two seconds, answered at once.
+        for ago in (0..10).rev() {
+            let written = now - ago * 200_000;
+            heartbeat.log().record(written, written);
+        }
+        let write = |ago: u64| now - ago * 200_000;
+        // Read a second ago, showing the write made 1.4 s ago; the writes
+        // made since the read are not held against the replica.
+        let observation = Observation {
+            heartbeat: Some(HeartbeatSeen {
+                ts: write(7),
+                at: now - 1_000_000,
+            }),
+            ..replicating()
+        };
+        let stale = Duration::from_secs(1);
+        assert_eq!(
+            measure_lag(&observation, &heartbeat, stale),
+            (
+                Lag::Measured(Duration::from_millis(300)),
+                LagSource::Heartbeat
+            )
+        );
+    }
+
+    #[test]
+    fn once_heartbeat_writes_stop_the_lag_is_seconds_behind_master() {
+        let heartbeat = Heartbeat::new();
+        let written = now_micros() - 10_000_000;
+        heartbeat.log().record(written, written);
+        let observation = Observation {
+            heartbeat: Some(HeartbeatSeen {
+                ts: written,
+                at: written,
+            }),
+            ..replicating()
+        };
+        assert_eq!(
+            measure_lag(&observation, &heartbeat, Duration::from_secs(1)),
+            (
+                Lag::Measured(Duration::from_secs(7)),
+                LagSource::SecondsBehindMaster
+            )
+        );
     }
 }
