@@ -165,6 +165,76 @@ pub fn put_packet(out: &mut impl BufMut, mut seq: u8, payload: &[u8]) -> u8 {
     }
 }
 
+/// The payload length in a packet header.
+fn payload_len(header: &[u8]) -> usize {
+    usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16
+}
+
+/// The byte ranges (headers included) of the whole packets at the start of
+/// `bytes`.
+pub fn packet_ranges(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let header = bytes.get(pos..pos + HEADER_LEN)?;
+        let end = pos + HEADER_LEN + payload_len(header);
+        if end > bytes.len() {
+            return None;
+        }
+        let packet = pos..end;
+        pos = end;
+        Some(packet)
+    })
+}
+
+/// Gives the whole packets in `bytes` the sequence ids `first`, `first +
+/// 1`...; returns the id after the last.
+pub fn number_packets(bytes: &mut [u8], first: u8) -> u8 {
+    let (mut seq, mut pos) = (first, 0);
+    while let Some(header) = bytes.get_mut(pos..pos + HEADER_LEN) {
+        header[3] = seq;
+        seq = seq.wrapping_add(1);
+        pos += HEADER_LEN + payload_len(header);
+    }
+    seq
+}
+
+/// Adds a fixed amount to the sequence id of every packet of a stream
+/// that is passed through in pieces: a proxy that inserted packets of its
+/// own into a response renumbers the rest. Each piece must start either
+/// inside a payload or at a header, and hold headers whole (a response
+/// scanner's consumed ranges do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renumber {
+    shift: u8,
+    /// Payload bytes of the current packet not yet passed.
+    left: usize,
+}
+
+impl Renumber {
+    pub fn new(shift: u8) -> Renumber {
+        Renumber { shift, left: 0 }
+    }
+
+    /// Renumbers the headers in the next piece of the stream.
+    pub fn apply(&mut self, piece: &mut [u8]) {
+        let mut pos = 0;
+        while pos < piece.len() {
+            if self.left > 0 {
+                let n = self.left.min(piece.len() - pos);
+                self.left -= n;
+                pos += n;
+                continue;
+            }
+            let Some(header) = piece.get_mut(pos..pos + HEADER_LEN) else {
+                return;
+            };
+            header[3] = header[3].wrapping_add(self.shift);
+            self.left = payload_len(header);
+            pos += HEADER_LEN;
+        }
+    }
+}
+
 /// Reads a length-encoded integer: the value and the bytes it took. `None`
 /// when `buf` is too short or starts with 0xFB (NULL) or 0xFF (error marker).
 pub fn read_lenenc(buf: &[u8]) -> Option<(u64, usize)> {
@@ -219,6 +289,26 @@ mod tests {
         let mut out = Vec::new();
         put_packet(&mut out, seq, payload);
         out
+    }
+
+    #[test]
+    fn a_stream_passed_in_pieces_is_renumbered_by_a_fixed_amount() {
+        let stream = [packet(4, b"row one"), packet(5, b""), packet(6, b"\xfeend")].concat();
+        let mut expected = stream.clone();
+        assert_eq!(number_packets(&mut expected, 7), 10);
+        // Pieces that end inside payloads or between packets.
+        for cut in [5, 11, 15] {
+            let mut renumber = Renumber::new(3);
+            let mut renumbered = stream.clone();
+            let (first, second) = renumbered.split_at_mut(cut);
+            renumber.apply(first);
+            renumber.apply(second);
+            assert_eq!(renumbered, expected, "cut at {cut}");
+        }
+        assert_eq!(
+            packet_ranges(&stream).collect::<Vec<_>>(),
+            [0..11, 11..15, 15..23]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use mysql_common::constants::StatusFlags;
 
-use super::packet::{HEADER_LEN, MAX_CHUNK, read_lenenc};
+use super::packet::{HEADER_LEN, MAX_CHUNK, packet_ranges, read_lenenc};
 use super::session_track::{tracked_gtids, tracked_variable};
 use crate::gtid::Committed;
 
@@ -61,6 +61,21 @@ pub struct PrepareOk {
     pub statement_id: u32,
     pub columns: u16,
     pub params: u16,
+}
+
+/// Where the first column count packet of a response was, for a proxy
+/// that must fill in column definitions the backend skipped (MariaDB's
+/// metadata caching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnCount {
+    /// Offset, in the input of the `scan` call that saw it, of its
+    /// "metadata follows" byte.
+    pub follows_offset: usize,
+    /// Its sequence id.
+    pub seq: u8,
+    /// The column definitions follow it (false: the client's cached ones
+    /// apply).
+    pub follows: bool,
 }
 
 /// The backend sent something no valid response contains.
@@ -122,6 +137,19 @@ pub struct ResponseScanner {
     track_gtid: bool,
     /// The last write's GTIDs an OK packet reported.
     gtid: Option<Committed>,
+    /// Column counts carry a "metadata follows" byte (the connection
+    /// negotiated MARIADB_CLIENT_CACHE_METADATA).
+    cache_metadata: bool,
+    /// The first column count of the response, until taken.
+    column_count: Option<ColumnCount>,
+    /// Column counts seen: only the first is reported, and only the first
+    /// result set's definitions are captured.
+    results: u32,
+    /// Copies of the definition packets of the response's first result
+    /// set or prepared statement (headers included), when asked for.
+    captured: Option<Vec<u8>>,
+    /// The opaque packet being passed over is being copied.
+    capturing: bool,
 }
 
 impl ResponseScanner {
@@ -148,7 +176,41 @@ impl ResponseScanner {
             prepare: None,
             track_gtid: false,
             gtid: None,
+            cache_metadata: false,
+            column_count: None,
+            results: 0,
+            captured: None,
+            capturing: false,
         }
+    }
+
+    /// For a connection that negotiated MARIADB_CLIENT_CACHE_METADATA:
+    /// each column count is followed by a byte saying whether column
+    /// definitions follow.
+    pub fn caching_metadata(mut self) -> Self {
+        self.cache_metadata = true;
+        self
+    }
+
+    /// Also copies the definition packets (headers included) of the first
+    /// result set, or of a PREPARE_OK (parameters, then columns), for
+    /// [`ResponseScanner::take_captured`].
+    pub fn capturing_definitions(mut self) -> Self {
+        self.captured = Some(Vec::new());
+        self
+    }
+
+    /// The definition packets copied (see
+    /// [`ResponseScanner::capturing_definitions`]); empty when the response
+    /// had none.
+    pub fn take_captured(&mut self) -> Option<Vec<u8>> {
+        self.captured.take()
+    }
+
+    /// The response's first column count, once, after the `scan` call that
+    /// saw it. Its `follows_offset` is relative to that call's input.
+    pub fn take_column_count(&mut self) -> Option<ColumnCount> {
+        self.column_count.take()
     }
 
     /// Also reads the GTIDs that OK packets report in their session-state
@@ -212,6 +274,11 @@ impl ResponseScanner {
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(input.len() - pos);
+                if self.capturing {
+                    if let Some(captured) = &mut self.captured {
+                        captured.extend_from_slice(&input[pos..pos + n]);
+                    }
+                }
                 pos += n;
                 self.skip -= n;
                 if self.skip > 0 {
@@ -230,6 +297,7 @@ impl ResponseScanner {
                 usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
             if self.continued {
                 // A further chunk of a packet over 16 MiB: opaque data.
+                self.capturing = false;
                 self.continued = len == MAX_CHUNK;
                 self.last_seq = Some(header[3]);
                 self.skip = len;
@@ -242,6 +310,14 @@ impl ResponseScanner {
             }
             if handling == Handling::Opaque {
                 // A row or column definition: pass it through by length.
+                self.capturing = self.captured.is_some()
+                    && self.results <= 1
+                    && matches!(self.state, State::Columns(_) | State::Skip(_));
+                if self.capturing {
+                    if let Some(captured) = &mut self.captured {
+                        captured.extend_from_slice(header);
+                    }
+                }
                 self.on_opaque_packet()?;
                 self.continued = len == MAX_CHUNK;
                 self.last_seq = Some(header[3]);
@@ -255,8 +331,8 @@ impl ResponseScanner {
             let Some(payload) = input.get(pos + HEADER_LEN..pos + HEADER_LEN + len) else {
                 return Ok(self.progress(pos, Scan::NeedMore));
             };
-            self.on_packet(payload, pos + HEADER_LEN)?;
             self.last_seq = Some(header[3]);
+            self.on_packet(payload, pos + HEADER_LEN)?;
             pos += HEADER_LEN + len;
         }
     }
@@ -314,10 +390,7 @@ impl ResponseScanner {
                 self.after_terminator(status)
             }
             (State::First, Some(0xFB)) => State::LocalInfile,
-            (State::First, _) => match read_lenenc(payload) {
-                Some((count, used)) if count > 0 && used == payload.len() => State::Columns(count),
-                _ => return Err(ScanError("bad column count")),
-            },
+            (State::First, _) => self.on_column_count(payload, offset)?,
             (State::MetaEof, Some(0xFE)) => {
                 let status = eof_status(payload)?;
                 self.status = Some(status);
@@ -337,6 +410,30 @@ impl ResponseScanner {
             _ => return Err(ScanError("unexpected packet")),
         };
         Ok(())
+    }
+
+    fn on_column_count(&mut self, payload: &[u8], offset: usize) -> Result<State, ScanError> {
+        let (count, used) = read_lenenc(payload)
+            .filter(|&(count, _)| count > 0)
+            .ok_or(ScanError("bad column count"))?;
+        let follows = match (self.cache_metadata, &payload[used..]) {
+            (false, []) | (true, [1]) => true,
+            (true, [0]) => false,
+            _ => return Err(ScanError("bad column count")),
+        };
+        self.results += 1;
+        if self.results == 1 {
+            self.column_count = Some(ColumnCount {
+                follows_offset: offset + used,
+                seq: self.last_seq.unwrap_or(1),
+                follows,
+            });
+        }
+        Ok(match follows {
+            true => State::Columns(count),
+            false if self.deprecate_eof => State::Rows,
+            false => State::MetaEof,
+        })
     }
 
     fn note_gtid(&mut self, ok: &[u8]) {
@@ -400,6 +497,24 @@ impl ResponseScanner {
         } else {
             State::Skip(packets)
         })
+    }
+}
+
+/// The column definition packets (headers included) among the definitions
+/// captured from a PREPARE_OK's response: they follow the parameter
+/// definitions and, without CLIENT_DEPRECATE_EOF, the EOF after them.
+pub fn prepared_columns(definitions: &[u8], ok: &PrepareOk, deprecate_eof: bool) -> Vec<u8> {
+    let eof = |n: u16| usize::from(n > 0 && !deprecate_eof);
+    let first = usize::from(ok.params) + eof(ok.params);
+    let mut columns = packet_ranges(definitions)
+        .skip(first)
+        .take(usize::from(ok.columns));
+    match columns.next() {
+        Some(start) => {
+            let end = columns.last().map_or(start.end, |last| last.end);
+            definitions[start.start..end].to_vec()
+        }
+        None => Vec::new(),
     }
 }
 

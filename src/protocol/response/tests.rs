@@ -3,7 +3,7 @@
 //! same result, and arbitrary bytes never panic.
 
 use super::*;
-use crate::protocol::packet::{put_lenenc, put_packet};
+use crate::protocol::packet::{number_packets, put_lenenc, put_packet};
 use proptest::prelude::*;
 
 const AUTOCOMMIT: u16 = 0x0002;
@@ -391,5 +391,122 @@ proptest! {
         let second = scanner.scan(&wire.bytes[first.consumed..]).unwrap();
         prop_assert_eq!(first.consumed + second.consumed, wire.bytes.len());
         prop_assert_eq!(second.scan, Scan::Done);
+    }
+}
+
+/// A column count with MariaDB's "metadata follows" byte.
+fn cached_count(wire: Wire, n: u64, follows: bool) -> Wire {
+    let mut p = Vec::new();
+    put_lenenc(&mut p, n);
+    p.push(u8::from(follows));
+    wire.packet(&p)
+}
+
+fn scan_cached(wire: &Wire, deprecate_eof: bool) -> ResponseScanner {
+    let mut scanner = ResponseScanner::new(RESULTS, deprecate_eof)
+        .caching_metadata()
+        .capturing_definitions();
+    let progress = scanner.scan(&wire.bytes).unwrap();
+    assert_eq!(
+        progress,
+        Progress {
+            consumed: wire.bytes.len(),
+            scan: Scan::Done
+        }
+    );
+    scanner
+}
+
+#[test]
+fn with_metadata_caching_the_column_count_says_whether_definitions_follow() {
+    for deprecate_eof in [true, false] {
+        let end = |w: Wire| match deprecate_eof {
+            true => w.ok_fe(AUTOCOMMIT),
+            false => w.eof(AUTOCOMMIT),
+        };
+        let meta_eof = |w: Wire| match deprecate_eof {
+            true => w,
+            false => w.eof(AUTOCOMMIT),
+        };
+        // Definitions follow: they are captured, headers included.
+        let sent =
+            end(meta_eof(cached_count(Wire::new(), 2, true).column("a").column("b")).row("1"));
+        let mut scanner = scan_cached(&sent, deprecate_eof);
+        let count = scanner.take_column_count().unwrap();
+        assert_eq!(scanner.take_column_count(), None, "taken once");
+        assert!(count.follows);
+        assert_eq!((count.seq, count.follows_offset), (1, 5));
+        let columns = Wire::new().packet(&[]).column("a").column("b").bytes[4..].to_vec();
+        let mut columns = columns;
+        number_packets(&mut columns, 2);
+        assert_eq!(scanner.take_captured().unwrap(), columns);
+
+        // Skipped: the rows come next (after the EOF without DEPRECATE_EOF).
+        let skipped = end(meta_eof(cached_count(Wire::new(), 2, false))
+            .row("1")
+            .row("2"));
+        let mut scanner = scan_cached(&skipped, deprecate_eof);
+        let count = scanner.take_column_count().unwrap();
+        assert!(!count.follows);
+        assert_eq!(skipped.bytes[count.follows_offset], 0);
+        assert_eq!(scanner.take_captured(), Some(Vec::new()));
+        assert_eq!(
+            split_scan_cached(&skipped.bytes, deprecate_eof),
+            skipped.bytes.len()
+        );
+    }
+    // Without the capability the byte is not there; with it, it must be.
+    let mut scanner = ResponseScanner::new(RESULTS, true);
+    let extra = cached_count(Wire::new(), 1, true);
+    assert!(scanner.scan(&extra.bytes).is_err());
+    let mut scanner = ResponseScanner::new(RESULTS, true).caching_metadata();
+    let missing = Wire::new().count(1);
+    assert!(scanner.scan(&missing.bytes).is_err());
+    let mut scanner = ResponseScanner::new(RESULTS, true).caching_metadata();
+    let bad = Wire::new().packet(&[1, 2]);
+    assert!(scanner.scan(&bad.bytes).is_err());
+}
+
+fn split_scan_cached(bytes: &[u8], deprecate_eof: bool) -> usize {
+    let mut scanner = ResponseScanner::new(RESULTS, deprecate_eof).caching_metadata();
+    let mut consumed = 0;
+    for end in 1..=bytes.len() {
+        let progress = scanner.scan(&bytes[consumed..end]).unwrap();
+        consumed += progress.consumed;
+        if progress.scan == Scan::Done {
+            break;
+        }
+    }
+    consumed
+}
+
+#[test]
+fn a_prepared_statements_column_definitions_are_told_from_its_parameters() {
+    for deprecate_eof in [true, false] {
+        let mut p = vec![0x00];
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(&2u16.to_le_bytes()); // columns
+        p.extend_from_slice(&1u16.to_le_bytes()); // params
+        p.extend_from_slice(&[0, 0, 0]);
+        let mut wire = Wire::new().packet(&p).column("?");
+        if !deprecate_eof {
+            wire = wire.eof(AUTOCOMMIT);
+        }
+        let columns_at = wire.bytes.len();
+        wire = wire.column("a").column("b");
+        let columns_end = wire.bytes.len();
+        if !deprecate_eof {
+            wire = wire.eof(AUTOCOMMIT);
+        }
+        let mut scanner = ResponseScanner::new(Expect::Prepare, deprecate_eof)
+            .caching_metadata()
+            .capturing_definitions();
+        assert_eq!(scanner.scan(&wire.bytes).unwrap().scan, Scan::Done);
+        let ok = scanner.take_prepare_ok().unwrap();
+        let definitions = scanner.take_captured().unwrap();
+        assert_eq!(
+            prepared_columns(&definitions, &ok, deprecate_eof),
+            wire.bytes[columns_at..columns_end]
+        );
     }
 }
