@@ -723,3 +723,57 @@ fn row_packets(mut bytes: &[u8]) -> usize {
     }
     rows
 }
+
+/// MariaDB's metadata caching (mysql_async asks for it): a server skips a
+/// prepared statement's column definitions while they are the ones it last
+/// sent on the connection, and the client uses the ones it holds. One
+/// statement run on servers whose columns differ — replicas altered ahead
+/// of the primary, as in a rolling schema change — must still decode right
+/// on each: rwsplit gives the client the definitions it lacks.
+#[tokio::test]
+async fn a_prepared_statement_decodes_right_on_servers_whose_columns_differ() {
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let mut primary = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
+    primary
+        .query_drop(
+            "CREATE DATABASE meta; CREATE TABLE meta.t (id INT PRIMARY KEY, v INT); \
+             INSERT INTO meta.t VALUES (1, 7)",
+        )
+        .await
+        .unwrap();
+    sandbox.sync_replicas().await.unwrap();
+    for replica in &sandbox.servers()[1..] {
+        let mut admin = replica.admin().await.unwrap();
+        admin
+            .query_drop("SET sql_log_bin = 0; ALTER TABLE meta.t MODIFY v VARCHAR(10)")
+            .await
+            .unwrap();
+    }
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    let select = conn
+        .prep("SELECT v, @@server_id FROM meta.t WHERE id = ?")
+        .await
+        .unwrap();
+    let text = mysql_async::Value::Bytes(b"7".to_vec());
+    let skipped_before = counters(&sandbox, "Resultset_metadata_skipped").await;
+    let (v, replica): (mysql_async::Value, u32) =
+        conn.exec_first(&select, (1,)).await.unwrap().unwrap();
+    assert!(is_replica(replica));
+    assert_eq!(v, text, "prepared and run on a replica");
+    conn.query_drop("BEGIN").await.unwrap();
+    let (v, server): (mysql_async::Value, u32) =
+        conn.exec_first(&select, (1,)).await.unwrap().unwrap();
+    assert_eq!((v, server), (mysql_async::Value::Int(7), PRIMARY));
+    conn.query_drop("COMMIT").await.unwrap();
+    let (v, server): (mysql_async::Value, u32) =
+        conn.exec_first(&select, (1,)).await.unwrap().unwrap();
+    assert_eq!((v, server), (text, replica), "back on the replica");
+    // Every server skipped the definitions each time (they were what it
+    // sent last): those the client got on switching came from rwsplit.
+    let skipped = counters(&sandbox, "Resultset_metadata_skipped").await;
+    let primary_index = 0;
+    let replica_index = replica as usize - 1;
+    assert_eq!(skipped[primary_index] - skipped_before[primary_index], 1);
+    assert_eq!(skipped[replica_index] - skipped_before[replica_index], 2);
+}

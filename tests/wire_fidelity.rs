@@ -1,7 +1,9 @@
 //! Fidelity at the byte level: the same commands sent straight to MariaDB
 //! and through rwsplit must get byte-identical responses — column metadata,
 //! rows, warnings, status flags, errors, multi-results — with and without
-//! CLIENT_DEPRECATE_EOF and session tracking.
+//! CLIENT_DEPRECATE_EOF and session tracking, and with MariaDB's metadata
+//! caching (prepared statements executed twice: the second time the server
+//! skips the column definitions).
 //!
 //! Both connections use the same database and temporary tables of their
 //! own, so they see the same data without seeing each other's writes.
@@ -10,7 +12,7 @@ mod common;
 
 use std::sync::Arc;
 
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::packets::ComStmtExecuteRequestBuilder;
 use mysql_common::proto::MySerialize;
 use mysql_common::value::Value;
@@ -20,7 +22,7 @@ use rwsplit::protocol::packet::put_packet;
 use rwsplit::protocol::response::Expect;
 use rwsplit::sandbox::Sandbox;
 
-use common::{TestProxy, modern_capabilities, raw_client, within};
+use common::{TestProxy, modern_capabilities, raw_client, raw_mariadb_client, within};
 
 const RESULTS: Expect = Expect::Results { cursor: false };
 
@@ -126,12 +128,26 @@ struct Pair {
 
 impl Pair {
     async fn open(sandbox: &Sandbox, proxy: &TestProxy, capabilities: CapabilityFlags) -> Pair {
+        Pair::open_with(sandbox, proxy, capabilities, MariadbCapabilities::empty()).await
+    }
+
+    /// A pair that also asks for MariaDB's extended capabilities.
+    async fn open_with(
+        sandbox: &Sandbox,
+        proxy: &TestProxy,
+        capabilities: CapabilityFlags,
+        mariadb: MariadbCapabilities,
+    ) -> Pair {
         let primary = sandbox.primary().address();
         let through = proxy.addr.to_string();
-        Pair {
-            direct: raw_client(&primary, capabilities, Some("fidelity")).await,
-            proxied: raw_client(&through, capabilities, Some("fidelity")).await,
-        }
+        let db = Some("fidelity");
+        let pair = Pair {
+            direct: raw_mariadb_client(&primary, capabilities, mariadb, db).await,
+            proxied: raw_mariadb_client(&through, capabilities, mariadb, db).await,
+        };
+        assert_eq!(pair.direct.mariadb_capabilities(), mariadb);
+        assert_eq!(pair.proxied.mariadb_capabilities(), mariadb);
+        pair
     }
 
     /// Sends `payload` on both and asserts identical responses.
@@ -187,27 +203,31 @@ async fn setup() -> (Arc<Sandbox>, TestProxy) {
     (sandbox, proxy)
 }
 
-fn capability_sets() -> [(&'static str, CapabilityFlags); 3] {
+fn capability_sets() -> [(&'static str, CapabilityFlags, MariadbCapabilities); 5] {
     let modern = modern_capabilities();
+    let classic_eof =
+        modern - CapabilityFlags::CLIENT_DEPRECATE_EOF - CapabilityFlags::CLIENT_SESSION_TRACK;
+    let none = MariadbCapabilities::empty();
+    let cached = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA;
     [
-        ("modern", modern),
-        (
-            "classic EOF",
-            modern - CapabilityFlags::CLIENT_DEPRECATE_EOF - CapabilityFlags::CLIENT_SESSION_TRACK,
-        ),
+        ("modern", modern, none),
+        ("classic EOF", classic_eof, none),
         (
             "found rows, no multi-statements",
             (modern | CapabilityFlags::CLIENT_FOUND_ROWS)
                 - CapabilityFlags::CLIENT_MULTI_STATEMENTS,
+            none,
         ),
+        ("modern, metadata cached", modern, cached),
+        ("classic EOF, metadata cached", classic_eof, cached),
     ]
 }
 
 #[tokio::test]
 async fn text_protocol_responses_are_byte_identical() {
     let (sandbox, proxy) = setup().await;
-    for (name, capabilities) in capability_sets() {
-        let mut pair = Pair::open(&sandbox, &proxy, capabilities).await;
+    for (name, capabilities, mariadb) in capability_sets() {
+        let mut pair = Pair::open_with(&sandbox, &proxy, capabilities, mariadb).await;
         for sql in STATEMENTS {
             pair.query(&format!("/* {name} */ {sql}")).await;
         }
@@ -217,8 +237,8 @@ async fn text_protocol_responses_are_byte_identical() {
 #[tokio::test]
 async fn other_commands_are_byte_identical() {
     let (sandbox, proxy) = setup().await;
-    for (_, capabilities) in capability_sets() {
-        let mut pair = Pair::open(&sandbox, &proxy, capabilities).await;
+    for (_, capabilities, mariadb) in capability_sets() {
+        let mut pair = Pair::open_with(&sandbox, &proxy, capabilities, mariadb).await;
         pair.same(b"\x04all_types\x00c_%", Expect::FieldList, "COM_FIELD_LIST")
             .await;
         pair.same(b"\x02fidelity", Expect::Single, "COM_INIT_DB")
@@ -323,8 +343,8 @@ async fn binary_protocol_with_every_parameter_type() {
         Value::Time(false, 0, 0, 0, 0, 0),
     ];
     let placeholders = vec!["?"; params.len()].join(", ");
-    for (name, capabilities) in capability_sets() {
-        let mut pair = Pair::open(&sandbox, &proxy, capabilities).await;
+    for (name, capabilities, mariadb) in capability_sets() {
+        let mut pair = Pair::open_with(&sandbox, &proxy, capabilities, mariadb).await;
         let ids = prepare(&mut pair, &format!("SELECT {placeholders}")).await;
         let what = format!("{name}: execute with every parameter type");
         statement_command(&mut pair, ids, &execute_payload(&params, 0), RESULTS, &what).await;
@@ -334,7 +354,7 @@ async fn binary_protocol_with_every_parameter_type() {
         let types_end = bound_flag_at + 1 + 2 * params.len();
         again[bound_flag_at] = 0;
         again.drain(bound_flag_at + 1..types_end);
-        statement_command(
+        let response = statement_command(
             &mut pair,
             ids,
             &again,
@@ -342,6 +362,11 @@ async fn binary_protocol_with_every_parameter_type() {
             &format!("{what}, types not resent"),
         )
         .await;
+        if !mariadb.is_empty() {
+            // The column count's "metadata follows" byte: the server skipped
+            // the definitions, the client holds them from PREPARE_OK.
+            assert_eq!(&response[4..6], &[params.len() as u8, 0], "{name}");
+        }
 
         let ids = prepare(
             &mut pair,
@@ -381,8 +406,8 @@ async fn binary_protocol_with_every_parameter_type() {
 #[tokio::test]
 async fn cursors_fetch_identically() {
     let (sandbox, proxy) = setup().await;
-    for (name, capabilities) in capability_sets() {
-        let mut pair = Pair::open(&sandbox, &proxy, capabilities).await;
+    for (name, capabilities, mariadb) in capability_sets() {
+        let mut pair = Pair::open_with(&sandbox, &proxy, capabilities, mariadb).await;
         let ids = prepare(
             &mut pair,
             "SELECT id, c_varchar, c_blob FROM all_types WHERE id >= ? ORDER BY id",

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities, StatusFlags};
 use mysql_common::packets::{
     AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
 };
@@ -97,6 +97,8 @@ pub struct Login<'a> {
     /// The client's negotiated capabilities; compression and TLS are removed
     /// (they are per side).
     pub capabilities: CapabilityFlags,
+    /// The client's negotiated MariaDB extended capabilities.
+    pub mariadb: MariadbCapabilities,
     pub collation: u8,
     pub attributes: Option<&'a HashMap<String, String>>,
 }
@@ -106,6 +108,8 @@ pub struct Login<'a> {
 pub struct Greeting {
     pub version: Vec<u8>,
     pub capabilities: CapabilityFlags,
+    /// MariaDB's extended capabilities (none from MySQL).
+    pub mariadb: MariadbCapabilities,
     pub collation: u8,
     pub thread_id: u32,
 }
@@ -136,6 +140,11 @@ pub enum BackendError {
     Refused(ErrorPacket),
     #[error("the backend asked for authentication plugin {0}, which rwsplit does not implement")]
     UnsupportedPlugin(String),
+    #[error(
+        "the backend lacks MariaDB capabilities the client negotiated ({0:?}); \
+         every backend must run a MariaDB version as recent as the primary's"
+    )]
+    MissingCapabilities(MariadbCapabilities),
     #[error("the backend sent an invalid packet: {0}")]
     Protocol(String),
     #[error("connection to the backend lost: {0}")]
@@ -163,6 +172,8 @@ pub struct BackendConn {
     greeting: Greeting,
     /// The capabilities this connection was opened with.
     capabilities: CapabilityFlags,
+    /// The MariaDB extended capabilities it was opened with.
+    mariadb: MariadbCapabilities,
     /// Status flags of the last complete response.
     status: StatusFlags,
     _counted: Counted,
@@ -199,10 +210,12 @@ impl BackendConn {
             greeting: Greeting {
                 version: Vec::new(),
                 capabilities: CapabilityFlags::empty(),
+                mariadb: MariadbCapabilities::empty(),
                 collation: 0,
                 thread_id: 0,
             },
             capabilities: CapabilityFlags::empty(),
+            mariadb: MariadbCapabilities::empty(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             _counted: Counted::new(&endpoint.open),
         };
@@ -216,6 +229,10 @@ impl BackendConn {
         conn.greeting = Greeting {
             version: greeting.server_version_ref().to_vec(),
             capabilities: greeting.capabilities(),
+            mariadb: mariadb_capabilities(
+                greeting.capabilities(),
+                greeting.mariadb_ext_capabilities(),
+            ),
             collation: greeting.default_collation(),
             thread_id: greeting.connection_id(),
         };
@@ -227,6 +244,15 @@ impl BackendConn {
         let mut capabilities =
             (login.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
                 | LOGIN_CAPABILITIES;
+        let missing = login.mariadb - conn.greeting.mariadb;
+        if !missing.is_empty() {
+            return Err(BackendError::MissingCapabilities(missing));
+        }
+        if !login.mariadb.is_empty() {
+            // Clear "CLIENT_MYSQL", or the server ignores the extended ones.
+            capabilities -= CapabilityFlags::CLIENT_LONG_PASSWORD;
+        }
+        conn.mariadb = login.mariadb;
         let mut seq = 1;
         if let Some(tls) = &endpoint.tls {
             capabilities |= CapabilityFlags::CLIENT_SSL;
@@ -255,7 +281,9 @@ impl BackendConn {
             return Err(BackendError::TlsUnavailable);
         }
         let mut request = Vec::new();
-        SslRequest::new(capabilities, MAX_PACKET_ANNOUNCED, collation).serialize(&mut request);
+        SslRequest::new(capabilities, MAX_PACKET_ANNOUNCED, collation)
+            .with_mariadb_capabilities(self.mariadb)
+            .serialize(&mut request);
         self.send(1, &request).await?;
         if !self.buf.is_empty() {
             return Err(BackendError::Protocol(
@@ -375,6 +403,30 @@ impl BackendConn {
         self.capabilities
     }
 
+    /// The MariaDB extended capabilities this connection was opened with.
+    pub fn mariadb_capabilities(&self) -> MariadbCapabilities {
+        self.mariadb
+    }
+
+    /// Whether the connection negotiated CLIENT_DEPRECATE_EOF.
+    pub fn deprecate_eof(&self) -> bool {
+        self.capabilities
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+    }
+
+    /// A scanner for the response to a command on this connection, in the
+    /// format it negotiated.
+    pub fn scanner(&self, expect: Expect) -> ResponseScanner {
+        let scanner = ResponseScanner::new(expect, self.deprecate_eof());
+        match self
+            .mariadb
+            .contains(MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA)
+        {
+            true => scanner.caching_metadata(),
+            false => scanner,
+        }
+    }
+
     /// Status flags of the last complete response.
     pub fn status(&self) -> StatusFlags {
         self.status
@@ -440,10 +492,11 @@ impl BackendConn {
         expect: Expect,
     ) -> Result<(Vec<u8>, ResponseScanner), BackendError> {
         self.send(0, payload).await?;
-        let deprecate_eof = self
-            .capabilities
-            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
-        let mut scanner = ResponseScanner::new(expect, deprecate_eof);
+        let mut scanner = match expect {
+            // For the column definitions of statements rwsplit prepares.
+            Expect::Prepare => self.scanner(expect).capturing_definitions(),
+            _ => self.scanner(expect),
+        };
         let mut response = Vec::new();
         loop {
             let progress = scanner.scan(&self.buf)?;
@@ -553,6 +606,19 @@ fn refusal_or_protocol(payload: &[u8], what: &str) -> BackendError {
     }
 }
 
+/// The MariaDB extended capabilities in a greeting or handshake response:
+/// only present when the CLIENT_MYSQL flag (CLIENT_LONG_PASSWORD's bit) is
+/// clear, as MariaDB's server and clients do.
+pub fn mariadb_capabilities(
+    capabilities: CapabilityFlags,
+    extended: MariadbCapabilities,
+) -> MariadbCapabilities {
+    match capabilities.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) {
+        true => MariadbCapabilities::empty(),
+        false => extended,
+    }
+}
+
 /// The HandshakeResponse41 for `login`, with the client's collation.
 fn handshake_response(
     greeting: &HandshakePacket<'_>,
@@ -574,7 +640,8 @@ fn handshake_response(
         capabilities,
         login.attributes.cloned(),
         MAX_PACKET_ANNOUNCED,
-    );
+    )
+    .with_mariadb_ext_capabilities(login.mariadb);
     let mut out = Vec::new();
     response.serialize(&mut out);
     // mysql_common picks the collation from the server version; the client's
@@ -593,6 +660,7 @@ mod tests {
         let greeting = |version: &[u8]| Greeting {
             version: version.to_vec(),
             capabilities: CapabilityFlags::empty(),
+            mariadb: MariadbCapabilities::empty(),
             collation: 0,
             thread_id: 0,
         };

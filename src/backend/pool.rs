@@ -23,6 +23,8 @@ use super::conn::{BackendConn, BackendError};
 pub struct PoolKey {
     pub user: Arc<str>,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities.
+    pub mariadb: u32,
     pub collation: u8,
     /// The session thread the connection belongs to.
     pub home: std::thread::ThreadId,

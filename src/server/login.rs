@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities, StatusFlags};
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 use super::Proxy;
 use super::client::{ClientConn, ClientError};
+use crate::backend::conn::mariadb_capabilities;
 use crate::config::UserConfig;
 use crate::net::Stream;
 use crate::protocol::auth::{self, AuthPlugin};
@@ -38,6 +39,8 @@ pub struct Identity {
     pub db: Option<String>,
     /// Capabilities both sides support (including SSL and COMPRESS when used).
     pub capabilities: CapabilityFlags,
+    /// MariaDB extended capabilities both sides support.
+    pub mariadb: MariadbCapabilities,
     pub collation: u8,
     pub attributes: Option<HashMap<String, String>>,
 }
@@ -76,7 +79,8 @@ pub async fn login(
 ) -> Result<LoggedIn, LoginError> {
     let nonce = auth::nonce();
     let offered = proxy.client_capabilities();
-    let greeting = greeting(proxy, connection_id, &nonce, offered);
+    let offered_mariadb = proxy.client_mariadb_capabilities();
+    let greeting = greeting(proxy, connection_id, &nonce, offered, offered_mariadb);
     write_packet(&mut tcp, 0, &greeting).await?;
 
     let (seq, first) = read_exact_packet(&mut tcp).await?;
@@ -124,6 +128,9 @@ pub async fn login(
         return Err(LoginError::Refused("malformed HandshakeResponse"));
     };
     let capabilities = response.capabilities() & offered;
+    let mariadb =
+        mariadb_capabilities(response.capabilities(), response.mariadb_ext_capabilities())
+            & offered_mariadb;
     if !capabilities.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         client
             .send_error(seq, &ErrorPacket::bad_handshake())
@@ -159,6 +166,7 @@ pub async fn login(
             .db_name()
             .map(|d| String::from_utf8_lossy(d).into_owned()),
         capabilities,
+        mariadb,
         collation: response.collation(),
         attributes: response.connect_attributes(),
     };
@@ -175,6 +183,7 @@ fn greeting(
     connection_id: u32,
     nonce: &[u8; 20],
     capabilities: CapabilityFlags,
+    mariadb: MariadbCapabilities,
 ) -> Vec<u8> {
     let info = proxy.server_info();
     let mut second_half = nonce[8..].to_vec();
@@ -189,7 +198,8 @@ fn greeting(
         info.collation,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         Some(proxy.default_plugin().name().as_bytes()),
-    );
+    )
+    .with_mariadb_ext_capabilities(mariadb);
     let mut out = Vec::new();
     packet.serialize(&mut out);
     out

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::backend::conn::{BackendConn, Endpoint, Greeting, Login, TlsTarget};
@@ -34,9 +34,9 @@ use registry::Registry;
 
 /// Capabilities rwsplit offers clients, before intersecting with what the
 /// backends support. Compression and TLS are rwsplit's own, per side.
-/// CLIENT_LONG_PASSWORD doubles as "CLIENT_MYSQL": with it set, MariaDB
-/// clients do not ask for MariaDB's extended capabilities (progress
-/// reports, bulk operations, metadata caching), which rwsplit does not relay.
+/// CLIENT_LONG_PASSWORD doubles as "CLIENT_MYSQL": MySQL servers set it,
+/// MariaDB servers do not, and only then do MariaDB clients ask for
+/// MariaDB's extended capabilities.
 const OFFERED: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
     .union(CapabilityFlags::CLIENT_FOUND_ROWS)
     .union(CapabilityFlags::CLIENT_LONG_FLAG)
@@ -56,6 +56,14 @@ const OFFERED: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
     .union(CapabilityFlags::CLIENT_SESSION_TRACK)
     .union(CapabilityFlags::CLIENT_DEPRECATE_EOF);
 
+/// MariaDB extended capabilities rwsplit offers clients, when the primary
+/// has them. Metadata caching is relayed as each backend connection
+/// negotiates it, and the column definitions a client holds for each
+/// prepared statement are kept in step with each backend's (see
+/// `session::prepared`). Progress reports, bulk execution and extended
+/// metadata are not offered.
+const OFFERED_MARIADB: MariadbCapabilities = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA;
+
 /// Idle backend connections kept per pool key.
 const POOL_MAX_IDLE: usize = 32;
 /// Idle backend connections older than this are closed.
@@ -67,16 +75,19 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ServerInfo {
     pub version: Vec<u8>,
     pub capabilities: CapabilityFlags,
+    pub mariadb: MariadbCapabilities,
     pub collation: u8,
 }
 
 impl ServerInfo {
     /// Used until a backend has answered: a MariaDB 10.11 with every
-    /// capability rwsplit offers.
+    /// capability rwsplit offers, but none of MariaDB's extended ones
+    /// (which every backend would have to support).
     fn fallback() -> ServerInfo {
         ServerInfo {
             version: b"5.5.5-10.11.0-MariaDB".to_vec(),
             capabilities: OFFERED,
+            mariadb: MariadbCapabilities::empty(),
             collation: 45, // utf8mb4_general_ci
         }
     }
@@ -281,6 +292,7 @@ impl Proxy {
             password: &monitor.password,
             db: None,
             capabilities: OFFERED,
+            mariadb: MariadbCapabilities::empty(),
             collation: ServerInfo::fallback().collation,
             attributes: None,
         };
@@ -297,6 +309,7 @@ impl Proxy {
         let info = ServerInfo {
             version: greeting.version.clone(),
             capabilities: greeting.capabilities,
+            mariadb: greeting.mariadb,
             collation: greeting.collation,
         };
         let mut current = self.server_info.write().unwrap_or_else(|p| p.into_inner());
@@ -321,6 +334,12 @@ impl Proxy {
             offered |= CapabilityFlags::CLIENT_SSL;
         }
         offered
+    }
+
+    /// The MariaDB extended capabilities offered to clients: what rwsplit
+    /// relays and the primary supports.
+    pub fn client_mariadb_capabilities(&self) -> MariadbCapabilities {
+        OFFERED_MARIADB & self.server_info().mariadb
     }
 
     /// The password plugin named in the greeting.

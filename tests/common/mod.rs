@@ -53,7 +53,7 @@ pub fn start_sandbox(options: SandboxOptions) -> Sandbox {
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use rwsplit::backend::conn::{BackendConn, Endpoint, Login};
 use rwsplit::config::Config;
 use rwsplit::sandbox::APP;
@@ -231,6 +231,16 @@ pub async fn raw_client(
     capabilities: CapabilityFlags,
     db: Option<&str>,
 ) -> BackendConn {
+    raw_mariadb_client(address, capabilities, MariadbCapabilities::empty(), db).await
+}
+
+/// [`raw_client`] asking for MariaDB's extended capabilities too.
+pub async fn raw_mariadb_client(
+    address: &str,
+    capabilities: CapabilityFlags,
+    mariadb: MariadbCapabilities,
+    db: Option<&str>,
+) -> BackendConn {
     let endpoint = Endpoint {
         name: "test".into(),
         address: address.into(),
@@ -243,6 +253,7 @@ pub async fn raw_client(
         password: APP.password,
         db,
         capabilities,
+        mariadb,
         collation: 45,
         attributes: None,
     };

@@ -81,6 +81,7 @@ impl Session {
             password: &self.identity.user.password,
             db: None,
             capabilities: self.backend_capabilities(),
+            mariadb: self.identity.mariadb,
             collation: self.identity.collation,
             attributes: None,
         };

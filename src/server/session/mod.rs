@@ -44,7 +44,7 @@ use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
 use crate::sql::SessionChange;
 use crate::sql::kill::{Kill, parse_kill};
-use relay::{Relay, RelayError, Relayed};
+use relay::{Definitions, Relay, RelayError, Relayed};
 use state::RoutingState;
 use statements::Statements;
 
@@ -301,8 +301,12 @@ impl Session {
         request: &[u8],
         expect: Expect,
         rename: Option<u32>,
+        definitions: Definitions<'_>,
     ) -> Result<Relayed, End> {
-        match self.try_relay_to(target, request, expect, rename).await? {
+        match self
+            .try_relay_to(target, request, expect, rename, definitions)
+            .await?
+        {
             Ok(relayed) => Ok(relayed),
             Err(Untouched(lost)) => Err(self.backend_lost(target, lost, 1).await),
         }
@@ -318,6 +322,7 @@ impl Session {
         request: &[u8],
         expect: Expect,
         rename: Option<u32>,
+        definitions: Definitions<'_>,
     ) -> Result<Result<Relayed, Untouched>, End> {
         let track_gtid = self.tracks_gtid(target);
         let Some(backend) = self.backends[target].as_mut() else {
@@ -332,6 +337,7 @@ impl Session {
                 expect,
                 rename,
                 track_gtid,
+                definitions,
             },
         )
         .await;
@@ -441,6 +447,7 @@ impl Session {
             password: &self.identity.user.password,
             db: self.identity.db.as_deref(),
             capabilities: self.backend_capabilities(),
+            mariadb: self.identity.mariadb,
             collation: self.identity.collation,
             attributes: self.identity.attributes.as_ref(),
         };
@@ -453,6 +460,14 @@ impl Session {
         })
     }
 
+    /// Whether the client caches prepared statements' column definitions
+    /// (MARIADB_CLIENT_CACHE_METADATA).
+    fn caches_metadata(&self) -> bool {
+        self.identity
+            .mariadb
+            .contains(mysql_common::constants::MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA)
+    }
+
     /// The client's capabilities as used towards backends (without the
     /// per-side TLS and compression).
     fn backend_capabilities(&self) -> CapabilityFlags {
@@ -463,6 +478,7 @@ impl Session {
         PoolKey {
             user: self.identity.user.name.as_str().into(),
             capabilities: (self.backend_capabilities() - LOGIN_ONLY).bits(),
+            mariadb: self.identity.mariadb.bits(),
             collation: self.identity.collation,
             home: std::thread::current().id(),
         }

@@ -10,13 +10,14 @@
 
 use tracing::{debug, warn};
 
-use super::statements::{Prepared, Statement};
+use super::relay::Definitions;
+use super::statements::{ColumnDefs, Prepared, Statement};
 use super::{End, Flow, Session, Untouched};
 use crate::backend::conn::BackendError;
 use crate::protocol::command::{self, set_statement_id, wants_cursor};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
-use crate::protocol::response::Expect;
+use crate::protocol::response::{Expect, prepared_columns};
 use crate::routing::Target;
 use crate::sql::{self, StatementKind};
 
@@ -75,10 +76,21 @@ impl Session {
         };
         drop(text);
         let id = self.statements.allocate();
+        let definitions = match self.caches_metadata() {
+            true => Definitions::Keep,
+            false => Definitions::Pass,
+        };
         let relayed = self
-            .relay_to(backend, frame.as_bytes(), Expect::Prepare, Some(id))
+            .relay_to(
+                backend,
+                frame.as_bytes(),
+                Expect::Prepare,
+                Some(id),
+                definitions,
+            )
             .await?;
         if let Some(ok) = relayed.prepared {
+            let columns: Option<ColumnDefs> = relayed.columns.map(Into::into);
             let statement = Statement {
                 sql,
                 params: ok.params,
@@ -88,10 +100,12 @@ impl Session {
                     backend,
                     id: ok.statement_id,
                     has_types: false,
+                    columns: columns.clone(),
                 }],
                 kind,
                 last: None,
                 long_data: false,
+                held_columns: columns,
             };
             self.statements.insert(id, statement);
         }
@@ -225,23 +239,34 @@ impl Session {
                 frame
             }
         };
+        let supply = statement.columns_to_supply(backend);
+        let definitions = match (self.caches_metadata(), &supply) {
+            (false, _) => Definitions::Pass,
+            (true, None) => Definitions::Keep,
+            (true, Some(columns)) => Definitions::Supply(columns),
+        };
         let expect = Expect::Results {
             cursor: wants_cursor(execution.flags),
         };
         self.routing.previous = Some(backend);
-        if !retryable {
-            let relayed = self
-                .relay_to(backend, frame.as_bytes(), expect, None)
-                .await?;
-            return Ok(Executed::Done(relayed));
-        }
-        match self
-            .try_relay_to(backend, frame.as_bytes(), expect, None)
-            .await?
+        let relayed = if !retryable {
+            self.relay_to(backend, frame.as_bytes(), expect, None, definitions)
+                .await?
+        } else {
+            match self
+                .try_relay_to(backend, frame.as_bytes(), expect, None, definitions)
+                .await?
+            {
+                Ok(relayed) => relayed,
+                Err(Untouched(_)) => return Ok(Executed::Untouched(backend)),
+            }
+        };
+        if let Some(columns) = &relayed.columns
+            && let Some(statement) = self.statements.get_mut(execution.id)
         {
-            Ok(relayed) => Ok(Executed::Done(relayed)),
-            Err(Untouched(_)) => Ok(Executed::Untouched(backend)),
+            statement.columns_sent(backend, ColumnDefs::from(columns.as_slice()));
         }
+        Ok(Executed::Done(relayed))
     }
 
     /// Where the next execution of statement `id` runs.
@@ -302,7 +327,7 @@ impl Session {
                 .await;
         };
         set_statement_id(frame.first_payload_mut(), backend_id);
-        self.relay_to(backend, frame.as_bytes(), expect, None)
+        self.relay_to(backend, frame.as_bytes(), expect, None, Definitions::Pass)
             .await?;
         Ok(Flow::Continue)
     }
@@ -389,11 +414,18 @@ impl Session {
         match conn.run(&request, Expect::Prepare).await {
             Ok((_, mut scanner)) => match scanner.take_prepare_ok() {
                 Some(ok) => {
+                    let deprecate_eof = conn.deprecate_eof();
+                    let columns = scanner
+                        .take_captured()
+                        .map(|captured| prepared_columns(&captured, &ok, deprecate_eof))
+                        .filter(|columns| !columns.is_empty())
+                        .map(ColumnDefs::from);
                     if let Some(statement) = self.statements.get_mut(id) {
                         statement.on.push(Prepared {
                             backend,
                             id: ok.statement_id,
                             has_types: false,
+                            columns,
                         });
                     }
                     Ok(Ok(ok.statement_id))

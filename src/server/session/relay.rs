@@ -3,13 +3,16 @@
 //!
 //! Bytes go from the backend's read buffer to the client as soon as the
 //! scanner has classified them: one read, one write, no copy of rows. The
-//! only rewrite is a PREPARE_OK's statement id, patched in place.
+//! only rewrites are a PREPARE_OK's statement id, patched in place, and, on
+//! a connection that caches metadata, column definitions the backend
+//! skipped but the client does not hold (see [`Definitions`]).
 
 use mysql_common::constants::StatusFlags;
 
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::gtid::Committed;
-use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan};
+use crate::protocol::packet::{Renumber, number_packets};
+use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan, prepared_columns};
 use crate::server::client::{ClientConn, ClientError};
 
 /// What a relayed response said.
@@ -23,17 +26,41 @@ pub struct Relayed {
     pub prepared: Option<PrepareOk>,
     /// What its OK packets reported the write committed, when tracked.
     pub gtid: Option<Committed>,
+    /// With [`Definitions::Keep`] or [`Definitions::Supply`]: the column
+    /// definitions (packets, headers included) the client got with the
+    /// response's first result set or PREPARE_OK; `None` when it got none
+    /// (the backend skipped them, or there were no columns).
+    pub columns: Option<Vec<u8>>,
+}
+
+/// What to do with a response's column definitions, on a connection that
+/// negotiated MARIADB_CLIENT_CACHE_METADATA: the backend skips the
+/// definitions of a prepared statement's result while they are the ones it
+/// last sent on that connection, and the client then uses the ones it
+/// holds. A session that runs one statement on several backends keeps the
+/// two in step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Definitions<'a> {
+    /// Relay them as they come.
+    #[default]
+    Pass,
+    /// Relay them and report them in [`Relayed::columns`].
+    Keep,
+    /// As `Keep`; if the backend skips them, send the client these (the
+    /// backend's current ones, packets with headers) in their place.
+    Supply(&'a [u8]),
 }
 
 /// How to relay one command.
 #[derive(Debug, Clone, Copy)]
-pub struct Relay {
+pub struct Relay<'a> {
     /// What kind of response it gets.
     pub expect: Expect,
     /// A statement id to write into a PREPARE_OK.
     pub rename: Option<u32>,
     /// Read committed GTIDs from OK packets (CLIENT_SESSION_TRACK connections).
     pub track_gtid: bool,
+    pub definitions: Definitions<'a>,
 }
 
 /// Why a relay stopped early. Either way the backend connection is in an
@@ -68,29 +95,36 @@ pub async fn relay(
     client: &mut ClientConn,
     backend: &mut BackendConn,
     request: &[u8],
-    how: Relay,
+    how: Relay<'_>,
 ) -> Result<Relayed, RelayError> {
-    let lost = |error, scanner: &ResponseScanner| RelayError::Backend {
+    // Packets of rwsplit's own sent before the backend's (supplied column
+    // definitions): the client's sequence ids are the backend's plus this.
+    let mut inserted = 0u8;
+    let lost = |error, scanner: &ResponseScanner, inserted: u8| RelayError::Backend {
         error,
         at_boundary: scanner.at_boundary(),
-        next_seq: scanner.last_seq().map_or(1, |s| s.wrapping_add(1)),
+        next_seq: scanner
+            .last_seq()
+            .map_or(1, |s| s.wrapping_add(1).wrapping_add(inserted)),
         untouched: scanner.last_seq().is_none(),
     };
-    let deprecate_eof = backend
-        .capabilities()
-        .contains(mysql_common::constants::CapabilityFlags::CLIENT_DEPRECATE_EOF);
-    let mut scanner = ResponseScanner::new(how.expect, deprecate_eof);
+    let mut scanner = backend.scanner(how.expect);
     if how.track_gtid {
         scanner = scanner.tracking_gtid();
     }
+    if how.definitions != Definitions::Pass {
+        scanner = scanner.capturing_definitions();
+    }
     if let Err(e) = backend.write_all(request).await {
-        return Err(lost(e.into(), &scanner));
+        return Err(lost(e.into(), &scanner, 0));
     }
     let mut prepared = None;
+    let mut renumber: Option<Renumber> = None;
+    let mut supplied = None;
     loop {
         let progress = match scanner.scan(backend.buffered()) {
             Ok(progress) => progress,
-            Err(e) => return Err(lost(e.into(), &scanner)),
+            Err(e) => return Err(lost(e.into(), &scanner, inserted)),
         };
         if let Some(ok) = scanner.take_prepare_ok() {
             prepared = Some(ok);
@@ -99,13 +133,41 @@ pub async fn relay(
                     .copy_from_slice(&id.to_le_bytes());
             }
         }
-        if progress.consumed > 0 {
-            let more = progress.scan == Scan::NeedMore;
+        let mut consumed = progress.consumed;
+        if let (Some(count), Definitions::Supply(columns)) =
+            (scanner.take_column_count(), how.definitions)
+            && !count.follows
+        {
+            // The backend skipped the definitions the client lacks. The
+            // column count's last byte says whether they follow: now they
+            // do, ours, and the backend's packets after them are numbered
+            // on from there.
+            let after_count = count.follows_offset + 1;
+            backend.buffered_mut()[count.follows_offset] = 1;
+            let mut ours = columns.to_vec();
+            let first = count.seq.wrapping_add(1);
+            inserted = number_packets(&mut ours, first).wrapping_sub(first);
+            let mut out = backend.buffered()[..after_count].to_vec();
+            out.extend_from_slice(&ours);
             client
-                .write_relayed(&backend.buffered()[..progress.consumed], more)
+                .write_relayed(&out, true)
                 .await
                 .map_err(|e| RelayError::Client(e.into()))?;
-            backend.consume(progress.consumed);
+            backend.consume(after_count);
+            consumed -= after_count;
+            renumber = Some(Renumber::new(inserted));
+            supplied = Some(ours);
+        }
+        if consumed > 0 {
+            if let Some(renumber) = &mut renumber {
+                renumber.apply(&mut backend.buffered_mut()[..consumed]);
+            }
+            let more = progress.scan == Scan::NeedMore;
+            client
+                .write_relayed(&backend.buffered()[..consumed], more)
+                .await
+                .map_err(|e| RelayError::Client(e.into()))?;
+            backend.consume(consumed);
         }
         match progress.scan {
             Scan::Done => break,
@@ -118,10 +180,11 @@ pub async fn relay(
                     return Err(lost(
                         std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into(),
                         &scanner,
+                        inserted,
                     ));
                 }
                 Ok(_) => {}
-                Err(e) => return Err(lost(e.into(), &scanner)),
+                Err(e) => return Err(lost(e.into(), &scanner, inserted)),
             },
         }
     }
@@ -135,11 +198,23 @@ pub async fn relay(
             untouched: false,
         });
     }
+    let columns = match (how.definitions, supplied) {
+        (Definitions::Pass, _) => None,
+        (_, Some(ours)) => Some(ours),
+        _ => scanner
+            .take_captured()
+            .map(|captured| match &prepared {
+                Some(ok) => prepared_columns(&captured, ok, backend.deprecate_eof()),
+                None => captured,
+            })
+            .filter(|columns| !columns.is_empty()),
+    };
     let relayed = Relayed {
         status: scanner.status(),
         error: scanner.error(),
         prepared,
         gtid: scanner.gtid().cloned(),
+        columns,
     };
     if let Some(status) = relayed.status {
         backend.set_status(status);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
 
+use super::relay::Definitions;
 use super::{End, Flow, RESULTS, Session, Untouched};
 use crate::config::ReplicaAffinity;
 use crate::metrics::{KindLabel, Route, ThreadMetrics};
@@ -283,7 +284,7 @@ impl Session {
             }
         };
         let relayed = self
-            .relay_to(backend, frame.as_bytes(), expect, None)
+            .relay_to(backend, frame.as_bytes(), expect, None, Definitions::Pass)
             .await?;
         self.routing.previous = Some(backend);
         Ok(Some(relayed))
@@ -311,12 +312,12 @@ impl Session {
         if Some(backend) == self.proxy.primary() {
             // Nowhere better to go: the client hears the primary was lost.
             let relayed = self
-                .relay_to(backend, frame.as_bytes(), RESULTS, None)
+                .relay_to(backend, frame.as_bytes(), RESULTS, None, Definitions::Pass)
                 .await?;
             return Ok(Some(relayed));
         }
         let lost = match self
-            .try_relay_to(backend, frame.as_bytes(), RESULTS, None)
+            .try_relay_to(backend, frame.as_bytes(), RESULTS, None, Definitions::Pass)
             .await?
         {
             Ok(relayed) => return Ok(Some(relayed)),

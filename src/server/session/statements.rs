@@ -4,8 +4,18 @@
 //! has the statement prepared has its own id for it, recorded here. The
 //! SQL and the last parameter types are kept so that the statement can be
 //! prepared and executed on a backend that has not seen it yet.
+//!
+//! On a connection that caches metadata (MARIADB_CLIENT_CACHE_METADATA) a
+//! backend skips a result's column definitions while they are the ones it
+//! last sent for the statement, and the client uses the ones it holds. Both
+//! are kept here, so that an execution on a backend whose definitions the
+//! client does not hold gets them supplied.
+
+/// Column definition packets (headers included) of a statement's result.
+pub type ColumnDefs = Arc<[u8]>;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::protocol::command::LAST_PREPARED;
 use crate::sql::StatementKind;
@@ -29,16 +39,22 @@ pub struct Statement {
     /// COM_STMT_SEND_LONG_DATA went to the primary since the last
     /// execution, so the next one must run there.
     pub long_data: bool,
+    /// The column definitions the client holds (connections that cache
+    /// metadata only).
+    pub held_columns: Option<ColumnDefs>,
 }
 
 /// A statement prepared on one backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
     pub backend: usize,
     /// The backend's statement id.
     pub id: u32,
     /// The backend has the statement's current parameter types.
     pub has_types: bool,
+    /// The column definitions the backend last sent for it (connections
+    /// that cache metadata only).
+    pub columns: Option<ColumnDefs>,
 }
 
 impl Statement {
@@ -50,6 +66,22 @@ impl Statement {
     /// This statement's id on `backend`, if prepared there.
     pub fn id_on(&self, backend: usize) -> Option<u32> {
         self.on_backend(backend).map(|p| p.id)
+    }
+
+    /// The column definitions to give the client if an execution on
+    /// `backend` skips them: the backend's, when the client holds others.
+    pub fn columns_to_supply(&self, backend: usize) -> Option<ColumnDefs> {
+        let theirs = self.on_backend(backend)?.columns.as_ref()?;
+        (self.held_columns.as_ref() != Some(theirs)).then(|| theirs.clone())
+    }
+
+    /// Records column definitions the client got from an execution on
+    /// `backend`: they are the backend's current ones.
+    pub fn columns_sent(&mut self, backend: usize, columns: ColumnDefs) {
+        for prepared in self.on.iter_mut().filter(|p| p.backend == backend) {
+            prepared.columns = Some(columns.clone());
+        }
+        self.held_columns = Some(columns);
     }
 
     /// Records that `backend` now has the current parameter types too.
@@ -139,6 +171,7 @@ mod tests {
                 backend,
                 id,
                 has_types: false,
+                columns: None,
             })
             .collect();
         Statement {
@@ -150,6 +183,7 @@ mod tests {
             kind: StatementKind::Read,
             last: None,
             long_data: false,
+            held_columns: None,
         }
     }
 
@@ -172,6 +206,7 @@ mod tests {
             backend: 1,
             id: 9,
             has_types: false,
+            columns: None,
         });
         statement.types_sent_to(2);
         assert_eq!(statement.on_backend(2).map(|p| p.has_types), Some(true));
@@ -180,6 +215,32 @@ mod tests {
         assert_eq!(statements.resolve(LAST_PREPARED), None);
         statements.clear();
         assert_eq!(statements.resolve(a), None);
+    }
+
+    #[test]
+    fn the_client_is_supplied_the_columns_of_a_backend_it_does_not_hold() {
+        let columns = |text: &str| -> ColumnDefs { Arc::from(text.as_bytes()) };
+        let mut statement = statement(vec![(0, 100), (1, 200)]);
+        statement.on[0].columns = Some(columns("int"));
+        statement.on[1].columns = Some(columns("int"));
+        statement.held_columns = Some(columns("int"));
+        assert_eq!(
+            statement.columns_to_supply(0),
+            None,
+            "the client holds them"
+        );
+        assert_eq!(
+            statement.columns_to_supply(1),
+            None,
+            "equal bytes are equal"
+        );
+        // Backend 1 sent new definitions (its table was altered).
+        statement.columns_sent(1, columns("bigint"));
+        assert_eq!(statement.columns_to_supply(1), None);
+        assert_eq!(statement.columns_to_supply(0), Some(columns("int")));
+        assert_eq!(statement.columns_to_supply(2), None, "not prepared there");
+        statement.columns_sent(0, columns("int"));
+        assert_eq!(statement.columns_to_supply(1), Some(columns("bigint")));
     }
 
     #[test]
