@@ -11,7 +11,7 @@
 
 use mysql_common::constants::StatusFlags;
 
-use super::packet::{HEADER_LEN, MAX_CHUNK, packet_ranges, read_lenenc};
+use super::packet::{HEADER_LEN, MAX_CHUNK, number_packets, packet_ranges, read_lenenc};
 use super::session_track::{tracked_gtids, tracked_variable};
 use crate::gtid::Committed;
 
@@ -501,21 +501,29 @@ impl ResponseScanner {
 }
 
 /// The column definition packets (headers included) among the definitions
-/// captured from a PREPARE_OK's response: they follow the parameter
-/// definitions and, without CLIENT_DEPRECATE_EOF, the EOF after them.
-pub fn prepared_columns(definitions: &[u8], ok: &PrepareOk, deprecate_eof: bool) -> Vec<u8> {
-    let eof = |n: u16| usize::from(n > 0 && !deprecate_eof);
-    let first = usize::from(ok.params) + eof(ok.params);
-    let mut columns = packet_ranges(definitions)
-        .skip(first)
-        .take(usize::from(ok.columns));
-    match columns.next() {
-        Some(start) => {
-            let end = columns.last().map_or(start.end, |last| last.end);
-            definitions[start.start..end].to_vec()
+/// captured from a response (see [`ResponseScanner::capturing_definitions`]),
+/// numbered from 0 so that equal definitions are equal bytes whatever
+/// response they came in; `None` when there are none. For a PREPARE_OK's
+/// response they follow the parameter definitions and, without
+/// CLIENT_DEPRECATE_EOF, the EOF after them.
+pub fn column_definitions(
+    captured: &[u8],
+    prepared: Option<&PrepareOk>,
+    deprecate_eof: bool,
+) -> Option<Vec<u8>> {
+    let (skip, take) = match prepared {
+        Some(ok) => {
+            let eof = usize::from(ok.params > 0 && !deprecate_eof);
+            (usize::from(ok.params) + eof, usize::from(ok.columns))
         }
-        None => Vec::new(),
-    }
+        None => (0, usize::MAX),
+    };
+    let mut columns = packet_ranges(captured).skip(skip).take(take);
+    let start = columns.next()?;
+    let end = columns.last().map_or(start.end, |last| last.end);
+    let mut columns = captured[start.start..end].to_vec();
+    number_packets(&mut columns, 0);
+    Some(columns)
 }
 
 /// Status flags of an OK packet (header 0x00 or 0xFE).

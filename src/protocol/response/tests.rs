@@ -504,9 +504,23 @@ fn a_prepared_statements_column_definitions_are_told_from_its_parameters() {
         assert_eq!(scanner.scan(&wire.bytes).unwrap().scan, Scan::Done);
         let ok = scanner.take_prepare_ok().unwrap();
         let definitions = scanner.take_captured().unwrap();
+        let mut expected = wire.bytes[columns_at..columns_end].to_vec();
+        number_packets(&mut expected, 0);
+        let from_prepare = column_definitions(&definitions, Some(&ok), deprecate_eof);
+        assert_eq!(from_prepare.as_ref(), Some(&expected));
+
+        // The same columns in an execution's result are the same bytes.
+        let mut executed = cached_count(Wire::new(), 2, true).column("a").column("b");
+        executed = match deprecate_eof {
+            true => executed.ok_fe(AUTOCOMMIT),
+            false => executed.eof(AUTOCOMMIT).eof(AUTOCOMMIT),
+        };
+        let mut scanner = scan_cached(&executed, deprecate_eof);
+        let captured = scanner.take_captured().unwrap();
         assert_eq!(
-            prepared_columns(&definitions, &ok, deprecate_eof),
-            wire.bytes[columns_at..columns_end]
+            column_definitions(&captured, None, deprecate_eof),
+            from_prepare
         );
+        assert_eq!(column_definitions(&[], None, deprecate_eof), None);
     }
 }

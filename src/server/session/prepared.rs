@@ -17,7 +17,7 @@ use crate::backend::conn::BackendError;
 use crate::protocol::command::{self, set_statement_id, wants_cursor};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
-use crate::protocol::response::{Expect, prepared_columns};
+use crate::protocol::response::{Expect, column_definitions};
 use crate::routing::Target;
 use crate::sql::{self, StatementKind};
 
@@ -417,8 +417,9 @@ impl Session {
                     let deprecate_eof = conn.deprecate_eof();
                     let columns = scanner
                         .take_captured()
-                        .map(|captured| prepared_columns(&captured, &ok, deprecate_eof))
-                        .filter(|columns| !columns.is_empty())
+                        .and_then(|captured| {
+                            column_definitions(&captured, Some(&ok), deprecate_eof)
+                        })
                         .map(ColumnDefs::from);
                     if let Some(statement) = self.statements.get_mut(id) {
                         statement.on.push(Prepared {

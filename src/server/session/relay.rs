@@ -12,7 +12,7 @@ use mysql_common::constants::StatusFlags;
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::gtid::Committed;
 use crate::protocol::packet::{Renumber, number_packets};
-use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan, prepared_columns};
+use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan, column_definitions};
 use crate::server::client::{ClientConn, ClientError};
 
 /// What a relayed response said.
@@ -27,9 +27,9 @@ pub struct Relayed {
     /// What its OK packets reported the write committed, when tracked.
     pub gtid: Option<Committed>,
     /// With [`Definitions::Keep`] or [`Definitions::Supply`]: the column
-    /// definitions (packets, headers included) the client got with the
-    /// response's first result set or PREPARE_OK; `None` when it got none
-    /// (the backend skipped them, or there were no columns).
+    /// definitions the client got with the response's first result set or
+    /// PREPARE_OK, as [`column_definitions`] gives them; `None` when it got
+    /// none (the backend skipped them, or there were no columns).
     pub columns: Option<Vec<u8>>,
 }
 
@@ -47,7 +47,8 @@ pub enum Definitions<'a> {
     /// Relay them and report them in [`Relayed::columns`].
     Keep,
     /// As `Keep`; if the backend skips them, send the client these (the
-    /// backend's current ones, packets with headers) in their place.
+    /// backend's current ones, as [`column_definitions`] gives them) in
+    /// their place.
     Supply(&'a [u8]),
 }
 
@@ -60,6 +61,8 @@ pub struct Relay<'a> {
     pub rename: Option<u32>,
     /// Read committed GTIDs from OK packets (CLIENT_SESSION_TRACK connections).
     pub track_gtid: bool,
+    /// What to do with column definitions (prepared statements on
+    /// connections that cache metadata).
     pub definitions: Definitions<'a>,
 }
 
@@ -156,7 +159,7 @@ pub async fn relay(
             backend.consume(after_count);
             consumed -= after_count;
             renumber = Some(Renumber::new(inserted));
-            supplied = Some(ours);
+            supplied = Some(columns.to_vec());
         }
         if consumed > 0 {
             if let Some(renumber) = &mut renumber {
@@ -201,13 +204,9 @@ pub async fn relay(
     let columns = match (how.definitions, supplied) {
         (Definitions::Pass, _) => None,
         (_, Some(ours)) => Some(ours),
-        _ => scanner
-            .take_captured()
-            .map(|captured| match &prepared {
-                Some(ok) => prepared_columns(&captured, ok, backend.deprecate_eof()),
-                None => captured,
-            })
-            .filter(|columns| !columns.is_empty()),
+        _ => scanner.take_captured().and_then(|captured| {
+            column_definitions(&captured, prepared.as_ref(), backend.deprecate_eof())
+        }),
     };
     let relayed = Relayed {
         status: scanner.status(),
