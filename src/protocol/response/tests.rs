@@ -58,6 +58,14 @@ impl Wire {
         p.extend_from_slice(&[0x0c, 0x21, 0, 0, 1, 0, 0, 0xfd, 0, 0, 0, 0, 0]);
         self.packet(&p)
     }
+    fn prepare_ok(self, id: u32, columns: u16, params: u16) -> Self {
+        let mut p = vec![0x00];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(&columns.to_le_bytes());
+        p.extend_from_slice(&params.to_le_bytes());
+        p.extend_from_slice(&[0, 0, 0]);
+        self.packet(&p)
+    }
     fn row(self, value: &str) -> Self {
         let mut p = Vec::new();
         put_lenenc(&mut p, value.len() as u64);
@@ -258,12 +266,7 @@ fn fetch_rows_until_the_terminator() {
 #[test]
 fn prepare_ok_is_located_and_its_definitions_counted() {
     for deprecate_eof in [true, false] {
-        let mut p = vec![0x00];
-        p.extend_from_slice(&77u32.to_le_bytes());
-        p.extend_from_slice(&1u16.to_le_bytes()); // columns
-        p.extend_from_slice(&2u16.to_le_bytes()); // params
-        p.extend_from_slice(&[0, 0, 0]);
-        let mut wire = Wire::new().packet(&p).column("?").column("?");
+        let mut wire = Wire::new().prepare_ok(77, 1, 2).column("?").column("?");
         if !deprecate_eof {
             wire = wire.eof(AUTOCOMMIT);
         }
@@ -483,12 +486,7 @@ fn split_scan_cached(bytes: &[u8], deprecate_eof: bool) -> usize {
 #[test]
 fn a_prepared_statements_column_definitions_are_told_from_its_parameters() {
     for deprecate_eof in [true, false] {
-        let mut p = vec![0x00];
-        p.extend_from_slice(&7u32.to_le_bytes());
-        p.extend_from_slice(&2u16.to_le_bytes()); // columns
-        p.extend_from_slice(&1u16.to_le_bytes()); // params
-        p.extend_from_slice(&[0, 0, 0]);
-        let mut wire = Wire::new().packet(&p).column("?");
+        let mut wire = Wire::new().prepare_ok(7, 2, 1).column("?");
         if !deprecate_eof {
             wire = wire.eof(AUTOCOMMIT);
         }
