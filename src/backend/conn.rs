@@ -22,7 +22,9 @@ use tokio_rustls::TlsConnector;
 use crate::net::Stream;
 use crate::protocol::auth::{self, AuthPlugin};
 use crate::protocol::messages::{ErrorPacket, single_text_value};
-use crate::protocol::packet::{Frame, FrameError, put_packet, take_frame};
+use crate::protocol::packet::{
+    Frame, FrameError, HEADER_LEN, packet_ranges, put_packet, take_frame,
+};
 use crate::protocol::response::{Expect, ResponseScanner, Scan, ScanError, ok_status};
 use crate::protocol::untrusted;
 
@@ -565,30 +567,17 @@ impl BackendConn {
         let (response, _) = self
             .run(&payload, Expect::Results { cursor: false })
             .await?;
-        let deprecate_eof = self
-            .capabilities
-            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
-        // Packets: column count, one definition, [EOF], the row, terminator.
-        let row_index = if deprecate_eof { 2 } else { 3 };
-        let row = packets(&response)
+        // Packets: column count, one definition (a text result always has
+        // them), [EOF], the row, terminator.
+        let row_index = if self.deprecate_eof() { 2 } else { 3 };
+        let row = packet_ranges(&response)
             .nth(row_index)
+            .map(|packet| &response[packet.start + HEADER_LEN..packet.end])
             .ok_or_else(|| BackendError::Protocol("expected one row".into()))?;
         single_text_value(row)
             .map(|v| v.map(<[u8]>::to_vec))
             .ok_or_else(|| BackendError::Protocol("bad row".into()))
     }
-}
-
-/// Splits raw bytes of small packets into payloads.
-fn packets(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let header = bytes.get(..4)?;
-        let len =
-            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-        let payload = bytes.get(4..4 + len)?;
-        bytes = &bytes[4 + len..];
-        Some(payload)
-    })
 }
 
 fn refusal(payload: &[u8]) -> BackendError {
