@@ -51,7 +51,22 @@ async fn metrics_parse_as_prometheus_text_and_count_what_ran() {
         conn.query_drop("SELECT 1").await.unwrap();
     }
     conn.query_drop("DO 1").await.unwrap();
-    let text = fetch(&proxy, "/metrics", None).await.unwrap();
+    // A session counts a statement once the client has its answer: wait
+    // until all eleven are counted.
+    let counted = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("rwsplit_statement_duration_seconds_count "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n >= 11)
+    };
+    let mut text = fetch(&proxy, "/metrics", None).await.unwrap();
+    for _ in 0..100 {
+        if counted(&text) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = fetch(&proxy, "/metrics", None).await.unwrap();
+    }
 
     // The reference parser (the Prometheus project's Python client) reads
     // every family; the script prints `name{labels} value` per sample.
