@@ -420,13 +420,16 @@ impl BackendConn {
     /// format it negotiated.
     pub fn scanner(&self, expect: Expect) -> ResponseScanner {
         let scanner = ResponseScanner::new(expect, self.deprecate_eof());
-        match self
-            .mariadb
-            .contains(MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA)
-        {
+        match self.caches_metadata() {
             true => scanner.caching_metadata(),
             false => scanner,
         }
+    }
+
+    /// Whether the connection negotiated MARIADB_CLIENT_CACHE_METADATA.
+    pub fn caches_metadata(&self) -> bool {
+        self.mariadb
+            .contains(MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA)
     }
 
     /// Status flags of the last complete response.
@@ -495,8 +498,11 @@ impl BackendConn {
     ) -> Result<(Vec<u8>, ResponseScanner), BackendError> {
         self.send(0, payload).await?;
         let mut scanner = match expect {
-            // For the column definitions of statements rwsplit prepares.
-            Expect::Prepare => self.scanner(expect).capturing_definitions(),
+            // The column definitions of statements rwsplit prepares, which
+            // a connection that caches metadata keeps track of.
+            Expect::Prepare if self.caches_metadata() => {
+                self.scanner(expect).capturing_definitions()
+            }
             _ => self.scanner(expect),
         };
         let mut response = Vec::new();

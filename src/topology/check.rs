@@ -12,6 +12,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, SslOpts};
 
 use super::heartbeat::now_micros;
+use super::lag::halfway;
 use crate::config::{BackendConfig, MonitorConfig};
 use crate::gtid::GtidPosition;
 
@@ -140,8 +141,7 @@ impl Checker {
                     conn.query_first::<u64, _>(self.heartbeat_query.as_str()),
                 )
                 .await;
-                let answered = now_micros();
-                let at = sent + answered.saturating_sub(sent) / 2;
+                let at = halfway(sent, now_micros());
                 row.ok().flatten().map(|ts| HeartbeatSeen { ts, at })
             }
             None => None,

@@ -28,6 +28,12 @@ struct Write {
     committed: u64,
 }
 
+/// The moment halfway between sending a statement at `sent` and its answer
+/// at `answered` (microseconds): the best guess of when the server ran it.
+pub fn halfway(sent: u64, answered: u64) -> u64 {
+    sent + answered.saturating_sub(sent) / 2
+}
+
 /// The heartbeat writes rwsplit made, oldest first.
 #[derive(Debug, Default)]
 pub struct HeartbeatLog {
@@ -40,7 +46,7 @@ impl HeartbeatLog {
         if self.writes.len() == REMEMBERED {
             self.writes.pop_front();
         }
-        let committed = value + answered.saturating_sub(value) / 2;
+        let committed = halfway(value, answered);
         self.writes.push_back(Write { value, committed });
     }
 

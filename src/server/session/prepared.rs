@@ -199,6 +199,7 @@ impl Session {
             }
         };
         let retryable = retryable && Some(backend) != self.proxy.primary();
+        let caching = self.caches_metadata();
         let backend_id = match self.prepared_on(execution.id, backend, retryable).await? {
             Ok(backend_id) => backend_id,
             Err(PrepareFailure::Refused(error)) => {
@@ -239,8 +240,10 @@ impl Session {
                 frame
             }
         };
-        let supply = statement.columns_to_supply(backend);
-        let definitions = match (self.caches_metadata(), &supply) {
+        let supply = caching
+            .then(|| statement.columns_to_supply(backend))
+            .flatten();
+        let definitions = match (caching, &supply) {
             (false, _) => Definitions::Pass,
             (true, None) => Definitions::Keep,
             (true, Some(columns)) => Definitions::Supply(columns),
