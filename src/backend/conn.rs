@@ -10,37 +10,25 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities, StatusFlags};
-use mysql_common::packets::{
-    AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
-};
-use mysql_common::proto::MySerialize;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::net::Stream;
-use crate::protocol::auth::{self, AuthPlugin};
 use crate::protocol::messages::{ErrorPacket, single_text_value};
 use crate::protocol::packet::{
     Frame, FrameError, HEADER_LEN, packet_ranges, put_packet, take_frame,
 };
-use crate::protocol::response::{Expect, ResponseScanner, Scan, ScanError, ok_status};
-use crate::protocol::untrusted;
+use crate::protocol::response::{Expect, ResponseScanner, Scan, ScanError};
+
+mod login;
+
+pub use login::mariadb_capabilities;
 
 /// Largest packet accepted from a backend (the protocol's own limit).
 const MAX_BACKEND_PACKET: usize = 1 << 30;
 /// Smallest spare room kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
-/// The max_packet_size rwsplit announces to backends.
-const MAX_PACKET_ANNOUNCED: u32 = 1 << 30;
-
-/// Capabilities rwsplit needs on every backend login, whatever the client said.
-const LOGIN_CAPABILITIES: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41
-    .union(CapabilityFlags::CLIENT_SECURE_CONNECTION)
-    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH)
-    .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
-    .union(CapabilityFlags::CLIENT_LONG_PASSWORD);
 
 /// Where a backend is and how to reach it.
 #[derive(Debug, Clone)]
@@ -182,214 +170,6 @@ pub struct BackendConn {
 }
 
 impl BackendConn {
-    /// Connects and logs in, within the endpoint's connect timeout.
-    pub async fn connect(
-        endpoint: &Endpoint,
-        login: &Login<'_>,
-    ) -> Result<BackendConn, BackendError> {
-        crate::timer::timeout(
-            endpoint.connect_timeout,
-            Self::connect_inner(endpoint, login),
-        )
-        .await
-        .map_err(|_| BackendError::Timeout(endpoint.connect_timeout))?
-    }
-
-    async fn connect_inner(
-        endpoint: &Endpoint,
-        login: &Login<'_>,
-    ) -> Result<BackendConn, BackendError> {
-        let tcp = TcpStream::connect(&endpoint.address)
-            .await
-            .map_err(|source| BackendError::Connect {
-                address: endpoint.address.clone(),
-                source,
-            })?;
-        tcp.set_nodelay(true)?;
-        let mut conn = BackendConn {
-            stream: Stream::Tcp(tcp),
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            greeting: Greeting {
-                version: Vec::new(),
-                capabilities: CapabilityFlags::empty(),
-                mariadb: MariadbCapabilities::empty(),
-                collation: 0,
-                thread_id: 0,
-            },
-            capabilities: CapabilityFlags::empty(),
-            mariadb: MariadbCapabilities::empty(),
-            status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
-            _counted: Counted::new(&endpoint.open),
-        };
-        let handshake = conn.read_frame().await?;
-        let payload = handshake.first_payload();
-        if payload.first() == Some(&0xFF) {
-            return Err(refusal(payload));
-        }
-        let greeting: HandshakePacket = untrusted::parse(payload)
-            .ok_or_else(|| BackendError::Protocol("bad greeting".into()))?;
-        conn.greeting = Greeting {
-            version: greeting.server_version_ref().to_vec(),
-            capabilities: greeting.capabilities(),
-            mariadb: mariadb_capabilities(
-                greeting.capabilities(),
-                greeting.mariadb_ext_capabilities(),
-            ),
-            collation: greeting.default_collation(),
-            thread_id: greeting.connection_id(),
-        };
-        let nonce = greeting.nonce();
-        let plugin = greeting
-            .auth_plugin_name_ref()
-            .and_then(AuthPlugin::from_name)
-            .unwrap_or(AuthPlugin::NativePassword);
-        let mut capabilities =
-            (login.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
-                | LOGIN_CAPABILITIES;
-        let missing = login.mariadb - conn.greeting.mariadb;
-        if !missing.is_empty() {
-            return Err(BackendError::MissingCapabilities(missing));
-        }
-        if !login.mariadb.is_empty() {
-            // Clear "CLIENT_MYSQL", or the server ignores the extended ones.
-            capabilities -= CapabilityFlags::CLIENT_LONG_PASSWORD;
-        }
-        conn.mariadb = login.mariadb;
-        let mut seq = 1;
-        if let Some(tls) = &endpoint.tls {
-            capabilities |= CapabilityFlags::CLIENT_SSL;
-            (conn, seq) = conn.start_tls(tls, capabilities, login.collation).await?;
-        }
-        conn.capabilities = capabilities;
-        let response = handshake_response(&greeting, login, capabilities, plugin, &nonce);
-        conn.send(seq, &response).await?;
-        conn.authenticate(login.password, plugin, nonce).await?;
-        Ok(conn)
-    }
-
-    /// Sends an SSLRequest and upgrades the stream; returns the upgraded
-    /// connection and the next sequence id.
-    async fn start_tls(
-        mut self,
-        tls: &TlsTarget,
-        capabilities: CapabilityFlags,
-        collation: u8,
-    ) -> Result<(BackendConn, u8), BackendError> {
-        if !self
-            .greeting
-            .capabilities
-            .contains(CapabilityFlags::CLIENT_SSL)
-        {
-            return Err(BackendError::TlsUnavailable);
-        }
-        let mut request = Vec::new();
-        SslRequest::new(capabilities, MAX_PACKET_ANNOUNCED, collation)
-            .with_mariadb_capabilities(self.mariadb)
-            .serialize(&mut request);
-        self.send(1, &request).await?;
-        if !self.buf.is_empty() {
-            return Err(BackendError::Protocol(
-                "data before the TLS handshake".into(),
-            ));
-        }
-        let tcp = self
-            .stream
-            .into_tcp()
-            .ok_or_else(|| BackendError::Protocol("TLS requested twice".into()))?;
-        let tls_stream = tls
-            .connector
-            .connect(tls.server_name.clone(), tcp)
-            .await
-            .map_err(BackendError::Tls)?;
-        let stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls_stream)));
-        Ok((BackendConn { stream, ..self }, 2))
-    }
-
-    /// Runs the authentication exchange until OK or ERR.
-    async fn authenticate(
-        &mut self,
-        password: &str,
-        mut plugin: AuthPlugin,
-        mut nonce: Vec<u8>,
-    ) -> Result<(), BackendError> {
-        loop {
-            let frame = self.read_frame().await?;
-            let seq = frame.seq().wrapping_add(1);
-            let payload = frame.first_payload();
-            match payload.first() {
-                Some(0x00) => {
-                    self.status = ok_status(payload)?;
-                    return Ok(());
-                }
-                Some(0xFF) => return Err(refusal(payload)),
-                Some(0xFE) => {
-                    let switch: AuthSwitchRequest = untrusted::parse(payload)
-                        .ok_or_else(|| BackendError::Protocol("bad auth switch request".into()))?;
-                    let name = switch.auth_plugin().as_bytes().to_vec();
-                    plugin = AuthPlugin::from_name(&name).ok_or_else(|| {
-                        BackendError::UnsupportedPlugin(String::from_utf8_lossy(&name).into_owned())
-                    })?;
-                    nonce = switch.plugin_data().to_vec();
-                    self.send(seq, &plugin.scramble(&nonce, password)).await?;
-                }
-                Some(0x01) if plugin == AuthPlugin::CachingSha2Password => match payload.get(1) {
-                    Some(&auth::SHA2_FAST_AUTH_OK) => {}
-                    Some(&auth::SHA2_PERFORM_FULL_AUTH) => {
-                        self.sha2_full_auth(seq, password, &nonce).await?
-                    }
-                    _ => {
-                        return Err(BackendError::Protocol(
-                            "unexpected caching_sha2_password data".into(),
-                        ));
-                    }
-                },
-                _ => {
-                    return Err(BackendError::Protocol(
-                        "unexpected packet during login".into(),
-                    ));
-                }
-            }
-        }
-    }
-
-    /// caching_sha2_password full authentication: the password in clear over
-    /// TLS, otherwise RSA-encrypted with the key the server sends.
-    async fn sha2_full_auth(
-        &mut self,
-        seq: u8,
-        password: &str,
-        nonce: &[u8],
-    ) -> Result<(), BackendError> {
-        let mut clear = password.as_bytes().to_vec();
-        clear.push(0);
-        if self.stream.is_tls() {
-            return self.send(seq, &clear).await;
-        }
-        self.send(seq, &[auth::SHA2_REQUEST_PUBLIC_KEY]).await?;
-        let frame = self.read_frame().await?;
-        let key = match frame.first_payload() {
-            [0x01, pem @ ..] => pem.to_vec(),
-            other => {
-                return Err(refusal_or_protocol(
-                    other,
-                    "expected the server's public key",
-                ));
-            }
-        };
-        let xored: Vec<u8> = clear
-            .iter()
-            .zip(nonce.iter().cycle())
-            .map(|(b, n)| b ^ n)
-            .collect();
-        // mysql_common panics on a malformed key; a backend sending one is
-        // broken, so turn that into an error instead of taking rwsplit down.
-        let encrypted = std::panic::catch_unwind(|| mysql_common::crypto::encrypt(&xored, &key))
-            .map_err(|_| {
-                BackendError::Protocol("the server's public key is not a valid RSA key".into())
-            })?;
-        self.send(frame.seq().wrapping_add(1), &encrypted).await
-    }
-
     /// What the backend said in its greeting.
     pub fn greeting(&self) -> &Greeting {
         &self.greeting
@@ -599,51 +379,6 @@ fn refusal_or_protocol(payload: &[u8], what: &str) -> BackendError {
     } else {
         BackendError::Protocol(what.to_owned())
     }
-}
-
-/// The MariaDB extended capabilities in a greeting or handshake response:
-/// only present when the CLIENT_MYSQL flag (CLIENT_LONG_PASSWORD's bit) is
-/// clear, as MariaDB's server and clients do.
-pub fn mariadb_capabilities(
-    capabilities: CapabilityFlags,
-    extended: MariadbCapabilities,
-) -> MariadbCapabilities {
-    match capabilities.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) {
-        true => MariadbCapabilities::empty(),
-        false => extended,
-    }
-}
-
-/// The HandshakeResponse41 for `login`, with the client's collation.
-fn handshake_response(
-    greeting: &HandshakePacket<'_>,
-    login: &Login<'_>,
-    capabilities: CapabilityFlags,
-    plugin: AuthPlugin,
-    nonce: &[u8],
-) -> Vec<u8> {
-    let wire_plugin = match plugin {
-        AuthPlugin::NativePassword => WireAuthPlugin::MysqlNativePassword,
-        AuthPlugin::CachingSha2Password => WireAuthPlugin::CachingSha2Password,
-    };
-    let response = HandshakeResponse::new(
-        Some(plugin.scramble(nonce, login.password)),
-        greeting.server_version_parsed().unwrap_or((5, 5, 5)),
-        Some(login.user.as_bytes()),
-        login.db.map(str::as_bytes),
-        Some(wire_plugin),
-        capabilities,
-        login.attributes.cloned(),
-        MAX_PACKET_ANNOUNCED,
-    )
-    .with_mariadb_ext_capabilities(login.mariadb);
-    let mut out = Vec::new();
-    response.serialize(&mut out);
-    // mysql_common picks the collation from the server version; the client's
-    // must be used so that text comes back in the encoding it expects. The
-    // collation is byte 8: after capabilities (4) and max packet size (4).
-    out[8] = login.collation;
-    out
 }
 
 #[cfg(test)]
