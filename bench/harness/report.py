@@ -38,12 +38,12 @@ def verdicts(summary: list, idle: dict) -> list:
     for case in point_cases:
         mine, theirs = row_of(summary, case, "rwsplit"), row_of(summary, case, "haproxy")
         ratio = mine["tps"] / theirs["tps"]
-        out.append((f"{case}: rwsplit throughput >= HAProxy's", f"{ratio:.2f}x", ratio >= 1.0))
+        out.append((f"{case}: rwsplit throughput >= HAProxy's", f"{ratio:.3f}x", ratio >= 1.0))
     for case in dict.fromkeys(r["case"] for r in summary):
         mine, theirs = row_of(summary, case, "rwsplit"), row_of(summary, case, "haproxy")
         if mine and theirs and mine["cpu_us_per_query"] and theirs["cpu_us_per_query"]:
             ratio = mine["cpu_us_per_query"] / theirs["cpu_us_per_query"]
-            out.append((f"{case}: CPU per query <= 1.1x HAProxy's", f"{ratio:.2f}x", ratio <= 1.1))
+            out.append((f"{case}: CPU per query <= 1.1x HAProxy's", f"{ratio:.3f}x", ratio <= 1.1))
     for case in ("point_select ps t1", "point_select text t1"):
         direct = row_of(summary, case, "direct")
         haproxy = row_of(summary, case, "haproxy")
