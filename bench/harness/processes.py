@@ -146,7 +146,7 @@ def sandbox_with_targets(binary: str):
 class Rwsplit:
     """`rwsplit serve` over a sandbox, reads split to its replicas."""
 
-    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000, threads=None):
+    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000, threads=None, pin=False):
         self.port = free_port()
         self.admin_port = free_port()
         backends = "".join(
@@ -154,8 +154,9 @@ class Rwsplit:
             for s in sandbox.servers
         )
         threads = f", threads: {threads}" if threads else ""
+        pinned = ", pin_threads: true" if pin else ""
         config = (
-            f"listen: {{ address: '127.0.0.1:{self.port}', max_client_connections: {max_clients}{threads} }}\n"
+            f"listen: {{ address: '127.0.0.1:{self.port}', max_client_connections: {max_clients}{threads}{pinned} }}\n"
             f"admin: {{ address: '127.0.0.1:{self.admin_port}' }}\n"
             "users: [{ name: app, password: app }]\n"
             f"backends:\n{backends}"
@@ -205,16 +206,22 @@ class Rwsplit:
 
 
 class Haproxy:
-    """HAProxy in TCP mode, round robin over `servers`."""
+    """HAProxy in TCP mode, round robin over `servers`. With `cpu_map`, one
+    thread per CPU the harness may use, thread i bound to the i-th CPU
+    (`cpu-map`), as rwsplit's `listen.pin_threads` binds its threads."""
 
-    def __init__(self, servers: list, workdir: str, maxconn: int = 4096, prefix: tuple = ()):
+    def __init__(self, servers: list, workdir: str, maxconn: int = 4096, prefix: tuple = (),
+                 cpu_map: bool = False):
         self.port = free_port()
         lines = "\n".join(
             f"    server {s.name} 127.0.0.1:{s.port}" for s in servers
         )
+        cpus = sorted(os.sched_getaffinity(0))
+        pinned = (f"    nbthread {len(cpus)}\n"
+                  f"    cpu-map auto:1/1-{len(cpus)} {' '.join(map(str, cpus))}\n") if cpu_map else ""
         config = f"""global
     maxconn {maxconn}
-defaults
+{pinned}defaults
     mode tcp
     timeout connect 5s
     timeout client 1h

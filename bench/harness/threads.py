@@ -1,6 +1,7 @@
-"""bench/threads: how rwsplit's session threads (`listen.threads`) compare
-with HAProxy under sysbench, and where the time goes: the proxy's CPU per
-query, the whole machine's, and the proxy's context switches per query."""
+"""bench/threads: how rwsplit's session threads (`listen.threads`, and with
+--pinned `listen.pin_threads`) compare with HAProxy under sysbench, and where
+the time goes: the proxy's CPU per query, the whole machine's, and the
+proxy's context switches and moves between CPUs per query."""
 
 import argparse
 import os
@@ -10,7 +11,8 @@ import sys
 
 import main as bench
 import sysbench
-from processes import Haproxy, Rwsplit, context_switches, cpu_seconds, machine_busy_seconds, sandbox_with_targets
+from processes import (Haproxy, Rwsplit, context_switches, cpu_seconds, machine_busy_seconds, migrations,
+                       sandbox_with_targets)
 
 
 def options():
@@ -24,6 +26,9 @@ def options():
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY:THREADS",
                         help="also run another rwsplit binary (e.g. an older commit's build) with "
                              "THREADS session threads, shown as LABEL; repeatable")
+    parser.add_argument("--pinned", action="store_true",
+                        help="also HAProxy with its threads bound to CPUs (cpu-map) and rwsplit with "
+                             "listen.pin_threads, for each --threads value")
     return parser.parse_args()
 
 
@@ -36,7 +41,7 @@ def parse_variant(text: str) -> tuple:
 
 
 def measure(case, port: int, pid: int, seconds: int) -> dict:
-    busy, cpu, switches = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid)
+    busy, cpu, switches, moved = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid), migrations(pid)
     result, _ = sysbench.run(case, port, seconds)
     queries = result.queries
     voluntary, involuntary = (after - before for after, before in zip(context_switches(pid), switches))
@@ -47,6 +52,7 @@ def measure(case, port: int, pid: int, seconds: int) -> dict:
         "machine_us": (machine_busy_seconds() - busy) * 1e6 / queries,
         "voluntary": voluntary / queries,
         "involuntary": involuntary / queries,
+        "migrations": (migrations(pid) - moved) / queries,
     }
 
 
@@ -60,13 +66,18 @@ def main():
     with sandbox_with_targets(args.binary) as (sandbox, targets):
         bench.load_data(sandbox)
         targets["haproxy"] = Haproxy(sandbox.replicas, sandbox.dir)
+        if args.pinned:
+            targets["haproxy cpu-map"] = Haproxy(sandbox.replicas, sandbox.dir, cpu_map=True)
         for threads in args.threads.split(","):
             targets[f"rwsplit threads={threads}"] = Rwsplit(args.binary, sandbox, threads=int(threads))
+            if args.pinned:
+                targets[f"rwsplit threads={threads} pinned"] = Rwsplit(
+                    args.binary, sandbox, threads=int(threads), pin=True)
         for label, binary, threads in variants:
             targets[label] = Rwsplit(binary, sandbox, threads=threads)
         print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
-              "| voluntary switches/query | involuntary switches/query |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+              "| voluntary switches/query | involuntary switches/query | migrations/query |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for case in cases:
             runs = {name: [] for name in targets}
             for round_ in range(args.rounds):
@@ -77,7 +88,8 @@ def main():
                 median = {key: statistics.median(r[key] for r in mine) for key in mine[0]}
                 print(f"| {case.name} | {name} | {median['qps']:,.0f} | {median['p50_ms']:.3f} "
                       f"| {median['proxy_us']:.1f} | {median['machine_us']:.1f} "
-                      f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} |", flush=True)
+                      f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} "
+                      f"| {median['migrations']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

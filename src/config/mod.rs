@@ -56,6 +56,8 @@ pub struct ListenConfig {
     pub max_allowed_packet: usize,
     /// Session threads, each with its own single-threaded runtime.
     pub threads: usize,
+    /// Bind each session thread to one CPU of the process's affinity.
+    pub pin_threads: bool,
 }
 
 /// The password plugin rwsplit offers clients first. Both are always

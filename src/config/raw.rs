@@ -31,6 +31,7 @@ pub struct RawListen {
     pub max_allowed_packet: Scalar,
     pub auth_plugin: Scalar,
     pub threads: Scalar,
+    pub pin_threads: Scalar,
 }
 
 #[derive(Debug, Default, Deserialize)]

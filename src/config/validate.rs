@@ -164,6 +164,7 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
                 session_threads(s, cpus)
             })
         },
+        pin_threads: check.parse("listen.pin_threads", raw.pin_threads, false, boolean),
     }
 }
 

@@ -29,9 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::Proxy;
 use super::registry::Registration;
 use super::session;
+use super::{Proxy, affinity};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::put_packet;
 
@@ -97,15 +97,20 @@ struct SessionThread {
     join: std::thread::JoinHandle<()>,
 }
 
-/// Starts the session threads, each with a runtime of its own. Those
-/// runtimes have no timer driver: the few timeouts a session arms are kept
-/// by the runtime calling this (see [`crate::timer`]).
+/// Starts the session threads, each with a runtime of its own, bound to a
+/// CPU each with `listen.pin_threads` (see [`affinity`]). Those runtimes
+/// have no timer driver: the few timeouts a session arms are kept by the
+/// runtime calling this (see [`crate::timer`]).
 fn spawn_threads(
     proxy: &Arc<Proxy>,
     told: &watch::Receiver<bool>,
 ) -> std::io::Result<Vec<SessionThread>> {
     let keeper = tokio::runtime::Handle::current();
-    (0..proxy.config.listen.threads)
+    let cpus = match proxy.config.listen.pin_threads {
+        true => affinity::allowed_cpus()?,
+        false => Vec::new(),
+    };
+    let threads = (0..proxy.config.listen.threads)
         .map(|index| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
@@ -119,9 +124,24 @@ fn spawn_threads(
                     // Dropping the runtime cancels the sessions still running.
                     runtime.block_on(session_thread(proxy, index, admitted, told));
                 })?;
+            if let Some(cpu) = affinity::cpu_for(index, &cpus) {
+                affinity::pin(&join, cpu).map_err(|error| {
+                    std::io::Error::new(
+                        error.kind(),
+                        format!("cannot bind session thread {index} to CPU {cpu}: {error}"),
+                    )
+                })?;
+            }
             Ok(SessionThread { handoff, join })
         })
-        .collect()
+        .collect::<std::io::Result<Vec<_>>>()?;
+    if !cpus.is_empty() {
+        let bound: Vec<_> = (0..threads.len())
+            .filter_map(|index| affinity::cpu_for(index, &cpus))
+            .collect();
+        info!(cpus = ?bound, "session threads bound to CPUs, thread 0 first");
+    }
+    Ok(threads)
 }
 
 /// Session thread `index`: runs the sessions handed to it until told to exit.
@@ -274,7 +294,8 @@ async fn sweep_pools(proxy: Arc<Proxy>) {
 
 #[cfg(test)]
 mod tests {
-    use super::least_busy;
+    use super::*;
+    use crate::config::Config;
 
     #[test]
     fn the_thread_with_the_fewest_sessions_takes_the_next_client() {
@@ -291,5 +312,51 @@ mod tests {
             })
             .collect();
         assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    /// Starts `threads` session threads as `serve` does and returns the
+    /// CPUs each may run on.
+    fn session_thread_cpus(threads: usize, pin: bool) -> Vec<Vec<usize>> {
+        let text = format!(
+            "listen: {{ address: '127.0.0.1:0', threads: {threads}, pin_threads: {pin} }}\n\
+             users: [{{ name: app, password: app }}]\n\
+             backends: [{{ name: db1, address: '127.0.0.1:1', role: primary }}]\n\
+             monitor: {{ user: monitor, password: monitor }}\n"
+        );
+        let config = Config::from_text(&text, std::path::Path::new("test.yaml"), |_| None)
+            .expect("valid config");
+        let proxy = Arc::new(Proxy::new(config).expect("proxy"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (exit, told) = watch::channel(false);
+        let threads = runtime
+            .block_on(async { spawn_threads(&proxy, &told) })
+            .expect("session threads start");
+        let cpus = threads
+            .iter()
+            .map(|thread| affinity::of(&thread.join).expect("affinity"))
+            .collect();
+        drop(exit);
+        for thread in threads {
+            thread.join.join().expect("session thread ends");
+        }
+        cpus
+    }
+
+    #[test]
+    fn pinned_session_threads_take_one_allowed_cpu_each_in_turn() {
+        let allowed = affinity::allowed_cpus().unwrap();
+        let threads = allowed.len() + 1;
+        let expected: Vec<Vec<usize>> = (0..threads)
+            .map(|index| vec![allowed[index % allowed.len()]])
+            .collect();
+        assert_eq!(session_thread_cpus(threads, true), expected);
+        assert_eq!(
+            session_thread_cpus(2, false),
+            [allowed.clone(), allowed],
+            "unpinned threads may run anywhere the process may"
+        );
     }
 }

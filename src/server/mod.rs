@@ -9,6 +9,7 @@
 //! | [`session`] | one client's commands, relayed to backends |
 //! | [`registry`] | live sessions by connection id, for KILL |
 
+pub mod affinity;
 pub mod client;
 pub mod listener;
 pub mod login;
