@@ -19,7 +19,7 @@ use mysql_common::proto::MySerialize;
 use mysql_common::value::Value;
 use rwsplit::backend::conn::BackendConn;
 use rwsplit::protocol::command::com;
-use rwsplit::protocol::packet::put_packet;
+use rwsplit::protocol::packet::{HEADER_LEN, packet_ranges, put_packet};
 use rwsplit::protocol::response::Expect;
 use rwsplit::sandbox::Sandbox;
 
@@ -253,6 +253,69 @@ async fn extended_metadata_names_mariadb_types() {
             response
         );
     }
+}
+
+/// Runs `sql` on `conn`; an error fails the test.
+async fn sql(conn: &mut BackendConn, sql: &str) -> Vec<u8> {
+    let mut payload = vec![com::QUERY];
+    payload.extend_from_slice(sql.as_bytes());
+    within(sql, conn.run(&payload, RESULTS))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .0
+}
+
+/// MariaDB's progress reports (ALTER TABLE, LOAD DATA INFILE...) reach a
+/// client that asked for them, before the statement's own answer. How
+/// many come depends on time, so this is not a byte comparison.
+#[tokio::test]
+async fn progress_reports_reach_the_client_before_the_answer() {
+    let (sandbox, proxy) = setup().await;
+    let mut admin = raw_client(&sandbox.primary().address(), modern_capabilities(), None).await;
+    // A server reports every max(global, session) progress_report_time s.
+    sql(&mut admin, "SET GLOBAL progress_report_time = 1").await;
+    sql(
+        &mut admin,
+        "CREATE OR REPLACE TABLE fidelity.progress (id INT PRIMARY KEY, v VARCHAR(200))",
+    )
+    .await;
+    let progress = MariadbCapabilities::MARIADB_CLIENT_PROGRESS;
+    let through = proxy.addr.to_string();
+    let mut client =
+        raw_mariadb_client(&through, modern_capabilities(), progress, Some("fidelity")).await;
+    assert_eq!(client.mariadb_capabilities(), progress);
+    sql(&mut client, "SET SESSION progress_report_time = 1").await;
+    // Copying the table must take over a second: grow it until it does.
+    let mut rows = 0;
+    for more in [300_000, 300_000, 600_000, 1_200_000] {
+        sql(
+            &mut admin,
+            &format!(
+                "INSERT INTO fidelity.progress SELECT seq, REPEAT('x', 200) FROM fidelity.seq_{}_to_{}",
+                rows + 1,
+                rows + more
+            ),
+        )
+        .await;
+        rows += more;
+        let response = sql(&mut client, "ALTER TABLE progress FORCE, ALGORITHM=COPY").await;
+        let packets: Vec<&[u8]> = packet_ranges(&response)
+            .map(|packet| &response[packet.start + HEADER_LEN..packet.end])
+            .collect();
+        let (answer, before) = packets.split_last().expect("a response");
+        assert_eq!(answer.first(), Some(&0x00), "the ALTER's own OK comes last");
+        assert!(
+            before.iter().all(|p| p.starts_with(&[0xFF, 0xFF, 0xFF])),
+            "only progress reports come before it"
+        );
+        if !before.is_empty() {
+            sql(&mut client, "SELECT 1").await;
+            sql(&mut admin, "DROP TABLE fidelity.progress").await;
+            sql(&mut admin, "SET GLOBAL progress_report_time = DEFAULT").await;
+            return;
+        }
+    }
+    panic!("no progress report from an ALTER TABLE copying {rows} rows");
 }
 
 #[tokio::test]

@@ -199,11 +199,17 @@ impl BackendConn {
     /// A scanner for the response to a command on this connection, in the
     /// format it negotiated.
     pub fn scanner(&self, expect: Expect) -> ResponseScanner {
-        let scanner = ResponseScanner::new(expect, self.deprecate_eof());
-        match self.caches_metadata() {
-            true => scanner.caching_metadata(),
-            false => scanner,
+        let mut scanner = ResponseScanner::new(expect, self.deprecate_eof());
+        if self.caches_metadata() {
+            scanner = scanner.caching_metadata();
         }
+        if self
+            .mariadb
+            .contains(MariadbCapabilities::MARIADB_CLIENT_PROGRESS)
+        {
+            scanner = scanner.reporting_progress();
+        }
+        scanner
     }
 
     /// Whether the connection negotiated MARIADB_CLIENT_CACHE_METADATA.

@@ -140,6 +140,9 @@ pub struct ResponseScanner {
     /// Column counts carry a "metadata follows" byte (the connection
     /// negotiated MARIADB_CLIENT_CACHE_METADATA).
     cache_metadata: bool,
+    /// Progress reports may come before a result (the connection
+    /// negotiated MARIADB_CLIENT_PROGRESS).
+    progress: bool,
     /// The first column count of the response, until taken.
     column_count: Option<ColumnCount>,
     /// Column counts seen: only the first is reported, and only the first
@@ -177,6 +180,7 @@ impl ResponseScanner {
             track_gtid: false,
             gtid: None,
             cache_metadata: false,
+            progress: false,
             column_count: None,
             results: 0,
             captured: None,
@@ -189,6 +193,15 @@ impl ResponseScanner {
     /// definitions follow.
     pub fn caching_metadata(mut self) -> Self {
         self.cache_metadata = true;
+        self
+    }
+
+    /// For a connection that negotiated MARIADB_CLIENT_PROGRESS: a
+    /// long-running statement (ALTER TABLE, LOAD DATA INFILE...) may be
+    /// preceded by progress reports, ERR packets with error code 0xFFFF,
+    /// which do not end the response.
+    pub fn reporting_progress(mut self) -> Self {
+        self.progress = true;
         self
     }
 
@@ -381,6 +394,9 @@ impl ResponseScanner {
                 }
                 State::Done
             }
+            (State::First, Some(0xFF)) if self.progress && is_progress_report(payload) => {
+                State::First
+            }
             (_, Some(0xFF)) => self.on_error(payload),
             (State::First, Some(0x00)) => {
                 let status = ok_status(payload)?;
@@ -524,6 +540,11 @@ pub fn column_definitions(
     let mut columns = captured[start.start..end].to_vec();
     number_packets(&mut columns, 0);
     Some(columns)
+}
+
+/// A MariaDB progress report: an ERR packet with error code 0xFFFF.
+fn is_progress_report(payload: &[u8]) -> bool {
+    payload.get(..3) == Some(&[0xFF, 0xFF, 0xFF])
 }
 
 /// Status flags of an OK packet (header 0x00 or 0xFE).

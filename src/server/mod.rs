@@ -58,14 +58,16 @@ const OFFERED: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
     .union(CapabilityFlags::CLIENT_DEPRECATE_EOF);
 
 /// MariaDB extended capabilities rwsplit offers clients, when the primary
-/// has them. Both are relayed as each backend connection negotiates them.
+/// has them. Each is relayed as each backend connection negotiates it.
 /// Extended metadata adds a type name to column definitions, which rwsplit
-/// never reads; for metadata caching, the column definitions a client holds
-/// for each prepared statement are kept in step with each backend's (see
-/// `session::prepared`). Progress reports and bulk execution are not
-/// offered.
+/// never reads; progress reports come before a result and pass through
+/// (the response scanner knows them from errors); for metadata caching,
+/// the column definitions a client holds for each prepared statement are
+/// kept in step with each backend's (see `session::prepared`). Bulk
+/// execution is not offered.
 const OFFERED_MARIADB: MariadbCapabilities = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA
-    .union(MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA);
+    .union(MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA)
+    .union(MariadbCapabilities::MARIADB_CLIENT_PROGRESS);
 
 /// Idle backend connections kept per pool key.
 const POOL_MAX_IDLE: usize = 32;

@@ -522,3 +522,47 @@ fn a_prepared_statements_column_definitions_are_told_from_its_parameters() {
         assert_eq!(column_definitions(&[], None, deprecate_eof), None);
     }
 }
+
+/// A MariaDB progress report: stage `stage` of 2, 10.000 % done.
+fn progress_report(wire: Wire, stage: u8) -> Wire {
+    let mut p = vec![0xFF, 0xFF, 0xFF, stage, 2];
+    p.extend_from_slice(&10_000u32.to_le_bytes()[..3]);
+    put_lenenc(&mut p, 17);
+    p.extend_from_slice(b"copy to tmp table");
+    wire.packet(&p)
+}
+
+#[test]
+fn progress_reports_come_before_a_result_and_do_not_end_it() {
+    let scan = |wire: &Wire, progress: bool| {
+        let mut scanner = ResponseScanner::new(RESULTS, true);
+        if progress {
+            scanner = scanner.reporting_progress();
+        }
+        let scanned = scanner.scan(&wire.bytes).unwrap();
+        (scanned, scanner)
+    };
+    let ok = progress_report(progress_report(Wire::new(), 1), 2).ok(AUTOCOMMIT);
+    let rows = progress_report(Wire::new(), 1).result_set(true, 2, AUTOCOMMIT);
+    let err = progress_report(Wire::new(), 1).err(1062);
+    for (wire, error) in [(&ok, None), (&rows, None), (&err, Some(1062))] {
+        let (scanned, scanner) = scan(wire, true);
+        assert_eq!(scanned.consumed, wire.bytes.len());
+        assert_eq!(scanned.scan, Scan::Done);
+        assert_eq!(scanner.error(), error);
+        assert_eq!(scanner.last_seq(), Some(wire.seq - 1));
+    }
+    // Reports arriving a byte at a time wait to be whole, as OK packets do.
+    let mut scanner = ResponseScanner::new(RESULTS, true).reporting_progress();
+    let mut consumed = 0;
+    for end in 1..=ok.bytes.len() {
+        consumed += scanner.scan(&ok.bytes[consumed..end]).unwrap().consumed;
+    }
+    assert!(scanner.is_done() && consumed == ok.bytes.len());
+    // On a connection that did not negotiate them, 0xFFFF is an error code
+    // like another, and ends the response.
+    let (scanned, scanner) = scan(&ok, false);
+    assert_eq!(scanned.scan, Scan::Done);
+    assert_eq!(scanner.error(), Some(0xFFFF));
+    assert!(scanned.consumed < ok.bytes.len());
+}
