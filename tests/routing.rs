@@ -358,6 +358,79 @@ async fn executions_without_types_work_on_every_replica() {
     }
 }
 
+/// MariaDB's bulk executions write on the primary, and one that leaves out
+/// the parameter types relies on those the primary saw before.
+#[tokio::test]
+async fn bulk_executions_run_on_the_primary() {
+    use mysql_common::constants::MariadbCapabilities;
+    use rwsplit::protocol::response::Expect;
+
+    let (proxy, mut conn) = connect(|_| {}).await;
+    conn.query_drop("CREATE OR REPLACE TABLE routing.bulk (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    let mut raw = common::raw_mariadb_client(
+        &proxy.addr.to_string(),
+        common::modern_capabilities(),
+        MariadbCapabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS,
+        Some("routing"),
+    )
+    .await;
+    let (prepared, _) = raw
+        .exchange(b"\x16INSERT INTO bulk VALUES (?, ?)", Expect::Prepare)
+        .await
+        .unwrap();
+    let id = &prepared[5..9];
+    // Two INT parameters; rows of (indicator 0, value) pairs.
+    let bulk = |types: bool, rows: std::ops::Range<i32>| {
+        let mut payload = vec![0xfa];
+        payload.extend_from_slice(id);
+        payload.extend_from_slice(if types { &[0x80, 0] } else { &[0, 0] });
+        if types {
+            payload.extend_from_slice(&[0x03, 0, 0x03, 0]);
+        }
+        for row in rows {
+            for value in [row, row * 10] {
+                payload.push(0);
+                payload.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        payload
+    };
+    for (payload, rows) in [(bulk(true, 1..4), 3), (bulk(false, 4..6), 2)] {
+        let (response, scanner) = raw
+            .exchange(&payload, Expect::Results { cursor: false })
+            .await
+            .unwrap();
+        assert_eq!(
+            scanner.error(),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(&response)
+        );
+        assert_eq!(
+            response.get(4..6),
+            Some(&[0x00, rows][..]),
+            "OK, {rows} rows"
+        );
+    }
+    let mut primary = common::raw_client(
+        &common::shared_sandbox().primary().address(),
+        common::modern_capabilities(),
+        None,
+    )
+    .await;
+    let sum = primary
+        .query_value("SELECT CONCAT(COUNT(*), ' ', SUM(v)) FROM routing.bulk")
+        .await
+        .unwrap();
+    assert_eq!(
+        sum.as_deref(),
+        Some(&b"5 150"[..]),
+        "the primary has every row"
+    );
+}
+
 #[tokio::test]
 async fn one_clients_state_is_never_visible_to_another() {
     let (proxy, mut a) = connect(|_| {}).await;

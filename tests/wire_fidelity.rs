@@ -421,6 +421,73 @@ fn execute_payload(params: &[Value], flags: u8) -> Vec<u8> {
     payload
 }
 
+/// A COM_STMT_BULK_EXECUTE for `INSERT INTO bulk VALUES (?, ?)` (INT,
+/// VARCHAR), a row of parameters per (id, value or NULL); with the
+/// parameter types when `types`.
+fn bulk_payload(rows: &[(i32, Option<&str>)], types: bool) -> Vec<u8> {
+    let mut payload = vec![com::STMT_BULK_EXECUTE, 0, 0, 0, 0];
+    let flags: u16 = if types { 0x80 } else { 0 };
+    payload.extend_from_slice(&flags.to_le_bytes());
+    if types {
+        payload.extend_from_slice(&[0x03, 0x00, 0xfd, 0x00]);
+    }
+    for (id, value) in rows {
+        payload.push(0);
+        payload.extend_from_slice(&id.to_le_bytes());
+        match value {
+            Some(value) => {
+                payload.push(0);
+                payload.push(value.len() as u8);
+                payload.extend_from_slice(value.as_bytes());
+            }
+            None => payload.push(1),
+        }
+    }
+    payload
+}
+
+#[tokio::test]
+async fn bulk_executions_are_byte_identical() {
+    let (sandbox, proxy) = setup().await;
+    let bulk = MariadbCapabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS;
+    let mut pair = Pair::open_with(&sandbox, &proxy, modern_capabilities(), bulk).await;
+    pair.query("CREATE TEMPORARY TABLE bulk (id INT PRIMARY KEY, v VARCHAR(10))")
+        .await;
+    let ids = prepare(&mut pair, "INSERT INTO bulk VALUES (?, ?)").await;
+    let rows = [(1, Some("one")), (2, None), (3, Some("three"))];
+    let answer = statement_command(
+        &mut pair,
+        ids,
+        &bulk_payload(&rows, true),
+        RESULTS,
+        "a bulk insert with types",
+    )
+    .await;
+    assert_eq!(answer.get(4..6), Some(&[0x00, 3][..]), "OK, 3 rows");
+    for (payload, what) in [
+        (
+            bulk_payload(&[(4, Some("four"))], false),
+            "the types from before",
+        ),
+        (
+            bulk_payload(&[(1, Some("dup"))], false),
+            "a duplicate key: ERR",
+        ),
+    ] {
+        statement_command(&mut pair, ids, &payload, RESULTS, what).await;
+    }
+    pair.query("SELECT * FROM bulk ORDER BY id").await;
+    let unknown = bulk_payload(&[(5, None)], true);
+    statement_command(
+        &mut pair,
+        (9999, 9999),
+        &unknown,
+        RESULTS,
+        "an unknown statement",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn binary_protocol_with_every_parameter_type() {
     let (sandbox, proxy) = setup().await;

@@ -32,7 +32,12 @@ pub mod com {
     pub const STMT_FETCH: u8 = 0x1c;
     pub const BINLOG_DUMP_GTID: u8 = 0x1e;
     pub const RESET_CONNECTION: u8 = 0x1f;
+    /// MariaDB's array execution (MARIADB_CLIENT_STMT_BULK_OPERATIONS).
+    pub const STMT_BULK_EXECUTE: u8 = 0xfa;
 }
+
+/// COM_STMT_BULK_EXECUTE's flag: the parameter types follow the flags.
+const BULK_SEND_TYPES: u8 = 0x80;
 
 /// The statement id MariaDB accepts in COM_STMT_EXECUTE to mean "the
 /// statement prepared last on this connection".
@@ -67,6 +72,11 @@ pub enum Command<'a> {
         statement: u32,
     },
     Fetch {
+        statement: u32,
+    },
+    /// MariaDB's COM_STMT_BULK_EXECUTE: one statement, many rows of
+    /// parameters.
+    BulkExecute {
         statement: u32,
     },
     SetOption,
@@ -136,6 +146,15 @@ impl<'a> Command<'a> {
                     statement: id("COM_STMT_FETCH")?,
                 }
             }
+            com::STMT_BULK_EXECUTE => {
+                // id(4) flags(2)
+                if payload.len() < 7 {
+                    return Err(Malformed("COM_STMT_BULK_EXECUTE"));
+                }
+                Command::BulkExecute {
+                    statement: id("COM_STMT_BULK_EXECUTE")?,
+                }
+            }
             com::SET_OPTION => {
                 if payload.len() < 3 {
                     return Err(Malformed("COM_SET_OPTION"));
@@ -179,11 +198,17 @@ pub fn wants_cursor(flags: u8) -> bool {
     flags & 0x07 != 0
 }
 
-/// Where a COM_STMT_EXECUTE keeps its parameter types.
+/// Where a COM_STMT_EXECUTE or COM_STMT_BULK_EXECUTE keeps its parameter
+/// types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecuteLayout {
-    /// Offset of the "new parameters bound" flag.
-    pub bound_flag_at: usize,
+    /// The byte whose bit `types_bit` says the types follow: the "new
+    /// parameters bound" flag of COM_STMT_EXECUTE, the bulk flags of
+    /// COM_STMT_BULK_EXECUTE.
+    pub types_flag_at: usize,
+    pub types_bit: u8,
+    /// Where the types are, or would go.
+    pub types_at: usize,
     /// The parameter types (2 bytes each), when the packet carries them.
     pub types: Option<(usize, usize)>,
 }
@@ -198,27 +223,58 @@ pub fn execute_layout(payload: &[u8], params: u16) -> Option<ExecuteLayout> {
     // command(1) id(4) flags(1) iterations(4) null bitmap
     let bound_flag_at = 10 + usize::from(params).div_ceil(8);
     let bound = *payload.get(bound_flag_at)?;
-    let start = bound_flag_at + 1;
-    let end = start + 2 * usize::from(params);
-    let types = (bound == 1).then_some((start, end));
-    if types.is_some() && payload.len() < end {
+    layout(
+        payload,
+        params,
+        (bound_flag_at, 1),
+        bound_flag_at + 1,
+        bound == 1,
+    )
+}
+
+/// Locates the parameter types in a COM_STMT_BULK_EXECUTE for a statement
+/// with `params` parameters, as [`execute_layout`] does.
+pub fn bulk_layout(payload: &[u8], params: u16) -> Option<ExecuteLayout> {
+    if params == 0 {
         return None;
     }
+    // command(1) id(4) flags(2), the types flag in the first byte
+    let flags = *payload.get(5)?;
+    let sent = flags & BULK_SEND_TYPES != 0;
+    layout(payload, params, (5, BULK_SEND_TYPES), 7, sent)
+}
+
+/// The layout of an execution whose types flag is bit `flag.1` of byte
+/// `flag.0`, with the types, if `sent`, at `types_at`.
+fn layout(
+    payload: &[u8],
+    params: u16,
+    (types_flag_at, types_bit): (usize, u8),
+    types_at: usize,
+    sent: bool,
+) -> Option<ExecuteLayout> {
+    let end = types_at + 2 * usize::from(params);
+    if payload.len() < if sent { end } else { types_at } {
+        return None;
+    }
+    let types = sent.then_some((types_at, end));
     Some(ExecuteLayout {
-        bound_flag_at,
+        types_flag_at,
+        types_bit,
+        types_at,
         types,
     })
 }
 
-/// Rebuilds a COM_STMT_EXECUTE that did not send types so that it carries
+/// Rebuilds an execution that did not send types so that it carries
 /// `types`: needed when a statement runs on a backend that has not yet seen
 /// its types.
 pub fn with_types(payload: &[u8], layout: ExecuteLayout, types: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + types.len());
-    out.extend_from_slice(&payload[..layout.bound_flag_at]);
-    out.push(1);
+    out.extend_from_slice(&payload[..layout.types_at]);
+    out[layout.types_flag_at] |= layout.types_bit;
     out.extend_from_slice(types);
-    out.extend_from_slice(&payload[layout.bound_flag_at + 1..]);
+    out.extend_from_slice(&payload[layout.types_at..]);
     out
 }
 
@@ -296,7 +352,9 @@ mod tests {
         assert_eq!(
             layout,
             ExecuteLayout {
-                bound_flag_at: 11,
+                types_flag_at: 11,
+                types_bit: 1,
+                types_at: 12,
                 types: Some((12, 16))
             }
         );
@@ -309,11 +367,30 @@ mod tests {
         assert!(wants_cursor(1) && !wants_cursor(0));
     }
 
+    #[test]
+    fn bulk_executions_decode_and_their_types_are_found_and_added() {
+        // Two params: flags (types follow), types (2 x 2 bytes), then rows.
+        let with = b"\xfa\x01\x00\x00\x00\x80\x00\x03\x00\xfe\x00ROWS".to_vec();
+        assert_eq!(
+            Command::decode(&with),
+            Ok(Command::BulkExecute { statement: 1 })
+        );
+        assert!(Command::decode(b"\xfa\x01\x00\x00\x00\x80").is_err());
+        let layout = bulk_layout(&with, 2).unwrap();
+        assert_eq!(layout.types, Some((7, 11)));
+        let without = b"\xfa\x01\x00\x00\x00\x00\x00ROWS".to_vec();
+        let layout = bulk_layout(&without, 2).unwrap();
+        assert_eq!(layout.types, None);
+        assert_eq!(with_types(&without, layout, b"\x03\x00\xfe\x00"), with);
+        assert_eq!(bulk_layout(&with, 0), None);
+        assert_eq!(bulk_layout(&with[..9], 2), None, "types cut short");
+    }
+
     proptest! {
         #[test]
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40), params in 0u16..20) {
             let _ = Command::decode(&bytes);
-            if let Some(layout) = execute_layout(&bytes, params) {
+            for layout in [execute_layout(&bytes, params), bulk_layout(&bytes, params)].into_iter().flatten() {
                 let _ = with_types(&bytes, layout, &vec![0; 2 * usize::from(params)]);
             }
         }

@@ -61,13 +61,15 @@ const OFFERED: CapabilityFlags = CapabilityFlags::CLIENT_LONG_PASSWORD
 /// has them. Each is relayed as each backend connection negotiates it.
 /// Extended metadata adds a type name to column definitions, which rwsplit
 /// never reads; progress reports come before a result and pass through
-/// (the response scanner knows them from errors); for metadata caching,
-/// the column definitions a client holds for each prepared statement are
-/// kept in step with each backend's (see `session::prepared`). Bulk
-/// execution is not offered.
+/// (the response scanner knows them from errors); bulk execution is a
+/// command of its own, routed as a write (see `session::prepared`); for
+/// metadata caching, the column definitions a client holds for each
+/// prepared statement are kept in step with each backend's. Unit results
+/// of bulk executions (MariaDB 11.5) are not offered.
 const OFFERED_MARIADB: MariadbCapabilities = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA
     .union(MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA)
-    .union(MariadbCapabilities::MARIADB_CLIENT_PROGRESS);
+    .union(MariadbCapabilities::MARIADB_CLIENT_PROGRESS)
+    .union(MariadbCapabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS);
 
 /// Idle backend connections kept per pool key.
 const POOL_MAX_IDLE: usize = 32;

@@ -44,6 +44,7 @@ use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
 use crate::sql::SessionChange;
 use crate::sql::kill::{Kill, parse_kill};
+use prepared::Run;
 use relay::{Definitions, Relay, RelayError, Relayed};
 use state::RoutingState;
 use statements::Statements;
@@ -270,7 +271,10 @@ impl Session {
                 let sql = sql.to_vec();
                 self.prepare(frame, sql).await
             }
-            Command::Execute { statement, flags } => self.execute(frame, statement, flags).await,
+            Command::Execute { statement, flags } => {
+                self.execute(frame, statement, Run::Execute(flags)).await
+            }
+            Command::BulkExecute { statement } => self.execute(frame, statement, Run::Bulk).await,
             Command::SendLongData { statement } => self.send_long_data(frame, statement).await,
             Command::Close { statement } => self.close_statement(frame, statement).await,
             Command::Reset { statement } => self.reset_statement(frame, statement).await,

@@ -34,13 +34,38 @@ fn prepared_kind(kind: StatementKind) -> StatementKind {
     }
 }
 
+/// The command that executes a prepared statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Run {
+    /// COM_STMT_EXECUTE, with its flags (cursor type).
+    Execute(u8),
+    /// MariaDB's COM_STMT_BULK_EXECUTE: rows of parameters at once, for a
+    /// statement that writes (a server refuses one that returns rows), so
+    /// it runs where writes run.
+    Bulk,
+}
+
+impl Run {
+    fn layout(self, payload: &[u8], params: u16) -> Option<command::ExecuteLayout> {
+        match self {
+            Run::Execute(_) => command::execute_layout(payload, params),
+            Run::Bulk => command::bulk_layout(payload, params),
+        }
+    }
+
+    fn expect(self) -> Expect {
+        Expect::Results {
+            cursor: matches!(self, Run::Execute(flags) if wants_cursor(flags)),
+        }
+    }
+}
+
 /// What an execution needs to know, for each attempt.
 #[derive(Debug, Clone, Copy)]
 struct Execution {
     /// rwsplit's id of the statement.
     id: u32,
-    /// The COM_STMT_EXECUTE flags (cursor type).
-    flags: u8,
+    run: Run,
     /// The statement only reads.
     reads: bool,
 }
@@ -116,21 +141,28 @@ impl Session {
         &mut self,
         mut frame: Frame,
         statement: u32,
-        flags: u8,
+        run: Run,
     ) -> Result<Flow, End> {
         let started = std::time::Instant::now();
         let seq = frame.last_seq().wrapping_add(1);
         let Some(id) = self.statements.resolve(statement) else {
+            // MariaDB names the same handler for a bulk execution.
             let error = ErrorPacket::unknown_statement(statement, "mysqld_stmt_execute");
             return self.reply_error(seq, &error).await;
         };
-        let kind = self
-            .statements
-            .get(id)
-            .map_or(StatementKind::Write, |s| s.kind.clone());
+        let kind = match run {
+            Run::Bulk => StatementKind::Write,
+            Run::Execute(_) => self
+                .statements
+                .get(id)
+                .map_or(StatementKind::Write, |s| s.kind.clone()),
+        };
         let reads =
             kind == StatementKind::Read && !self.statements.get(id).is_some_and(|s| s.long_data);
-        let target = self.execution_target(id);
+        let target = match run {
+            Run::Bulk => self.bulk_target(id),
+            Run::Execute(_) => self.execution_target(id),
+        };
         let retryable = reads && self.transaction().is_none();
         let target = if retryable {
             self.causal_target(target, |session, avoid| {
@@ -140,7 +172,7 @@ impl Session {
         } else {
             target
         };
-        let execution = Execution { id, flags, reads };
+        let execution = Execution { id, run, reads };
         // The frame stays ours for a second attempt (a read's replica may
         // die before it answers): each attempt writes its backend's id in.
         let relayed = match self
@@ -212,7 +244,9 @@ impl Session {
             .statements
             .get_mut(execution.id)
             .ok_or(End::Violation("internal error: statement vanished"))?;
-        let layout = command::execute_layout(frame.first_payload(), statement.params);
+        let layout = execution
+            .run
+            .layout(frame.first_payload(), statement.params);
         statement.last = Some(backend);
         statement.long_data = false;
         let has_types = statement.on_backend(backend).is_some_and(|p| p.has_types);
@@ -248,9 +282,7 @@ impl Session {
             (true, None) => Definitions::Keep,
             (true, Some(columns)) => Definitions::Supply(columns),
         };
-        let expect = Expect::Results {
-            cursor: wants_cursor(execution.flags),
-        };
+        let expect = execution.run.expect();
         self.routing.previous = Some(backend);
         let relayed = if !retryable {
             self.relay_to(backend, frame.as_bytes(), expect, None, definitions)
@@ -275,6 +307,14 @@ impl Session {
     /// Where the next execution of statement `id` runs.
     fn execution_target(&self, id: u32) -> Target {
         self.execution_target_avoiding(id, 0)
+    }
+
+    /// Where a bulk execution of statement `id` runs: where a write would.
+    fn bulk_target(&self, id: u32) -> Target {
+        match self.statements.get(id) {
+            Some(statement) => self.target_avoiding(&StatementKind::Write, None, &statement.sql, 0),
+            None => Target::NoPrimary,
+        }
     }
 
     /// Where the next execution of statement `id` runs, choosing no reader
