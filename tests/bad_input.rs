@@ -213,6 +213,8 @@ async fn malformed_and_unknown_commands_get_errors_and_the_session_goes_on() {
         (b"\x1d", 1047),                       // COM_DAEMON
         (b"\x12\0\0\0\0", 1235),               // COM_BINLOG_DUMP: refused with a reason
         (b"\x17\x63\0\0\0\0\x01\0\0\0", 1243), // unknown statement id
+        (b"\xfa\x01\0\0", 1835),               // COM_STMT_BULK_EXECUTE cut short
+        (b"\xfa\x63\0\0\0\0\0", 1243),         // bulk, unknown statement id
     ];
     for (payload, code) in cases {
         let (response, scanner) = within("bad command", conn.exchange(payload, Expect::Single))
