@@ -159,14 +159,11 @@ impl Session {
         };
         let reads =
             kind == StatementKind::Read && !self.statements.get(id).is_some_and(|s| s.long_data);
-        let target = match run {
-            Run::Bulk => self.bulk_target(id),
-            Run::Execute(_) => self.execution_target(id),
-        };
+        let target = self.execution_target_avoiding(id, &kind, 0);
         let retryable = reads && self.transaction().is_none();
         let target = if retryable {
             self.causal_target(target, |session, avoid| {
-                session.execution_target_avoiding(id, avoid)
+                session.execution_target_avoiding(id, &kind, avoid)
             })
             .await
         } else {
@@ -188,7 +185,7 @@ impl Session {
                 );
                 let retry = match self.write_pending() {
                     true => self.primary_target(),
-                    false => self.execution_target_avoiding(id, 1 << failed),
+                    false => self.execution_target_avoiding(id, &kind, 1 << failed),
                 };
                 match self.execute_on(&mut frame, retry, execution, false).await? {
                     Executed::Done(relayed) => relayed,
@@ -304,22 +301,10 @@ impl Session {
         Ok(Executed::Done(relayed))
     }
 
-    /// Where the next execution of statement `id` runs.
-    fn execution_target(&self, id: u32) -> Target {
-        self.execution_target_avoiding(id, 0)
-    }
-
-    /// Where a bulk execution of statement `id` runs: where a write would.
-    fn bulk_target(&self, id: u32) -> Target {
-        match self.statements.get(id) {
-            Some(statement) => self.target_avoiding(&StatementKind::Write, None, &statement.sql, 0),
-            None => Target::NoPrimary,
-        }
-    }
-
-    /// Where the next execution of statement `id` runs, choosing no reader
-    /// in the `avoid` bit set.
-    fn execution_target_avoiding(&self, id: u32, avoid: u64) -> Target {
+    /// Where the next execution of statement `id` runs, routed as `kind`
+    /// (the statement's own, or a write for a bulk execution), choosing no
+    /// reader in the `avoid` bit set.
+    fn execution_target_avoiding(&self, id: u32, kind: &StatementKind, avoid: u64) -> Target {
         let Some(statement) = self.statements.get(id) else {
             return Target::NoPrimary;
         };
@@ -329,7 +314,7 @@ impl Session {
             }
             return self.primary_target();
         }
-        self.target_avoiding(&statement.kind, None, &statement.sql, avoid)
+        self.target_avoiding(kind, None, &statement.sql, avoid)
     }
 
     pub(super) async fn fetch(&mut self, frame: Frame, statement: u32) -> Result<Flow, End> {
