@@ -193,12 +193,7 @@ async fn setup() -> (Arc<Sandbox>, TestProxy) {
     let sandbox = common::shared_sandbox();
     let mut admin = raw_client(&sandbox.primary().address(), modern_capabilities(), None).await;
     for statement in SETUP {
-        let mut payload = vec![com::QUERY];
-        payload.extend_from_slice(statement.as_bytes());
-        admin
-            .run(&payload, RESULTS)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        sql(&mut admin, statement).await;
     }
     let proxy = common::start_proxy(common::primary_only_config(&sandbox));
     (sandbox, proxy)

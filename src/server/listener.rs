@@ -136,10 +136,7 @@ fn spawn_threads(
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     if !cpus.is_empty() {
-        let bound: Vec<_> = (0..threads.len())
-            .filter_map(|index| affinity::cpu_for(index, &cpus))
-            .collect();
-        info!(cpus = ?bound, "session threads bound to CPUs, thread 0 first");
+        info!(threads = threads.len(), cpus = ?cpus, "session threads bound to these CPUs in turn");
     }
     Ok(threads)
 }
