@@ -7,6 +7,7 @@ CPU, docs/benchmarks.md) is not in them."""
 import argparse
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,12 +24,15 @@ def options():
     parser.add_argument("--case", default="point_select ps t1", help="sysbench case by exact name")
     parser.add_argument("--seconds", type=int, default=10, help="length of the counted run (default 10)")
     parser.add_argument("--binary", default="target/release/rwsplit", help="the rwsplit binary")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="copy each target's counted profile to DIR/<target>.callgrind, "
+                             "to read with callgrind_annotate")
     return parser.parse_args()
 
 
-def dump(pid: int, workdir: str) -> int:
+def dump(pid: int, workdir: str) -> tuple[int, str]:
     """Has callgrind write out (and zero) its counters; the instructions
-    counted since the last dump."""
+    counted since the last dump, and the file they were written to."""
     before = set(glob.glob(os.path.join(workdir, f"callgrind.{pid}.*")))
     done = subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, text=True)
     if done.returncode != 0:
@@ -40,7 +44,7 @@ def dump(pid: int, workdir: str) -> int:
             with open(path) as f:
                 for line in f:
                     if line.startswith("summary:"):
-                        return int(line.split()[1])
+                        return int(line.split()[1]), path
         time.sleep(0.2)
     raise RuntimeError(f"callgrind of pid {pid} wrote no dump")
 
@@ -51,13 +55,14 @@ def count(case, target, seconds: int, workdir: str) -> dict:
     sysbench.run(case, target.port, 2)  # warm-up: connections, pools, caches
     dump(target.pid, workdir)
     time.sleep(seconds)
-    idle = dump(target.pid, workdir)
+    idle, _ = dump(target.pid, workdir)
     result, _ = sysbench.run(case, target.port, seconds)
-    busy = dump(target.pid, workdir)
+    busy, profile = dump(target.pid, workdir)
     return {
         "queries": result.queries,
         "per_query": (busy - idle) / result.queries,
         "idle_per_second": idle / seconds,
+        "profile": profile,
     }
 
 
@@ -88,6 +93,9 @@ def main():
             counted = count(case, target, args.seconds, workdir)
             print(f"| {name} | {counted['queries']:,} | {counted['per_query']:,.0f} "
                   f"| {counted['idle_per_second']:,.0f} |", flush=True)
+            if args.keep:
+                os.makedirs(args.keep, exist_ok=True)
+                shutil.copy(counted["profile"], os.path.join(args.keep, f"{name}.callgrind"))
 
 
 if __name__ == "__main__":

@@ -91,11 +91,11 @@ fn single(text: &str) -> (StatementKind, Option<bool>) {
                 .iter()
                 .any(|k| w.eq_ignore_ascii_case(k)) =>
         {
-            let scan = scan_read(text);
+            let scan = scan_read(Some(first), tokens);
             (scan.kind, scan.more)
         }
         Token::Punct('(') => {
-            let scan = scan_read(text);
+            let scan = scan_read(Some(first), tokens);
             (scan.kind, scan.more)
         }
         Token::Word(keyword) => (statement(keyword, tokens, text), None),
@@ -190,17 +190,18 @@ struct ReadScan {
 
 /// A SELECT-like query: a read unless something in it needs the primary.
 pub fn read_query(text: &str) -> StatementKind {
-    scan_read(text).kind
+    let mut tokens = Lexer::new(text);
+    scan_read(tokens.next(), tokens).kind
 }
 
-/// One pass over a SELECT-like query, up to the end of the statement.
-fn scan_read(text: &str) -> ReadScan {
+/// One pass over a SELECT-like query, from its `first` token (the `tokens`
+/// follow it) up to the end of the statement.
+fn scan_read<'a>(first: Option<Token<'a>>, mut tokens: Lexer<'a>) -> ReadScan {
     let stop = |kind| ReadScan { kind, more: None };
     let mut previous_result = false;
     let mut more = false;
-    let mut tokens = Lexer::new(text);
     let mut before: Option<Token<'_>> = None;
-    let mut next = tokens.next();
+    let mut next = first;
     while let Some(token) = next {
         next = tokens.next();
         match token {

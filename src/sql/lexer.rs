@@ -40,6 +40,19 @@ static IN_WORD: [bool; 256] = {
     table
 };
 
+/// Bytes that may start whitespace or a comment, or end an executable
+/// comment.
+static TRIVIA: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let c = byte as u8;
+        table[byte] = c.is_ascii_whitespace() || matches!(c, b'#' | b'-' | b'/' | b'*');
+        byte += 1;
+    }
+    table
+};
+
 /// Iterates over the tokens of `text`.
 #[derive(Debug, Clone)]
 pub struct Lexer<'a> {
@@ -68,7 +81,24 @@ impl<'a> Lexer<'a> {
     }
 
     /// Skips whitespace and comments; enters executable comments.
+    #[inline]
     fn skip_trivia(&mut self) {
+        // Between most tokens there is one space or nothing: settled here,
+        // without a call.
+        let bytes = self.bytes();
+        let mut at = self.pos;
+        if bytes.get(at) == Some(&b' ') {
+            at += 1;
+        }
+        if !bytes.get(at).is_some_and(|&c| TRIVIA[usize::from(c)]) {
+            self.pos = at;
+            return;
+        }
+        self.skip_trivia_run();
+    }
+
+    #[inline(never)]
+    fn skip_trivia_run(&mut self) {
         loop {
             while self.peek(0).is_some_and(|c| c.is_ascii_whitespace()) {
                 self.pos += 1;
@@ -146,12 +176,11 @@ impl<'a> Lexer<'a> {
     }
 
     fn word_end(&self, from: usize) -> usize {
-        let bytes = self.bytes();
-        let mut end = from;
-        while bytes.get(end).is_some_and(|&c| IN_WORD[usize::from(c)]) {
-            end += 1;
-        }
-        end
+        let rest = self.bytes().get(from..).unwrap_or_default();
+        from + rest
+            .iter()
+            .position(|&c| !IN_WORD[usize::from(c)])
+            .unwrap_or(rest.len())
     }
 
     /// The rest of the text from the current position (after trivia).
