@@ -17,7 +17,7 @@ import pymysql
 import idle
 import report
 import sysbench
-from processes import Haproxy, Rwsplit, Sandbox, cpu_seconds, migrations
+from processes import Haproxy, Rwsplit, Sandbox, cpu_seconds, machine_ticks, migrations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MARK_START = "<!-- results:start -->"
@@ -90,9 +90,11 @@ def run_cases(args, sandbox) -> tuple:
                     say(f"{case.name}, {target}, round {round_ + 1}/{args.rounds}")
                     cpu_before = cpu_seconds(pid) if pid else None
                     moved_before = migrations(pid) if pid else None
+                    ticks_before, stolen_before = machine_ticks()
                     result, command = sysbench.run(case, port, args.seconds)
                     cpu = cpu_seconds(pid) - cpu_before if pid else None
                     moved = migrations(pid) - moved_before if pid else None
+                    ticks, stolen = machine_ticks()
                     commands[case.name] = command.replace(f"--mysql-port={port}", "--mysql-port=PORT")
                     runs.append({
                         "case": case.name,
@@ -102,6 +104,10 @@ def run_cases(args, sandbox) -> tuple:
                         "proxy_cpu_s": cpu,
                         "cpu_us_per_query": cpu * 1e6 / result.queries if cpu is not None and result.queries else None,
                         "migrations_per_query": moved / result.queries if moved is not None and result.queries else None,
+                        # Time the hypervisor ran other guests on this
+                        # machine's CPUs: a round with much of it is slow
+                        # whatever the target.
+                        "steal_pct": 100 * (stolen - stolen_before) / max(ticks - ticks_before, 1),
                     })
     finally:
         rwsplit.close()
@@ -187,8 +193,10 @@ def update_docs(result: dict):
     with open(path) as f:
         text = f.read()
     start, end = text.index(MARK_START) + len(MARK_START), text.index(MARK_END)
+    # Rendered before the file is opened for writing: a failure leaves it whole.
+    updated = text[:start] + "\n" + report.markdown(result) + "\n" + text[end:]
     with open(path, "w") as f:
-        f.write(text[:start] + "\n" + report.markdown(result) + "\n" + text[end:])
+        f.write(updated)
     report.chart(result["summary"], os.path.join(ROOT, "docs/benchmarks.png"))
 
 

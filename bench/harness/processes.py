@@ -39,6 +39,16 @@ def machine_busy_seconds() -> float:
     return (sum(ticks) - idle - iowait) / CLOCK_TICKS
 
 
+def machine_ticks() -> tuple:
+    """The whole machine's CPU time so far (all CPUs), and the part of it
+    the hypervisor gave to other guests (`steal`), in clock ticks."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice,
+    # which are already counted in user and nice]
+    return sum(ticks[:8]), ticks[7]
+
+
 def context_switches(pid: int) -> tuple:
     """(voluntary, involuntary) context switches of all a process's threads."""
     voluntary = involuntary = 0

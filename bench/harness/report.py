@@ -5,7 +5,7 @@ import statistics
 TARGETS = ("direct", "haproxy", "rwsplit")
 # One colour per target in both charts.
 COLOURS = {"direct": "tab:blue", "haproxy": "tab:orange", "rwsplit": "tab:green"}
-FIELDS = ("tps", "qps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_query", "migrations_per_query")
+FIELDS = ("tps", "qps", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_query", "migrations_per_query", "steal_pct")
 
 
 def summarize(runs: list) -> list:
@@ -93,14 +93,14 @@ def markdown(result: dict) -> str:
         "### sysbench",
         "",
         "| case | target | tps | qps | p50 ms | p95 ms | p99 ms | deadlocks retried | proxy CPU µs/query "
-        "| proxy CPU migrations/query |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| proxy CPU migrations/query | machine CPU stolen % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["summary"]:
         lines.append(
             f"| {r['case']} | {r['target']} | {fmt(r['tps'])} | {fmt(r['qps'])} | {fmt(r['p50_ms'], 3)} "
             f"| {fmt(r['p95_ms'], 3)} | {fmt(r['p99_ms'], 3)} | {r['retried']} | {fmt(r['cpu_us_per_query'])} "
-            f"| {fmt(r['migrations_per_query'], 2)} |"
+            f"| {fmt(r['migrations_per_query'], 2)} | {fmt(r.get('steal_pct'))} |"
         )
     idle = result.get("idle")
     if idle:
