@@ -70,6 +70,20 @@ def fmt(value, digits=1):
     return f"{value:,.{digits}f}"
 
 
+def remeasured(result: dict) -> str:
+    """What the run says of the rounds it measured again for stolen time."""
+    if "max_steal_pct" not in result:
+        return ""  # a run from before the harness measured rounds again
+    discarded = result.get("discarded", [])
+    still = sum(1 for r in result["runs"] if r["steal_pct"] > result["max_steal_pct"])
+    text = (f"A round during which more than {result['max_steal_pct']:g} % of the machine's CPU time "
+            f"was stolen by the hypervisor is measured again: {len(discarded)} "
+            f"{'time' if len(discarded) == 1 else 'times'} in this run")
+    if still:
+        text += f", and {still} kept {'round' if still == 1 else 'rounds'} still over it after the last attempt"
+    return text + ". "
+
+
 def markdown(result: dict) -> str:
     """The results section of docs/benchmarks.md."""
     lines = [
@@ -79,7 +93,7 @@ def markdown(result: dict) -> str:
         "",
         f"Command: `{result['command']}` — {result['rounds']} rounds of {result['seconds']} s per case "
         "and target, run in turn (direct, HAProxy, rwsplit, direct, ...); medians shown. "
-        f"Raw runs: `bench/results/{result['file']}`.",
+        f"{remeasured(result)}Raw runs: `bench/results/{result['file']}`.",
         "",
         "### Targets",
         "",

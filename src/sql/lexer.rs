@@ -97,6 +97,8 @@ impl<'a> Lexer<'a> {
         self.skip_trivia_run();
     }
 
+    /// Runs of whitespace and comments: kept out of line, so that the
+    /// common case above stays small enough to inline.
     #[inline(never)]
     fn skip_trivia_run(&mut self) {
         loop {
