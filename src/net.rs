@@ -4,6 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
@@ -45,6 +46,17 @@ impl Stream {
             Stream::Tcp(tcp) => Some(tcp),
             Stream::Tls(_) => None,
         }
+    }
+}
+
+/// Makes room in `buf` for the next read of up to `chunk` bytes. Packets
+/// split off the front leave their space behind; reclaiming it moves the
+/// unread bytes to the front and costs as much as relaying a small
+/// packet, so it is done once less than a quarter of a chunk is free
+/// rather than before every read.
+pub fn make_room(buf: &mut BytesMut, chunk: usize) {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
     }
 }
 
@@ -103,5 +115,27 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_made_only_when_little_is_left() {
+        let mut buf = BytesMut::with_capacity(4096);
+        buf.extend_from_slice(&[1; 100]);
+        let _packet = buf.split_to(100);
+        let before = buf.capacity();
+        make_room(&mut buf, 4096);
+        assert_eq!(buf.capacity(), before, "plenty free: nothing moves");
+
+        buf.extend_from_slice(&[2; 3500]);
+        let _packet = buf.split_to(3490);
+        assert!(buf.capacity() - buf.len() < 1024);
+        make_room(&mut buf, 4096);
+        assert!(buf.capacity() - buf.len() >= 4096);
+        assert_eq!(&buf[..], &[2; 10], "the unread bytes are kept");
     }
 }

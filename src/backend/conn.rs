@@ -259,7 +259,7 @@ impl BackendConn {
 
     /// Reads more bytes into the buffer; returns how many (0 at end of stream).
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_CHUNK);
+        crate::net::make_room(&mut self.buf, READ_CHUNK);
         self.stream.read_buf(&mut self.buf).await
     }
 

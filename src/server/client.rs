@@ -136,10 +136,10 @@ impl ClientConn {
     /// Reads from the socket; returns the bytes read (0 at end of stream).
     async fn fill(&mut self) -> Result<usize, ClientError> {
         let Some(compression) = self.compression.as_mut() else {
-            self.buf.reserve(READ_CHUNK);
+            crate::net::make_room(&mut self.buf, READ_CHUNK);
             return Ok(self.stream.read_buf(&mut self.buf).await?);
         };
-        compression.raw.reserve(READ_CHUNK);
+        crate::net::make_room(&mut compression.raw, READ_CHUNK);
         let read = self.stream.read_buf(&mut compression.raw).await?;
         while let Some(seq) = compress::take_frame(&mut compression.raw, &mut self.buf, None)? {
             compression.next_seq = seq.wrapping_add(1);
