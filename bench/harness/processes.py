@@ -31,10 +31,17 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLOCK_TICKS
 
 
+def cpu_ticks() -> list:
+    """The whole machine's CPU time so far (all CPUs) by kind, in clock
+    ticks: user nice system idle iowait irq softirq steal guest guest_nice
+    (guest time is also counted in user and nice)."""
+    with open("/proc/stat") as f:
+        return [int(t) for t in f.readline().split()[1:]]
+
+
 def machine_busy_seconds() -> float:
     """CPU time the whole machine has spent busy (all CPUs, not idle or iowait)."""
-    with open("/proc/stat") as f:
-        ticks = [int(t) for t in f.readline().split()[1:]]
+    ticks = cpu_ticks()
     idle, iowait = ticks[3], ticks[4]
     return (sum(ticks) - idle - iowait) / CLOCK_TICKS
 
@@ -42,10 +49,7 @@ def machine_busy_seconds() -> float:
 def machine_ticks() -> tuple:
     """The whole machine's CPU time so far (all CPUs), and the part of it
     the hypervisor gave to other guests (`steal`), in clock ticks."""
-    with open("/proc/stat") as f:
-        ticks = [int(t) for t in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal [guest guest_nice,
-    # which are already counted in user and nice]
+    ticks = cpu_ticks()
     return sum(ticks[:8]), ticks[7]
 
 
