@@ -1,16 +1,17 @@
 //! `classify(text)`: the statement's kind from a keyword scan.
 //!
 //! The first keyword settles most statements. Reads (`SELECT`, `VALUES`,
-//! `TABLE`, a parenthesised query) are scanned token by token for what
-//! makes a read unfit for a replica: locking clauses, `INTO`, `:=`, calls of
-//! functions that are not pure built-ins, and `@@warning_count`-style
-//! variables that describe the previous statement. SET statements and
+//! `TABLE`, a parenthesised query) are scanned — by one pass over their
+//! bytes when that settles it, else token by token — for what makes a read
+//! unfit for a replica: locking clauses, `INTO`, `:=`, calls of functions
+//! that are not pure built-ins, and `@@warning_count`-style variables that
+//! describe the previous statement. SET statements and
 //! `WITH` queries go to sqlparser ([`super::set`], [`with_query`]). Anything
 //! not understood is a [`StatementKind::Write`]: it runs on the primary,
 //! never on a replica by accident, and never fails for being unknown.
 
 use super::functions::{self, Call};
-use super::lexer::{Lexer, Token, leading_hint};
+use super::lexer::{Lexer, Token, in_word, leading_hint, word_end};
 use super::{Classified, SessionChange, StatementKind, set};
 
 /// Classifies one statement (or multi-statement packet) of SQL text.
@@ -91,6 +92,9 @@ fn single(text: &str) -> (StatementKind, Option<bool>) {
                 .iter()
                 .any(|k| w.eq_ignore_ascii_case(k)) =>
         {
+            if plainly_read(text.as_bytes()) {
+                return (StatementKind::Read, Some(false));
+            }
             let scan = scan_read(Some(first), tokens);
             (scan.kind, scan.more)
         }
@@ -180,6 +184,59 @@ fn name(token: Option<Token<'_>>) -> Option<String> {
     }
 }
 
+/// Bytes at which a read's scan may have something to act on: a call or a
+/// subquery, a variable, `:=`, another statement, or a comment that may be
+/// executable (its contents are code, and its version number may run into
+/// the word after it).
+static READ_STOPS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = matches!(byte as u8, b'(' | b'@' | b':' | b';' | b'/');
+        byte += 1;
+    }
+    table
+};
+
+/// Whether the text of a SELECT-like query certainly has nothing that
+/// [`scan_read`] would act on, in one pass over its bytes and no lexing:
+/// none of the [`READ_STOPS`] and none of the words [`word_in_read`] looks
+/// at. Strings and comments are looked into too, which can only send a
+/// read to the full scan: every word the lexer finds is a whole run of word
+/// bytes here, since the one way to split a run, an executable comment's
+/// version number, needs a `/`. Most reads applications send take this
+/// path (docs/benchmarks.md, step 17).
+fn plainly_read(text: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&c) = text.get(at) {
+        if in_word(c) {
+            let end = word_end(text, at);
+            if is_read_keyword(&text[at..end]) {
+                return false;
+            }
+            at = end;
+        } else if READ_STOPS[usize::from(c)] {
+            return false;
+        } else {
+            at += 1;
+        }
+    }
+    true
+}
+
+/// The words that [`word_in_read`] acts on (with the word after them).
+fn is_read_keyword(word: &[u8]) -> bool {
+    let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
+    match word.len() {
+        3 => is(b"FOR"),
+        4 => is(b"LOCK") || is(b"INTO") || is(b"NEXT"),
+        6 => is(b"INSERT"),
+        7 => is(b"REPLACE"),
+        8 => is(b"PREVIOUS"),
+        _ => false,
+    }
+}
+
 /// What scanning a read found.
 struct ReadScan {
     kind: StatementKind,
@@ -215,7 +272,7 @@ fn scan_read<'a>(first: Option<Token<'a>>, mut tokens: Lexer<'a>) -> ReadScan {
                 Call::PreviousResult => previous_result = true,
                 Call::Primary => return stop(StatementKind::Write),
             },
-            Token::Word(word) => match word_in_read(word, before, next) {
+            Token::Word(word) => match word_in_read(word, next) {
                 Some(kind) => return stop(kind),
                 None => {
                     if matches!(next, Some(Token::Punct('(')))
@@ -250,12 +307,12 @@ fn scan_read<'a>(first: Option<Token<'a>>, mut tokens: Lexer<'a>) -> ReadScan {
     }
 }
 
-/// Keywords inside a read that decide it on their own.
-fn word_in_read(
-    word: &str,
-    before: Option<Token<'_>>,
-    next: Option<Token<'_>>,
-) -> Option<StatementKind> {
+/// Keywords inside a read that decide it, with the word after them; each
+/// is one of [`is_read_keyword`]'s.
+fn word_in_read(word: &str, next: Option<Token<'_>>) -> Option<StatementKind> {
+    if !is_read_keyword(word.as_bytes()) {
+        return None;
+    }
     let next_is = |k: &str| matches!(next, Some(Token::Word(w)) if eq(w, k));
     if eq(word, "FOR") && (next_is("UPDATE") || next_is("SHARE")) {
         return Some(StatementKind::Write); // SELECT ... FOR UPDATE / FOR SHARE
@@ -274,9 +331,7 @@ fn word_in_read(
     if (eq(word, "NEXT") || eq(word, "PREVIOUS")) && next_is("VALUE") {
         return Some(StatementKind::Write); // NEXT VALUE FOR seq
     }
-    if eq(word, "SELECT")
-        && matches!(before, Some(Token::Word(w)) if eq(w, "INSERT") || eq(w, "REPLACE"))
-    {
+    if (eq(word, "INSERT") || eq(word, "REPLACE")) && next_is("SELECT") {
         return Some(StatementKind::Write);
     }
     None

@@ -53,6 +53,17 @@ static TRIVIA: [bool; 256] = {
     table
 };
 
+/// Whether `byte` continues a word or a number.
+pub fn in_word(byte: u8) -> bool {
+    IN_WORD[usize::from(byte)]
+}
+
+/// Where the run of word bytes starting at `from` ends.
+pub fn word_end(bytes: &[u8], from: usize) -> usize {
+    let rest = bytes.get(from..).unwrap_or_default();
+    from + rest.iter().position(|&c| !in_word(c)).unwrap_or(rest.len())
+}
+
 /// Iterates over the tokens of `text`.
 #[derive(Debug, Clone)]
 pub struct Lexer<'a> {
@@ -178,11 +189,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn word_end(&self, from: usize) -> usize {
-        let rest = self.bytes().get(from..).unwrap_or_default();
-        from + rest
-            .iter()
-            .position(|&c| !IN_WORD[usize::from(c)])
-            .unwrap_or(rest.len())
+        word_end(self.bytes(), from)
     }
 
     /// The rest of the text from the current position (after trivia).

@@ -501,6 +501,31 @@ fn hints_come_with_the_kind() {
 }
 
 #[test]
+fn plain_reads_skip_the_full_scan() {
+    for plain in [
+        "SELECT c FROM sbtest1 WHERE id=5012",
+        "select distinct c from sbtest1 where id between 1 and 100 order by c",
+        "SELECT name, 'platform' FROM forums WHERE intonation = 'x' # note",
+        "TABLE t",
+    ] {
+        assert!(plainly_read(plain.as_bytes()), "{plain:?}");
+    }
+    for full in [
+        "SELECT SUM(k) FROM t",
+        "SELECT @a",
+        "SELECT 1; SELECT 2",
+        "SELECT 1 /*!50100 FOR UPDATE */",
+        "SELECT * FROM t FOR UPDATE",
+        "select * from t lock in share mode",
+        "SELECT 1 INTO @x",
+        "SELECT next value for s",
+        "SELECT 'FOR' FROM t",
+    ] {
+        assert!(!plainly_read(full.as_bytes()), "{full:?}");
+    }
+}
+
+#[test]
 fn temporary_table_mentions() {
     let tables = vec!["tmp".to_owned(), "Other".to_owned()];
     assert!(crate::sql::mentions_any(b"SELECT * FROM TMP", &tables));
@@ -529,5 +554,39 @@ proptest! {
         )
     ) {
         let _ = classify(&words.join(" "));
+    }
+}
+
+proptest! {
+    // Enough cases to meet the rare shapes, such as an executable
+    // comment's version number running into a keyword.
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// The fast path says a read is plain only where the full token scan
+    /// finds a plain read too.
+    #[test]
+    fn a_plain_read_is_one_for_the_full_scan(
+        parts in proptest::collection::vec(
+            (
+                proptest::sample::select(vec![
+                    "FROM", "t", "c", "1", "2.5e3", "(", ")", ",", ";", "=", "'x'", "'FOR UPDATE'", "\"",
+                    "`for`", "@a", "@@warning_count", ":=", ":", "FOR", "for", "UPDATE", "SHARE", "LOCK",
+                    "IN", "INTO", "NEXT", "PREVIOUS", "VALUE", "INSERT", "REPLACE", "SELECT", "NOW",
+                    "GET_LOCK", "/*!50100", "/*M!", "/*", "*/", "--", "#", "\n", "x.f", "WHERE", "é",
+                ]),
+                proptest::sample::select(vec![" ", "", "\n"]),
+            ),
+            0..16,
+        )
+    ) {
+        let text: String = std::iter::once("SELECT ")
+            .chain(parts.iter().flat_map(|&(part, gap)| [part, gap]))
+            .collect();
+        if plainly_read(text.as_bytes()) {
+            let mut tokens = Lexer::new(&text);
+            let scan = scan_read(tokens.next(), tokens);
+            prop_assert_eq!(scan.kind, StatementKind::Read, "{:?}", text);
+            prop_assert_eq!(scan.more, Some(false), "{:?}", text);
+        }
     }
 }
