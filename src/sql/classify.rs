@@ -11,7 +11,7 @@
 //! never on a replica by accident, and never fails for being unknown.
 
 use super::functions::{self, Call};
-use super::lexer::{Lexer, Token, in_word, leading_hint, word_end};
+use super::lexer::{Lexer, Token, in_word, leading_hint};
 use super::{Classified, SessionChange, StatementKind, set};
 
 /// Classifies one statement (or multi-statement packet) of SQL text.
@@ -207,24 +207,22 @@ static READ_STOPS: [bool; 256] = {
 /// version number, needs a `/`. Most reads applications send take this
 /// path (docs/benchmarks.md, step 17).
 fn plainly_read(text: &[u8]) -> bool {
-    let mut at = 0;
-    while let Some(&c) = text.get(at) {
+    // Where the current run of word bytes started.
+    let mut word = 0;
+    for (at, &c) in text.iter().enumerate() {
         if in_word(c) {
-            let end = word_end(text, at);
-            if is_read_keyword(&text[at..end]) {
-                return false;
-            }
-            at = end;
-        } else if READ_STOPS[usize::from(c)] {
-            return false;
-        } else {
-            at += 1;
+            continue;
         }
+        if READ_STOPS[usize::from(c)] || is_read_keyword(&text[word..at]) {
+            return false;
+        }
+        word = at + 1;
     }
-    true
+    !is_read_keyword(&text[word..])
 }
 
 /// The words that [`word_in_read`] acts on (with the word after them).
+#[inline]
 fn is_read_keyword(word: &[u8]) -> bool {
     let is = |keyword: &[u8]| word.eq_ignore_ascii_case(keyword);
     match word.len() {

@@ -58,12 +58,6 @@ pub fn in_word(byte: u8) -> bool {
     IN_WORD[usize::from(byte)]
 }
 
-/// Where the run of word bytes starting at `from` ends.
-pub fn word_end(bytes: &[u8], from: usize) -> usize {
-    let rest = bytes.get(from..).unwrap_or_default();
-    from + rest.iter().position(|&c| !in_word(c)).unwrap_or(rest.len())
-}
-
 /// Iterates over the tokens of `text`.
 #[derive(Debug, Clone)]
 pub struct Lexer<'a> {
@@ -188,8 +182,10 @@ impl<'a> Lexer<'a> {
         self.text.get(start..).unwrap_or_default()
     }
 
+    /// Where the run of word bytes starting at `from` ends.
     fn word_end(&self, from: usize) -> usize {
-        word_end(self.bytes(), from)
+        let rest = self.bytes().get(from..).unwrap_or_default();
+        from + rest.iter().position(|&c| !in_word(c)).unwrap_or(rest.len())
     }
 
     /// The rest of the text from the current position (after trivia).
