@@ -97,6 +97,14 @@ pub fn route(
 /// The backend that takes the next read, if any is eligible. Allocates
 /// nothing: candidates are a bit set (at most 64 backends).
 pub fn pick_reader(topology: &Topology, reads: &ReadPolicy<'_>) -> Option<usize> {
+    // The session's replica, while it may take reads, without looking at
+    // the others (a backup one only when no other may: below).
+    if let Some(sticky) = reads
+        .sticky
+        .filter(|&i| reads_from(topology, reads, i, false))
+    {
+        return Some(sticky);
+    }
     let mut candidates = eligible(topology, reads, false);
     if candidates == 0 {
         candidates = eligible(topology, reads, true);
@@ -169,20 +177,25 @@ pub fn freshest_replica(topology: &Topology) -> Option<usize> {
 /// The set of backends that may take a read: replicas the monitor keeps in
 /// rotation (backups or not), and the primary when it serves reads.
 fn eligible(topology: &Topology, reads: &ReadPolicy<'_>, backup: bool) -> u64 {
-    let mut set = 0u64;
-    for (index, backend) in topology.backends.iter().enumerate().take(64) {
-        let is_primary = topology.primary == Some(index);
-        let as_replica = backend.role == Role::Replica
-            && !is_primary
-            && backend.backup == backup
-            && backend.readable;
-        let as_primary = is_primary && reads.primary_serves_reads && !backup;
-        let avoided = reads.avoid & (1 << index) != 0;
-        if backend.healthy && !avoided && (as_replica || as_primary) {
-            set |= 1 << index;
-        }
-    }
-    set
+    (0..topology.backends.len().min(64))
+        .filter(|&index| reads_from(topology, reads, index, backup))
+        .fold(0, |set, index| set | 1 << index)
+}
+
+/// Whether backend `index` may take a read, among the backups or the
+/// others.
+fn reads_from(topology: &Topology, reads: &ReadPolicy<'_>, index: usize, backup: bool) -> bool {
+    let Some(backend) = topology.backends.get(index).filter(|_| index < 64) else {
+        return false;
+    };
+    let is_primary = topology.primary == Some(index);
+    let as_replica = backend.role == Role::Replica
+        && !is_primary
+        && backend.backup == backup
+        && backend.readable;
+    let as_primary = is_primary && reads.primary_serves_reads && !backup;
+    let avoided = reads.avoid & (1 << index) != 0;
+    backend.healthy && !avoided && (as_replica || as_primary)
 }
 
 /// The indices in a bit set, lowest first.

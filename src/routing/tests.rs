@@ -381,6 +381,14 @@ fn a_sticky_reader_is_kept_while_it_may_take_reads() {
         Some(1),
         "a backup is left for a regular replica once one is back"
     );
+    let mut regular_down = topology();
+    regular_down.backends[1].healthy = false;
+    regular_down.backends[2].healthy = false;
+    assert_eq!(
+        pick_reader(&regular_down, &sticky(3)),
+        Some(3),
+        "a backup is kept while no regular replica may read"
+    );
     assert_eq!(
         pick_reader(&topology(), &sticky(0)),
         Some(1),

@@ -157,8 +157,8 @@ impl Session {
                 .get(id)
                 .map_or(StatementKind::Write, |s| s.kind.clone()),
         };
-        let reads =
-            kind == StatementKind::Read && !self.statements.get(id).is_some_and(|s| s.long_data);
+        let reads = matches!(kind, StatementKind::Read)
+            && !self.statements.get(id).is_some_and(|s| s.long_data);
         let target = self.execution_target_avoiding(id, &kind, 0);
         let retryable = reads && self.transaction().is_none();
         let target = if retryable {

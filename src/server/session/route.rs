@@ -19,9 +19,6 @@ use crate::routing::{ReadPolicy, SessionView, Target, route};
 use crate::server::session::relay::Relayed;
 use crate::sql::{self, Classified, Hint, SessionChange, StatementKind};
 
-/// `START TRANSACTION READ ONLY`, which runs whole on one replica.
-const READ_ONLY_BEGIN: StatementKind = StatementKind::Begin { read_only: true };
-
 impl Session {
     /// The backend where a transaction is open, from its status flags.
     pub(super) fn transaction(&self) -> Option<usize> {
@@ -94,13 +91,16 @@ impl Session {
         };
         let target = self.target(&kind, hint, text.as_bytes());
         tracing::trace!(?kind, ?hint, ?target, "routed");
-        let read = kind == StatementKind::Read;
+        // (`matches!`, not `==`: comparing with a constant builds and drops one.)
+        let read = matches!(kind, StatementKind::Read);
+        // `START TRANSACTION READ ONLY` runs whole on one replica.
+        let on_replica = read || matches!(kind, StatementKind::Begin { read_only: true });
         let outside_transaction = self.transaction().is_none();
         let reroute =
             |session: &Self, avoid| session.target_avoiding(&kind, hint, text.as_bytes(), avoid);
         // A read-only transaction that starts on a replica must see the
         // session's writes as much as a single read.
-        let target = if outside_transaction && (read || kind == READ_ONLY_BEGIN) {
+        let target = if outside_transaction && on_replica {
             self.causal_target(target, reroute).await
         } else {
             target
@@ -121,7 +121,7 @@ impl Session {
         let succeeded = relayed.as_ref().is_some_and(|r| r.error.is_none());
         if let (Some(relayed), Some(backend)) = (relayed, self.routing.previous) {
             self.note_write(backend, !read && succeeded, relayed.gtid);
-            if read || kind == READ_ONLY_BEGIN {
+            if on_replica {
                 self.note_reader(backend);
             }
         }
