@@ -31,6 +31,7 @@ impl Stream {
             while written < bytes.len() {
                 match tcp.try_write(&bytes[written..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) if written + n == bytes.len() => return Ok(()),
                     Ok(n) => written += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities, StatusFlags};
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
@@ -250,7 +250,7 @@ impl BackendConn {
 
     /// Drops `n` consumed bytes from the front of the buffer.
     pub fn consume(&mut self, n: usize) {
-        let _consumed = self.buf.split_to(n);
+        self.buf.advance(n);
         if self.buf.is_empty() && self.buf.capacity() > 4 * 1024 * 1024 {
             // Give back memory after a large response.
             self.buf = BytesMut::with_capacity(READ_CHUNK);

@@ -6,7 +6,7 @@
 //! checked against the limit as soon as each chunk header arrives, so a peer
 //! that announces a huge packet is refused before anything is buffered.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 /// Bytes in a packet header: 3 of length, 1 of sequence id.
 pub const HEADER_LEN: usize = 4;
@@ -77,7 +77,7 @@ impl Frame {
     /// The payload with the chunks joined.
     pub fn into_payload(mut self) -> BytesMut {
         if !self.is_chunked() {
-            let _header = self.bytes.split_to(HEADER_LEN);
+            self.bytes.advance(HEADER_LEN);
             return self.bytes;
         }
         let mut payload = BytesMut::with_capacity(self.payload_len);
