@@ -150,15 +150,11 @@ impl Session {
             let error = ErrorPacket::unknown_statement(statement, "mysqld_stmt_execute");
             return self.reply_error(seq, &error).await;
         };
-        let kind = match run {
-            Run::Bulk => StatementKind::Write,
-            Run::Execute(_) => self
-                .statements
-                .get(id)
-                .map_or(StatementKind::Write, |s| s.kind.clone()),
+        let (kind, long_data) = match (run, self.statements.get(id)) {
+            (Run::Execute(_), Some(s)) => (s.kind.clone(), s.long_data),
+            (Run::Bulk, _) | (_, None) => (StatementKind::Write, false),
         };
-        let reads = matches!(kind, StatementKind::Read)
-            && !self.statements.get(id).is_some_and(|s| s.long_data);
+        let reads = matches!(kind, StatementKind::Read) && !long_data;
         let target = self.execution_target_avoiding(id, &kind, 0);
         let retryable = reads && self.transaction().is_none();
         let target = if retryable {
