@@ -30,14 +30,19 @@ const LOGIN_CAPABILITIES: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41
 
 impl BackendConn {
     /// Connects and logs in, within the endpoint's connect timeout.
+    ///
+    /// The login's state (a TLS handshake's among it) lives on the heap
+    /// for as long as it runs: held inline, it would size every session
+    /// future that may open a connection — most of a session's — at about
+    /// 2 KiB more, for the whole life of each client connection.
     pub async fn connect(
         endpoint: &Endpoint,
         login: &Login<'_>,
     ) -> Result<BackendConn, BackendError> {
-        crate::timer::timeout(
+        Box::pin(crate::timer::timeout(
             endpoint.connect_timeout,
             Self::connect_inner(endpoint, login),
-        )
+        ))
         .await
         .map_err(|_| BackendError::Timeout(endpoint.connect_timeout))?
     }
