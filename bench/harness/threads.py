@@ -1,12 +1,15 @@
 """bench/threads: how rwsplit's session threads (`listen.threads`, and with
 --pinned `listen.pin_threads`) compare with HAProxy under sysbench, and where
 the time goes: the proxy's CPU per query, the whole machine's, and the
-proxy's context switches and moves between CPUs per query."""
+proxy's context switches and moves between CPUs per query, and with
+--syscalls its system calls per query (perf's tracepoints)."""
 
 import argparse
 import os
 import re
+import signal
 import statistics
+import subprocess
 import sys
 
 import main as bench
@@ -29,6 +32,9 @@ def options():
     parser.add_argument("--pinned", action="store_true",
                         help="also HAProxy with its threads bound to CPUs (cpu-map) and rwsplit with "
                              "listen.pin_threads, for each --threads value")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="also count the proxy's system calls per query, all of them and epoll_wait "
+                             "alone, with perf stat on the kernel's syscall tracepoints")
     return parser.parse_args()
 
 
@@ -40,12 +46,35 @@ def parse_variant(text: str) -> tuple:
     return found[1], found[2], int(found[3])
 
 
-def measure(case, port: int, pid: int, seconds: int) -> dict:
+SYSCALL_EVENTS = {"syscalls": "raw_syscalls:sys_enter", "epoll_waits": "syscalls:sys_enter_epoll_wait"}
+
+
+def count_syscalls(pid: int) -> subprocess.Popen:
+    """perf stat counting `pid`'s system calls until it is sent SIGINT."""
+    return subprocess.Popen(["perf", "stat", "-x,", "-e", ",".join(SYSCALL_EVENTS.values()), "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def syscalls_counted(perf: subprocess.Popen) -> dict:
+    """What `count_syscalls` counted, by SYSCALL_EVENTS key."""
+    perf.send_signal(signal.SIGINT)
+    _, err = perf.communicate()
+    counts = {fields[2]: fields[0] for fields in (line.split(",") for line in err.splitlines()) if len(fields) > 2}
+    found = {key: counts.get(event, "") for key, event in SYSCALL_EVENTS.items()}
+    if not all(value.isdigit() for value in found.values()):
+        sys.exit(f"perf stat could not count system calls (needs root and tracefs):\n{err}")
+    return {key: int(value) for key, value in found.items()}
+
+
+def measure(case, port: int, pid: int, seconds: int, syscalls: bool) -> dict:
     busy, cpu, switches, moved = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid), migrations(pid)
+    perf = count_syscalls(pid) if syscalls else None
     result, _ = sysbench.run(case, port, seconds)
     queries = result.queries
+    counted = syscalls_counted(perf) if perf else {}
     voluntary, involuntary = (after - before for after, before in zip(context_switches(pid), switches))
     return {
+        **{key: count / queries for key, count in counted.items()},
         "qps": result.qps,
         "p50_ms": result.p50_ms,
         "proxy_us": (cpu_seconds(pid) - cpu) * 1e6 / queries,
@@ -75,21 +104,24 @@ def main():
                     args.binary, sandbox, threads=int(threads), pin=True)
         for label, binary, threads in variants:
             targets[label] = Rwsplit(binary, sandbox, threads=threads)
+        extra = " system calls/query | epoll_wait/query |" if args.syscalls else ""
         print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
-              "| voluntary switches/query | involuntary switches/query | migrations/query |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+              "| voluntary switches/query | involuntary switches/query | migrations/query |" + extra)
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.syscalls else ""))
         for case in cases:
             runs = {name: [] for name in targets}
             for round_ in range(args.rounds):
                 for name, target in targets.items():
                     bench.say(f"{case.name}, {name}, round {round_ + 1}/{args.rounds}")
-                    runs[name].append(measure(case, target.port, target.pid, args.seconds))
+                    runs[name].append(measure(case, target.port, target.pid, args.seconds, args.syscalls))
             for name, mine in runs.items():
                 median = {key: statistics.median(r[key] for r in mine) for key in mine[0]}
                 print(f"| {case.name} | {name} | {median['qps']:,.0f} | {median['p50_ms']:.3f} "
                       f"| {median['proxy_us']:.1f} | {median['machine_us']:.1f} "
                       f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} "
-                      f"| {median['migrations']:.3f} |", flush=True)
+                      f"| {median['migrations']:.3f} |"
+                      + (f" {median['syscalls']:.2f} | {median['epoll_waits']:.3f} |" if args.syscalls else ""),
+                      flush=True)
 
 
 if __name__ == "__main__":
