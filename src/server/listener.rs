@@ -292,7 +292,6 @@ async fn sweep_pools(proxy: Arc<Proxy>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     #[test]
     fn the_thread_with_the_fewest_sessions_takes_the_next_client() {
@@ -314,15 +313,9 @@ mod tests {
     /// Starts `threads` session threads as `serve` does and returns the
     /// CPUs each may run on.
     fn session_thread_cpus(threads: usize, pin: bool) -> Vec<Vec<usize>> {
-        let text = format!(
-            "listen: {{ address: '127.0.0.1:0', threads: {threads}, pin_threads: {pin} }}\n\
-             users: [{{ name: app, password: app }}]\n\
-             backends: [{{ name: db1, address: '127.0.0.1:1', role: primary }}]\n\
-             monitor: {{ user: monitor, password: monitor }}\n"
-        );
-        let config = Config::from_text(&text, std::path::Path::new("test.yaml"), |_| None)
-            .expect("valid config");
-        let proxy = Arc::new(Proxy::new(config).expect("proxy"));
+        let proxy = Proxy::for_tests(&format!(
+            "{{ address: '127.0.0.1:0', threads: {threads}, pin_threads: {pin} }}"
+        ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -221,6 +221,21 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
+    /// A proxy for unit tests: `listen` as its listen section, one user,
+    /// and one backend nothing answers at.
+    #[cfg(test)]
+    pub(crate) fn for_tests(listen: &str) -> Arc<Proxy> {
+        let text = format!(
+            "listen: {listen}\n\
+             users: [{{ name: app, password: app }}]\n\
+             backends: [{{ name: db1, address: '127.0.0.1:1', role: primary }}]\n\
+             monitor: {{ user: monitor, password: monitor }}\n"
+        );
+        let config = Config::from_text(&text, std::path::Path::new("test.yaml"), |_| None)
+            .expect("valid config");
+        Arc::new(Proxy::new(config).expect("proxy"))
+    }
+
     /// Builds the shared state from a validated configuration.
     pub fn new(config: Config) -> Result<Proxy, StartError> {
         let tls = config

@@ -560,20 +560,13 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
-    use crate::config::Config;
 
     /// A session's future is allocated for every client, for as long as
     /// it stays connected; the logins it may run, large and rare, are
     /// boxed so that they do not size it (docs/benchmarks.md, step 18).
     #[test]
     fn a_session_future_holds_no_login_state() {
-        let text = "listen: { address: '127.0.0.1:0' }\n\
-                    users: [{ name: app, password: app }]\n\
-                    backends: [{ name: db1, address: '127.0.0.1:1', role: primary }]\n\
-                    monitor: { user: monitor, password: monitor }\n";
-        let config = Config::from_text(text, std::path::Path::new("test.yaml"), |_| None)
-            .expect("valid config");
-        let proxy = Arc::new(Proxy::new(config).expect("proxy"));
+        let proxy = Proxy::for_tests("{ address: '127.0.0.1:0' }");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()

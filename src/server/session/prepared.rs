@@ -157,7 +157,7 @@ impl Session {
         let reads = matches!(kind, StatementKind::Read) && !long_data;
         let target = self.execution_target_avoiding(id, &kind, 0);
         let retryable = reads && self.transaction().is_none();
-        let target = if retryable {
+        let target = if retryable && self.write_pending() {
             self.causal_target(target, |session, avoid| {
                 session.execution_target_avoiding(id, &kind, avoid)
             })
@@ -215,7 +215,11 @@ impl Session {
         retryable: bool,
     ) -> Result<Executed, End> {
         let seq = frame.last_seq().wrapping_add(1);
-        let backend = match self.backend_for(target, execution.reads).await {
+        let backend = match self.open_backend(target) {
+            Some(backend) => Ok(backend),
+            None => self.backend_for(target, execution.reads).await,
+        };
+        let backend = match backend {
             Ok(backend) => backend,
             Err(error) => {
                 self.metrics().refused();
@@ -225,13 +229,21 @@ impl Session {
         };
         let retryable = retryable && Some(backend) != self.proxy.primary();
         let caching = self.caches_metadata();
-        let backend_id = match self.prepared_on(execution.id, backend, retryable).await? {
-            Ok(backend_id) => backend_id,
-            Err(PrepareFailure::Refused(error)) => {
-                self.reply_error(seq, &error).await?;
-                return Ok(Executed::Refused);
-            }
-            Err(PrepareFailure::Untouched) => return Ok(Executed::Untouched(backend)),
+        // Usually prepared there already: then no future of `prepared_on`.
+        let known = self
+            .statements
+            .get(execution.id)
+            .and_then(|s| s.id_on(backend));
+        let backend_id = match known {
+            Some(backend_id) => backend_id,
+            None => match self.prepared_on(execution.id, backend, retryable).await? {
+                Ok(backend_id) => backend_id,
+                Err(PrepareFailure::Refused(error)) => {
+                    self.reply_error(seq, &error).await?;
+                    return Ok(Executed::Refused);
+                }
+                Err(PrepareFailure::Untouched) => return Ok(Executed::Untouched(backend)),
+            },
         };
         let statement = self
             .statements
