@@ -72,13 +72,7 @@ impl Statement {
     /// `backend` skips them: the backend's, when the client holds others.
     pub fn columns_to_supply(&self, backend: usize) -> Option<ColumnDefs> {
         let theirs = self.on_backend(backend)?.columns.as_ref()?;
-        // Usually the very ones the client got last: then the bytes need
-        // no comparing.
-        let held = self
-            .held_columns
-            .as_ref()
-            .is_some_and(|held| Arc::ptr_eq(held, theirs) || held == theirs);
-        (!held).then(|| theirs.clone())
+        (self.held_columns.as_ref() != Some(theirs)).then(|| theirs.clone())
     }
 
     /// Records column definitions the client got from an execution on
