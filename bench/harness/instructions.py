@@ -17,6 +17,7 @@ import sysbench
 from processes import Haproxy, Rwsplit, sandbox_with_targets
 
 VALGRIND = ("valgrind", "--tool=callgrind")
+CACHE_SIM = ("--cache-sim=yes",)
 
 
 def options():
@@ -24,15 +25,22 @@ def options():
     parser.add_argument("--case", default="point_select ps t1", help="sysbench case by exact name")
     parser.add_argument("--seconds", type=int, default=10, help="length of the counted run (default 10)")
     parser.add_argument("--binary", default="target/release/rwsplit", help="the rwsplit binary")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="also simulate the caches (callgrind --cache-sim=yes) and count "
+                             "first-level instruction and data misses and last-level misses "
+                             "per query: the footprint of a query, deterministic like the "
+                             "instruction counts (the kernel's own use of the caches is not "
+                             "simulated)")
     parser.add_argument("--keep", metavar="DIR",
                         help="copy each target's counted profile to DIR/<target>.callgrind, "
                              "to read with callgrind_annotate")
     return parser.parse_args()
 
 
-def dump(pid: int, workdir: str) -> tuple[int, str]:
-    """Has callgrind write out (and zero) its counters; the instructions
-    counted since the last dump, and the file they were written to."""
+def dump(pid: int, workdir: str) -> tuple[dict[str, int], str]:
+    """Has callgrind write out (and zero) its counters; the events counted
+    since the last dump (instructions `Ir`, and the cache simulation's
+    misses when on), and the file they were written to."""
     before = set(glob.glob(os.path.join(workdir, f"callgrind.{pid}.*")))
     done = subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, text=True)
     if done.returncode != 0:
@@ -42,26 +50,48 @@ def dump(pid: int, workdir: str) -> tuple[int, str]:
         new = set(glob.glob(os.path.join(workdir, f"callgrind.{pid}.*"))) - before
         for path in new:
             with open(path) as f:
+                names = []
                 for line in f:
-                    if line.startswith("summary:"):
-                        return int(line.split()[1]), path
+                    if line.startswith("events:"):
+                        names = line.split()[1:]
+                    elif line.startswith("summary:"):
+                        # Trailing zero counts may be left out.
+                        counts = [int(v) for v in line.split()[1:]]
+                        counts += [0] * (len(names) - len(counts))
+                        return dict(zip(names, counts)), path
         time.sleep(0.2)
     raise RuntimeError(f"callgrind of pid {pid} wrote no dump")
 
 
+# What is reported per query, from callgrind's events: instructions, and
+# with --cache-sim the simulated first-level instruction and data misses and
+# last-level misses.
+COLUMNS = {
+    "instructions": ("Ir",),
+    "L1 instruction misses": ("I1mr",),
+    "L1 data misses": ("D1mr", "D1mw"),
+    "last-level misses": ("ILmr", "DLmr", "DLmw"),
+}
+
+
 def count(case, target, seconds: int, workdir: str) -> dict:
-    """Instructions per query of `target` under `case`, net of what the
-    process executes idle over as long (the monitor, timers)."""
+    """Events per query of `target` under `case`, net of what the process
+    executes idle over as long (the monitor, timers)."""
     sysbench.run(case, target.port, 2)  # warm-up: connections, pools, caches
     dump(target.pid, workdir)
     time.sleep(seconds)
     idle, _ = dump(target.pid, workdir)
     result, _ = sysbench.run(case, target.port, seconds)
     busy, profile = dump(target.pid, workdir)
+    per_query = {
+        column: sum(busy[e] - idle[e] for e in events) / result.queries
+        for column, events in COLUMNS.items()
+        if all(e in busy for e in events)
+    }
     return {
         "queries": result.queries,
-        "per_query": (busy - idle) / result.queries,
-        "idle_per_second": idle / seconds,
+        "per_query": per_query,
+        "idle_per_second": idle["Ir"] / seconds,
         "profile": profile,
     }
 
@@ -76,22 +106,26 @@ def main():
     with sandbox_with_targets(binary) as (sandbox, targets):
         bench.load_data(sandbox)
         workdir = sandbox.dir
+        valgrind = VALGRIND + (CACHE_SIM if args.cache_sim else ())
         out = f"--callgrind-out-file={workdir}/callgrind.%p"
         wrapper = os.path.join(workdir, "rwsplit-under-callgrind")
         with open(wrapper, "w") as f:
-            f.write(f'#!/bin/sh\nexec {" ".join(VALGRIND)} {out} {binary} "$@"\n')
+            f.write(f'#!/bin/sh\nexec {" ".join(valgrind)} {out} {binary} "$@"\n')
         os.chmod(wrapper, 0o755)
         bench.say("starting HAProxy and rwsplit under callgrind")
-        targets["haproxy"] = Haproxy(sandbox.replicas, workdir, prefix=(*VALGRIND, out))
+        targets["haproxy"] = Haproxy(sandbox.replicas, workdir, prefix=(*valgrind, out))
         targets["rwsplit"] = Rwsplit(wrapper, sandbox)
-        print(f"{case.name}, {args.seconds} s under callgrind (userspace instructions, "
+        columns = [c for c in COLUMNS if args.cache_sim or c == "instructions"]
+        print(f"{case.name}, {args.seconds} s under callgrind (userspace, per query, "
               "net of each process's idle background):\n")
-        print("| target | queries | instructions per query | idle instructions per second |")
-        print("|---|---:|---:|---:|")
+        print("| target | queries | " + " | ".join(f"{c} per query" for c in columns)
+              + " | idle instructions per second |")
+        print("|---|---:|" + "---:|" * len(columns) + "---:|")
         for name, target in targets.items():
             bench.say(f"{case.name}, {name}")
             counted = count(case, target, args.seconds, workdir)
-            print(f"| {name} | {counted['queries']:,} | {counted['per_query']:,.0f} "
+            figures = " | ".join(f"{counted['per_query'][c]:,.0f}" for c in columns)
+            print(f"| {name} | {counted['queries']:,} | {figures} "
                   f"| {counted['idle_per_second']:,.0f} |", flush=True)
             if args.keep:
                 os.makedirs(args.keep, exist_ok=True)
