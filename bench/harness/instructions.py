@@ -1,8 +1,10 @@
 """bench/instructions: instructions the proxy executes per query, counted
 by valgrind's callgrind. Unlike time, instruction counts hardly move
 between runs on a noisy machine, so they show what a change to the hot
-path saves. Counts userspace only: the kernel's share (most of a proxy's
-CPU, docs/benchmarks.md) is not in them."""
+path saves. With --cache-sim, also the misses of callgrind's simulated
+caches: how much code and data a query touches. Counts userspace only:
+the kernel's share (most of a proxy's CPU, docs/benchmarks.md) is not in
+them."""
 
 import argparse
 import glob
