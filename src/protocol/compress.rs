@@ -89,17 +89,24 @@ pub fn take_frame(
         out.put_slice(data);
         return Ok(Some(seq));
     }
+    let inflated = inflate(data, plain).ok_or(CompressError::BadData { announced: plain })?;
+    out.put_slice(&inflated);
+    Ok(Some(seq))
+}
+
+/// Inflates `data`, which must come to exactly `plain` bytes. Never
+/// inlined: the decoder's state is built on the stack (some 50 KiB), and
+/// inlined into a client's read path it made every read of every client,
+/// compressed or not, probe those stack pages (docs/benchmarks.md step 19).
+#[inline(never)]
+fn inflate(data: &[u8], plain: usize) -> Option<Vec<u8>> {
     // Read at most one byte more than announced, so a frame that inflates
     // to more (a zip bomb) is caught without inflating it all.
     let mut inflated = Vec::with_capacity(plain);
     let read = ZlibDecoder::new(data)
         .take(plain as u64 + 1)
         .read_to_end(&mut inflated);
-    if read.is_err() || inflated.len() != plain {
-        return Err(CompressError::BadData { announced: plain });
-    }
-    out.put_slice(&inflated);
-    Ok(Some(seq))
+    (read.is_ok() && inflated.len() == plain).then_some(inflated)
 }
 
 #[cfg(test)]
