@@ -131,10 +131,16 @@ pub enum BackendError {
     #[error("the backend asked for authentication plugin {0}, which rwsplit does not implement")]
     UnsupportedPlugin(String),
     #[error(
-        "the backend lacks MariaDB capabilities the client negotiated ({0:?}); \
-         every backend must run a MariaDB version as recent as the primary's"
+        "the backend lacks capabilities the client negotiated ({standard:?}, {mariadb:?}): \
+         clients are offered what every backend rwsplit has reached supports, and this one \
+         was not reached before the client logged in (or has been replaced by an older server)"
     )]
-    MissingCapabilities(MariadbCapabilities),
+    MissingCapabilities {
+        standard: CapabilityFlags,
+        mariadb: MariadbCapabilities,
+        /// The backend's greeting, which says what it does offer.
+        greeting: Box<Greeting>,
+    },
     #[error("the backend sent an invalid packet: {0}")]
     Protocol(String),
     #[error("connection to the backend lost: {0}")]

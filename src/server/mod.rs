@@ -76,8 +76,9 @@ const POOL_MAX_IDLE: usize = 32;
 /// Idle backend connections older than this are closed.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What clients are told about "the server" in the greeting: taken from the
-/// primary, so that clients see the real version and collation.
+/// What clients are told about "the server" in the greeting: the primary's
+/// version and collation, so that clients see the real ones, and the
+/// capabilities every backend reached so far has in common.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
     pub version: Vec<u8>,
@@ -96,6 +97,31 @@ impl ServerInfo {
             capabilities: OFFERED,
             mariadb: MariadbCapabilities::empty(),
             collation: 45, // utf8mb4_general_ci
+        }
+    }
+}
+
+/// The capabilities a backend's greeting offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Offer {
+    capabilities: CapabilityFlags,
+    mariadb: MariadbCapabilities,
+}
+
+impl Offer {
+    fn of(greeting: &Greeting) -> Offer {
+        Offer {
+            capabilities: greeting.capabilities,
+            mariadb: greeting.mariadb,
+        }
+    }
+
+    /// What both offer. A client's statements may go to any backend, so it
+    /// may negotiate only what they all speak.
+    fn and(self, other: Offer) -> Offer {
+        Offer {
+            capabilities: self.capabilities & other.capabilities,
+            mariadb: self.mariadb & other.mariadb,
         }
     }
 }
@@ -145,6 +171,8 @@ pub struct Proxy {
     pub rsa: RsaKey,
     users: HashMap<String, Arc<UserConfig>>,
     server_info: RwLock<Arc<ServerInfo>>,
+    /// What each backend's last greeting offered, once one has been seen.
+    offers: Mutex<Vec<Option<Offer>>>,
     /// Users that completed caching_sha2_password full authentication, and
     /// may now use its fast path (MySQL keeps the same cache).
     sha2_cache: Mutex<HashSet<String>>,
@@ -189,9 +217,7 @@ pub async fn start(
         // Resolves when the sender is dropped too.
         let _ = admin_stopped.await;
     }));
-    if let Err(error) = proxy.probe_primary().await {
-        tracing::warn!(%error, "cannot reach the primary to learn its version; greeting clients with a default until it answers");
-    }
+    probe_backends(&proxy).await;
     if proxy.config.failover.auto {
         tracing::warn!(
             "failover.auto is set, but automatic failover is not implemented in this version"
@@ -208,6 +234,40 @@ pub async fn start(
     listener::serve(proxy.clone(), listener, shutdown).await;
     proxy.listening.store(false, Ordering::Relaxed);
     drop(stop_admin);
+}
+
+/// Logs in to every backend with the monitor account, all at once, to learn
+/// what each offers (and the primary's version) before the first client is
+/// greeted. A backend that does not answer now is learnt about when a
+/// session first reaches it.
+async fn probe_backends(proxy: &Arc<Proxy>) {
+    let mut probes = tokio::task::JoinSet::new();
+    for backend in 0..proxy.endpoints.len() {
+        let proxy = proxy.clone();
+        probes.spawn(async move {
+            let monitor = &proxy.config.monitor;
+            let login = Login {
+                user: &monitor.user,
+                password: &monitor.password,
+                db: None,
+                capabilities: OFFERED,
+                mariadb: MariadbCapabilities::empty(),
+                collation: ServerInfo::fallback().collation,
+                attributes: None,
+            };
+            let endpoint = &proxy.endpoints[backend];
+            match BackendConn::connect(endpoint, &login).await {
+                Ok(conn) => proxy.note_greeting(backend, conn.greeting()),
+                Err(error) => tracing::warn!(
+                    backend = endpoint.name,
+                    %error,
+                    "cannot reach the backend to learn its version and capabilities; \
+                     clients are offered what the backends reached support until it answers"
+                ),
+            }
+        });
+    }
+    while probes.join_next().await.is_some() {}
 }
 
 impl std::fmt::Debug for Proxy {
@@ -300,43 +360,43 @@ impl Proxy {
             rsa: RsaKey::generate().map_err(|_| StartError::RsaKey)?,
             users,
             server_info: RwLock::new(Arc::new(ServerInfo::fallback())),
+            offers: Mutex::new(vec![None; config.backends.len()]),
             sha2_cache: Mutex::default(),
             config,
         })
     }
 
-    /// Logs in to the primary with the monitor account to learn the version,
-    /// capabilities and collation clients are greeted with.
-    pub async fn probe_primary(&self) -> Result<(), crate::backend::conn::BackendError> {
-        let monitor = &self.config.monitor;
-        let login = Login {
-            user: &monitor.user,
-            password: &monitor.password,
-            db: None,
-            capabilities: OFFERED,
-            mariadb: MariadbCapabilities::empty(),
-            collation: ServerInfo::fallback().collation,
-            attributes: None,
-        };
-        let Some(primary) = self.primary() else {
-            return Ok(());
-        };
-        let conn = BackendConn::connect(&self.endpoints[primary], &login).await?;
-        self.note_greeting(conn.greeting());
-        Ok(())
-    }
-
-    /// Updates what clients are greeted with from a primary's greeting.
-    pub fn note_greeting(&self, greeting: &Greeting) {
+    /// Notes what a backend's greeting offers, and from the primary the
+    /// version and collation clients are greeted with. Clients are then
+    /// offered what every backend reached so far has in common: a backend
+    /// that lacked a capability a client negotiated would answer it in
+    /// another format (or refuse it, `BackendError::MissingCapabilities`).
+    pub fn note_greeting(&self, backend: usize, greeting: &Greeting) {
+        let offer = Offer::of(greeting);
+        // Held until the new greeting is published: notes are applied one
+        // at a time.
+        let mut offers = self.offers.lock().unwrap_or_else(|p| p.into_inner());
+        offers[backend] = Some(offer);
+        let common = offers
+            .iter()
+            .flatten()
+            .fold(offer, |all, &one| all.and(one));
+        let current = self.server_info();
+        let primary = Some(backend) == self.primary();
         let info = ServerInfo {
-            version: greeting.version.clone(),
-            capabilities: greeting.capabilities,
-            mariadb: greeting.mariadb,
-            collation: greeting.collation,
+            version: match primary {
+                true => greeting.version.clone(),
+                false => current.version.clone(),
+            },
+            capabilities: common.capabilities,
+            mariadb: common.mariadb,
+            collation: match primary {
+                true => greeting.collation,
+                false => current.collation,
+            },
         };
-        let mut current = self.server_info.write().unwrap_or_else(|p| p.into_inner());
-        if **current != info {
-            *current = Arc::new(info);
+        if *current != info {
+            *self.server_info.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(info);
         }
     }
 
@@ -359,7 +419,7 @@ impl Proxy {
     }
 
     /// The MariaDB extended capabilities offered to clients: what rwsplit
-    /// relays and the primary supports.
+    /// relays and every backend reached so far supports.
     pub fn client_mariadb_capabilities(&self) -> MariadbCapabilities {
         OFFERED_MARIADB & self.server_info().mariadb
     }
@@ -404,5 +464,55 @@ impl Proxy {
             topology.backends[p].healthy && reports.get(p).is_some_and(|r| r.version.is_some())
         });
         self.listening.load(Ordering::Relaxed) && confirmed && topology.alarm.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn greeting(version: &str, mariadb: MariadbCapabilities) -> Greeting {
+        Greeting {
+            version: version.as_bytes().to_vec(),
+            capabilities: OFFERED,
+            mariadb,
+            collation: 45,
+            thread_id: 1,
+        }
+    }
+
+    #[test]
+    fn clients_are_offered_what_every_backend_reached_speaks() {
+        let text = "listen: { address: '127.0.0.1:0' }\n\
+                    users: [{ name: app, password: app }]\n\
+                    backends:\n  \
+                      - { name: db1, address: '127.0.0.1:1', role: primary }\n  \
+                      - { name: db2, address: '127.0.0.1:2', role: replica }\n\
+                    monitor: { user: monitor, password: monitor }\n";
+        let config = Config::from_text(text, std::path::Path::new("test.yaml"), |_| None)
+            .expect("valid config");
+        let proxy = Proxy::new(config).expect("proxy");
+        assert_eq!(
+            proxy.client_mariadb_capabilities(),
+            MariadbCapabilities::empty(),
+            "none before a backend has answered"
+        );
+
+        proxy.note_greeting(0, &greeting("11.4.2-MariaDB", OFFERED_MARIADB));
+        assert_eq!(proxy.client_mariadb_capabilities(), OFFERED_MARIADB);
+
+        // A replica without metadata caching (MariaDB 10.5).
+        let older = OFFERED_MARIADB - MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA;
+        proxy.note_greeting(1, &greeting("10.5.27-MariaDB", older));
+        assert_eq!(proxy.client_mariadb_capabilities(), older);
+        assert_eq!(
+            proxy.server_info().version,
+            b"11.4.2-MariaDB",
+            "the version clients see is the primary's"
+        );
+
+        // Upgraded, it offers everything again.
+        proxy.note_greeting(1, &greeting("11.4.2-MariaDB", OFFERED_MARIADB));
+        assert_eq!(proxy.client_mariadb_capabilities(), OFFERED_MARIADB);
     }
 }

@@ -28,6 +28,29 @@ const LOGIN_CAPABILITIES: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41
     .union(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA)
     .union(CapabilityFlags::CLIENT_LONG_PASSWORD);
 
+/// Capabilities that change what a server sends, or how it takes the
+/// statements it is sent: a backend that lacks one the client negotiated
+/// would quietly answer that client in another format or another way.
+const RELAYED_AS_NEGOTIATED: CapabilityFlags = CapabilityFlags::CLIENT_FOUND_ROWS
+    .union(CapabilityFlags::CLIENT_LOCAL_FILES)
+    .union(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
+    .union(CapabilityFlags::CLIENT_MULTI_RESULTS)
+    .union(CapabilityFlags::CLIENT_PS_MULTI_RESULTS)
+    .union(CapabilityFlags::CLIENT_SESSION_TRACK)
+    .union(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+
+/// What a client negotiated, of what the backend must honour as
+/// negotiated, that this backend's greeting does not offer; `None` when it
+/// offers it all.
+pub(super) fn missing_capabilities(
+    login: &Login<'_>,
+    greeting: &Greeting,
+) -> Option<(CapabilityFlags, MariadbCapabilities)> {
+    let standard = (login.capabilities & RELAYED_AS_NEGOTIATED) - greeting.capabilities;
+    let mariadb = login.mariadb - greeting.mariadb;
+    (!standard.is_empty() || !mariadb.is_empty()).then_some((standard, mariadb))
+}
+
 impl BackendConn {
     /// Connects and logs in, within the endpoint's connect timeout.
     ///
@@ -98,9 +121,12 @@ impl BackendConn {
         let mut capabilities =
             (login.capabilities - CapabilityFlags::CLIENT_COMPRESS - CapabilityFlags::CLIENT_SSL)
                 | LOGIN_CAPABILITIES;
-        let missing = login.mariadb - conn.greeting.mariadb;
-        if !missing.is_empty() {
-            return Err(BackendError::MissingCapabilities(missing));
+        if let Some((standard, mariadb)) = missing_capabilities(login, &conn.greeting) {
+            return Err(BackendError::MissingCapabilities {
+                standard,
+                mariadb,
+                greeting: Box::new(conn.greeting.clone()),
+            });
         }
         if !login.mariadb.is_empty() {
             // Clear "CLIENT_MYSQL", or the server ignores the extended ones.
@@ -286,4 +312,59 @@ fn handshake_response(
     // collation is byte 8: after capabilities (4) and max packet size (4).
     out[8] = login.collation;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(capabilities: CapabilityFlags, mariadb: MariadbCapabilities) -> Login<'static> {
+        Login {
+            user: "app",
+            password: "app",
+            db: None,
+            capabilities,
+            mariadb,
+            collation: 45,
+            attributes: None,
+        }
+    }
+
+    fn greeting(capabilities: CapabilityFlags, mariadb: MariadbCapabilities) -> Greeting {
+        Greeting {
+            version: b"5.5.5-10.11.6-MariaDB".to_vec(),
+            capabilities,
+            mariadb,
+            collation: 45,
+            thread_id: 1,
+        }
+    }
+
+    #[test]
+    fn a_backend_must_offer_what_changes_its_answers() {
+        let eof = CapabilityFlags::CLIENT_DEPRECATE_EOF;
+        let modern = CapabilityFlags::CLIENT_PROTOCOL_41 | eof;
+        let caching = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA;
+        let none = MariadbCapabilities::empty();
+
+        assert_eq!(
+            missing_capabilities(&login(modern, caching), &greeting(modern, caching)),
+            None
+        );
+        assert_eq!(
+            missing_capabilities(
+                &login(modern, caching),
+                &greeting(CapabilityFlags::CLIENT_PROTOCOL_41, none)
+            ),
+            Some((eof, caching)),
+            "an older server would end results with EOF packets and send every column definition"
+        );
+        // Flags that only matter at login (MariaDB servers leave
+        // CLIENT_LONG_PASSWORD, "CLIENT_MYSQL", clear) are not required.
+        let client = modern | CapabilityFlags::CLIENT_LONG_PASSWORD;
+        assert_eq!(
+            missing_capabilities(&login(client, none), &greeting(modern, none)),
+            None
+        );
+    }
 }

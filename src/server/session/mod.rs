@@ -439,9 +439,6 @@ impl Session {
                 &format!("replaying the session's SET/USE/PREPARE history failed: {error}"),
             ));
         }
-        if Some(target) == self.proxy.primary() {
-            self.proxy.note_greeting(conn.greeting());
-        }
         debug!(
             backend = endpoint.name,
             thread = conn.thread_id(),
@@ -463,13 +460,26 @@ impl Session {
             collation: self.identity.collation,
             attributes: self.identity.attributes.as_ref(),
         };
-        BackendConn::connect(endpoint, &login).await.map_err(|error| match error {
-            BackendError::Refused(error) => error,
-            other => {
-                warn!(backend = endpoint.name, error = %other, "cannot open a backend connection");
-                ErrorPacket::backend_unreachable(&endpoint.name, &endpoint.address, &other.to_string())
+        match BackendConn::connect(endpoint, &login).await {
+            Ok(conn) => {
+                self.proxy.note_greeting(target, conn.greeting());
+                Ok(conn)
             }
-        })
+            Err(BackendError::Refused(error)) => Err(error),
+            Err(other) => {
+                if let BackendError::MissingCapabilities { greeting, .. } = &other {
+                    // Clients that log in from now on are offered only
+                    // what this backend speaks too.
+                    self.proxy.note_greeting(target, greeting);
+                }
+                warn!(backend = endpoint.name, error = %other, "cannot open a backend connection");
+                Err(ErrorPacket::backend_unreachable(
+                    &endpoint.name,
+                    &endpoint.address,
+                    &other.to_string(),
+                ))
+            }
+        }
     }
 
     /// Whether the client caches prepared statements' column definitions
