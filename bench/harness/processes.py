@@ -160,7 +160,8 @@ def sandbox_with_targets(binary: str):
 class Rwsplit:
     """`rwsplit serve` over a sandbox, reads split to its replicas."""
 
-    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000, threads=None, pin=False):
+    def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000, threads=None, pin=False,
+                 ready_timeout: float = 30.0):
         self.port = free_port()
         self.admin_port = free_port()
         backends = "".join(
@@ -187,7 +188,7 @@ class Rwsplit:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        self.wait_ready()
+        self.wait_ready(ready_timeout)
 
     @property
     def pid(self) -> int:
@@ -207,7 +208,7 @@ class Rwsplit:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("rwsplit did not become ready with both replicas readable")
+        raise RuntimeError(f"rwsplit did not become ready with both replicas readable within {timeout:.0f} s")
 
     def status(self) -> dict:
         url = f"http://127.0.0.1:{self.admin_port}/status"
