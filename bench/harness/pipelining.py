@@ -45,12 +45,25 @@ def server_pid(sandbox: Sandbox, name: str) -> int:
         return int(f.read())
 
 
-def run(port: int, pid: int, batch: int, seconds: int) -> dict:
+def measured(label, pid: int, work) -> dict:
+    """Runs `work()`, which returns the queries it had answered and in how
+    many seconds; per query, the replica's CPU time and the machine's."""
+    server_before, busy_before = cpu_seconds(pid), machine_busy_seconds()
+    queries, elapsed = work()
+    server, busy = cpu_seconds(pid) - server_before, machine_busy_seconds() - busy_before
+    return {
+        "batch": label,
+        "qps": queries / elapsed,
+        "server_us_per_query": server * 1e6 / queries,
+        "machine_us_per_query": busy * 1e6 / queries,
+    }
+
+
+def batches_of(port: int, batch: int, seconds: int):
     """Point selects in batches of `batch` for `seconds`, on one connection."""
     conn = pymysql.connect(host="127.0.0.1", port=port, user="app", password="app",
                            database="sbtest", autocommit=True)
     queries = 0
-    server_before, busy_before = cpu_seconds(pid), machine_busy_seconds()
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         ids = [random.randint(1, sysbench.TABLE_SIZE) for _ in range(batch)]
@@ -64,29 +77,16 @@ def run(port: int, pid: int, batch: int, seconds: int) -> dict:
                 raise RuntimeError(f"a point select returned {len(result.rows)} rows")
         queries += batch
     elapsed = time.monotonic() - started
-    server, busy = cpu_seconds(pid) - server_before, machine_busy_seconds() - busy_before
     conn.close()
-    return {
-        "batch": batch,
-        "qps": queries / elapsed,
-        "server_us_per_query": server * 1e6 / queries,
-        "machine_us_per_query": busy * 1e6 / queries,
-    }
+    return queries, elapsed
 
 
-def sysbench_run(port: int, pid: int, case: str, seconds: int) -> dict:
+def sysbench_case(port: int, case: str, seconds: int):
     """The benchmark's own case, straight to the replica, for comparison:
     `case`'s clients each wait for an answer before the next query."""
     (chosen,) = [c for c in sysbench.CASES if c.name == case]
-    server_before, busy_before = cpu_seconds(pid), machine_busy_seconds()
     result, _ = sysbench.run(chosen, port, seconds)
-    server, busy = cpu_seconds(pid) - server_before, machine_busy_seconds() - busy_before
-    return {
-        "batch": f"sysbench {case}",
-        "qps": result.queries / seconds,
-        "server_us_per_query": server * 1e6 / result.queries,
-        "machine_us_per_query": busy * 1e6 / result.queries,
-    }
+    return result.queries, seconds
 
 
 def main():
@@ -102,10 +102,12 @@ def main():
         for round_ in range(1, args.rounds + 1):
             for batch in batches:
                 bench.say(f"batch {batch}, round {round_}/{args.rounds}")
-                runs.append(run(replica.port, pid, batch, args.seconds))
+                runs.append(measured(batch, pid,
+                                     lambda: batches_of(replica.port, batch, args.seconds)))
             for case in cases:
                 bench.say(f"{case}, round {round_}/{args.rounds}")
-                runs.append(sysbench_run(replica.port, pid, case, args.seconds))
+                runs.append(measured(f"sysbench {case}", pid,
+                                     lambda: sysbench_case(replica.port, case, args.seconds)))
     finally:
         sandbox.close()
     print(f"\nPoint selects straight to {replica.name} (batches: one connection; "
