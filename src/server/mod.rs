@@ -377,10 +377,7 @@ impl Proxy {
         // at a time.
         let mut offers = self.offers.lock().unwrap_or_else(|p| p.into_inner());
         offers[backend] = Some(offer);
-        let common = offers
-            .iter()
-            .flatten()
-            .fold(offer, |all, &one| all.and(one));
+        let common = offers.iter().flatten().copied().fold(offer, Offer::and);
         let current = self.server_info();
         let primary = Some(backend) == self.primary();
         let info = ServerInfo {

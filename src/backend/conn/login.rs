@@ -42,7 +42,7 @@ const RELAYED_AS_NEGOTIATED: CapabilityFlags = CapabilityFlags::CLIENT_FOUND_ROW
 /// What a client negotiated, of what the backend must honour as
 /// negotiated, that this backend's greeting does not offer; `None` when it
 /// offers it all.
-pub(super) fn missing_capabilities(
+fn missing_capabilities(
     login: &Login<'_>,
     greeting: &Greeting,
 ) -> Option<(CapabilityFlags, MariadbCapabilities)> {
