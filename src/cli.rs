@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::admin::status::Status;
 use crate::config::{Config, ConfigError};
+use crate::failover::Kind;
 use crate::logging::LogFormat;
 use crate::sandbox::{self, Sandbox, SandboxOptions};
 use crate::server;
@@ -98,6 +99,49 @@ pub enum Command {
         json: bool,
     },
 
+    /// Move the primary to a replica, with the primary working.
+    ///
+    /// Asks a running rwsplit (its admin API) to switch over, and prints
+    /// each step as it happens: take the topology lock on a majority of the
+    /// backends (so that one rwsplit changes the servers at a time), survey
+    /// them, fence the primary (read_only = ON), wait for the new primary
+    /// to apply everything the old one wrote (up to failover.timeout),
+    /// promote it, point the other replicas at it, and make the old primary
+    /// its replica. Until the new primary is promoted, a failure makes the
+    /// old one writable again. Writes get an error for the moment there is
+    /// no primary; reads go on. Exits 0 once the new primary serves.
+    #[command(
+        after_help = "Examples:\n  rwsplit switchover --to db2\n  rwsplit switchover            # to the most advanced replica\n  rwsplit switchover --admin http://10.0.0.5:6034 --to db3"
+    )]
+    Switchover {
+        /// The backend to promote (a name from the configuration); by
+        /// default the replica that has applied the most.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+
+    /// Replace a failed primary with a replica.
+    ///
+    /// Asks a running rwsplit (its admin API) to fail over, and prints each
+    /// step: take the topology lock, survey the backends, check that the
+    /// replicas lost the primary too (when one still receives from it, the
+    /// primary is alive and only rwsplit cannot reach it: nothing is done),
+    /// let the new primary apply what it received, promote it and point the
+    /// other replicas at it. The old primary is fenced (read_only = ON) when
+    /// it answers again, and made a replica if it has nothing the new
+    /// primary lacks. With failover.auto, rwsplit does this by itself.
+    #[command(after_help = "Examples:\n  rwsplit failover\n  rwsplit failover --to db3")]
+    Failover {
+        /// The backend to promote; by default the replica that received the
+        /// most from the old primary.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+
     /// Start a local MariaDB primary and replicas to try rwsplit against.
     ///
     /// Uses the machine's mariadbd. Each server gets its own directory and a
@@ -119,6 +163,17 @@ pub enum Command {
     },
 }
 
+/// Where a running rwsplit's admin API is, and its token.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Base URL of the admin API.
+    #[arg(long, default_value = "http://127.0.0.1:6034")]
+    admin: String,
+    /// The bearer token, when admin.token is set.
+    #[arg(long, env = "RWSPLIT_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -135,6 +190,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { admin, token, json } => {
             runtime()?.block_on(print_status(&admin, token.as_deref(), json))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Switchover { to, admin } => {
+            runtime()?.block_on(run_change(Kind::Switchover, to.as_deref(), &admin))
+        }
+        Command::Failover { to, admin } => {
+            runtime()?.block_on(run_change(Kind::Failover, to.as_deref(), &admin))
         }
         Command::Sandbox { replicas, dir } => {
             runtime()?.block_on(run_sandbox(SandboxOptions {
@@ -188,6 +249,45 @@ async fn print_status(admin: &str, token: Option<&str>, json: bool) -> anyhow::R
         .with_context(|| format!("{admin}/status did not answer with rwsplit's status document"))?;
     print!("{}", status.table());
     Ok(())
+}
+
+/// Asks for a switchover or failover and prints its steps as they come;
+/// success when the last line says it is done.
+async fn run_change(kind: Kind, to: Option<&str>, admin: &AdminArgs) -> anyhow::Result<ExitCode> {
+    let path = match to {
+        Some(name) => format!("/{}?to={}", kind.name(), query_escape(name)),
+        None => format!("/{}", kind.name()),
+    };
+    let mut last = String::new();
+    crate::admin::client::post_streaming(
+        &admin.admin,
+        &path,
+        admin.token.as_deref(),
+        Duration::from_secs(5),
+        |text| {
+            print!("{text}");
+            last.push_str(text);
+        },
+    )
+    .await?;
+    let done = last.lines().last().is_some_and(|l| l.starts_with("done:"));
+    Ok(if done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `name` for a query string: what is not unreserved is percent-encoded.
+fn query_escape(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn run_sandbox(options: SandboxOptions) -> anyhow::Result<()> {

@@ -247,6 +247,22 @@ impl GtidPosition {
             _ => false,
         }
     }
+
+    /// Whether every transaction applied at `other` is applied here too:
+    /// in MariaDB, every domain of `other` is here with at least its
+    /// sequence number (as `covers`, domain by domain); in MySQL, the set
+    /// contains `other`'s. Positions of two dialects never include each
+    /// other, but the empty position is included everywhere.
+    pub fn includes(&self, other: &GtidPosition) -> bool {
+        match (self, other) {
+            (_, GtidPosition::MariaDb(theirs)) if theirs.is_empty() => true,
+            (GtidPosition::MariaDb(_), GtidPosition::MariaDb(theirs)) => theirs
+                .iter()
+                .all(|gtid| self.covers(&Committed::MariaDb(*gtid))),
+            (GtidPosition::MySql(ours), GtidPosition::MySql(theirs)) => ours.contains(theirs),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for GtidPosition {
@@ -312,6 +328,24 @@ mod tests {
             "an unknown domain is not covered"
         );
         assert!(!GtidPosition::default().covers(&committed("0-1-1")));
+    }
+
+    #[test]
+    fn positions_include_positions() {
+        let position = |text: &str| GtidPosition::parse(text).unwrap();
+        let ahead = position("0-2-50,1-1-7");
+        assert!(ahead.includes(&position("0-1-42,1-1-7")));
+        assert!(ahead.includes(&position("")));
+        assert!(ahead.includes(&ahead));
+        assert!(!position("0-1-42,1-1-7").includes(&ahead));
+        assert!(
+            !position("0-1-60").includes(&ahead),
+            "ahead in one domain, missing another"
+        );
+        let mysql = position(&format!("{A}:1-100"));
+        assert!(mysql.includes(&position(&format!("{A}:5-9"))));
+        assert!(!mysql.includes(&position(&format!("{A}:101"))));
+        assert!(!mysql.includes(&position("0-1-1")));
     }
 
     #[test]

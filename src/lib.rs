@@ -4,7 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`admin`] | HTTP admin API: /status, /metrics, /health, /ready |
+//! | [`admin`] | HTTP admin API: /status, /metrics, /health, /ready, /switchover, /failover |
 //! | [`cli`] | the `rwsplit` command line: subcommands and their output |
 //! | [`config`] | `proxy.yaml`: `${VAR}` substitution, typed model, validation |
 //! | [`gtid`] | GTIDs and server positions (MariaDB and MySQL), for read-your-writes |
@@ -18,6 +18,7 @@
 //! | [`sql`] | what rwsplit reads in SQL text: `classify(text) -> Classified` |
 //! | [`routing`] | `route(kind, &SessionView, &Topology, &ReadPolicy) -> Target` |
 //! | [`topology`] | the backends' roles, health and lag, as a lock-free snapshot |
+//! | [`failover`] | switchover, failover and fencing: plans, steps, the topology lock |
 //! | [`sandbox`] | local MariaDB primary + replicas for tests, demos and benchmarks |
 //! | [`timer`] | timeouts on session threads, whose runtimes have no timer driver |
 
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod failover;
 pub mod gtid;
 pub mod logging;
 pub mod metrics;

@@ -7,11 +7,14 @@
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics::render`]) |
 //! | `GET /health` | 200 while the process runs (liveness) |
 //! | `GET /ready` | 200 when a primary is known and the listener is up, else 503 (readiness) |
+//! | `POST /switchover?to=NAME` | moves the primary to NAME (or the best replica): its steps as lines of text, as they happen ([`change`]) |
+//! | `POST /failover?to=NAME` | replaces a failed primary with NAME (or the best replica), the same way |
 //!
-//! With `admin.token` set, `/status` and `/metrics` need
+//! With `admin.token` set, every path but the probes needs
 //! `Authorization: Bearer <token>`; the probes need nothing, so that
 //! container orchestrators can call them, and reveal nothing.
 
+pub mod change;
 pub mod client;
 pub mod status;
 
@@ -23,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::metrics::{self, Scene};
 use crate::server::Proxy;
@@ -38,6 +41,8 @@ pub async fn serve(
     let guarded = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/switchover", post(change::switchover))
+        .route("/failover", post(change::failover))
         .route_layer(middleware::from_fn_with_state(proxy.clone(), authorize));
     let router = Router::new()
         .route("/health", get(|| async { "ok\n" }))

@@ -235,6 +235,13 @@ pub struct FailoverConfig {
     pub auto: bool,
     /// Consecutive failed checks of the primary before failover starts.
     pub failure_threshold: u32,
+    /// The account a demoted primary replicates with (`None`: the
+    /// monitor's); replicas that are repointed keep their own.
+    pub replication_user: Option<String>,
+    pub replication_password: Option<String>,
+    /// Limit on waiting for the new primary to apply what it has, and on
+    /// each step of a switchover or failover.
+    pub timeout: Duration,
 }
 
 /// One problem found in a configuration file.

@@ -96,4 +96,7 @@ pub struct RawRouting {
 pub struct RawFailover {
     pub auto: Scalar,
     pub failure_threshold: Scalar,
+    pub replication_user: Scalar,
+    pub replication_password: Scalar,
+    pub timeout: Scalar,
 }

@@ -469,6 +469,14 @@ fn failover(check: &mut Checker, raw: RawFailover) -> FailoverConfig {
             3,
             positive,
         ),
+        replication_user: raw.replication_user,
+        replication_password: raw.replication_password,
+        timeout: check.parse(
+            "failover.timeout",
+            raw.timeout,
+            Duration::from_secs(10),
+            positive_duration,
+        ),
     }
 }
 

@@ -161,6 +161,8 @@ pub struct Proxy {
     pub reports: Arc<crate::topology::monitor::Reports>,
     /// Counters for /status and /metrics.
     pub metrics: Metrics,
+    /// Switchovers and failovers: one at a time, and primaries to fence.
+    pub changes: crate::failover::Changes,
     /// The client listener accepts connections.
     pub listening: AtomicBool,
     /// Grows with every read routed (round robin, tie breaks).
@@ -217,12 +219,10 @@ pub async fn start(
         // Resolves when the sender is dropped too.
         let _ = admin_stopped.await;
     }));
+    // Fencing and automatic failover, for as long as the monitor runs.
+    let mut failover = tokio::task::JoinSet::new();
+    failover.spawn(crate::failover::watch(proxy.clone()));
     probe_backends(&proxy).await;
-    if proxy.config.failover.auto {
-        tracing::warn!(
-            "failover.auto is set, but automatic failover is not implemented in this version"
-        );
-    }
     tracing::info!(
         address = %proxy.config.listen.address,
         admin = ?admin_address,
@@ -234,6 +234,7 @@ pub async fn start(
     listener::serve(proxy.clone(), listener, shutdown).await;
     proxy.listening.store(false, Ordering::Relaxed);
     drop(stop_admin);
+    drop(failover);
 }
 
 /// Logs in to every backend with the monitor account, all at once, to learn
@@ -350,6 +351,7 @@ impl Proxy {
         Ok(Proxy {
             metrics,
             listening: AtomicBool::new(false),
+            changes: Default::default(),
             turn: AtomicU64::new(0),
             topology: Arc::new(TopologyCell::new(Topology::from_config(&config))),
             reports: Arc::default(),

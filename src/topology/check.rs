@@ -194,17 +194,20 @@ pub fn replication(column: impl Fn(&str) -> Option<String>) -> Option<Replicatio
     })
 }
 
+/// `host:port` (or `[v6]:port`, or a host alone) split, 3306 by default.
+pub fn host_and_port(address: &str) -> (&str, u16) {
+    let (host, port) = address.rsplit_once(':').unwrap_or((address, "3306"));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port.parse().unwrap_or(3306))
+}
+
 /// Connection options for the monitor account: TCP only, the backend's TLS
 /// settings, no statement cache.
 fn monitor_opts(backend: &BackendConfig, monitor: &MonitorConfig) -> Opts {
-    let (host, port) = backend
-        .address
-        .rsplit_once(':')
-        .unwrap_or((&backend.address, "3306"));
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let (host, port) = host_and_port(&backend.address);
     let mut builder = OptsBuilder::default()
         .ip_or_hostname(host)
-        .tcp_port(port.parse().unwrap_or(3306))
+        .tcp_port(port)
         .prefer_socket(false)
         .user(Some(monitor.user.as_str()))
         .pass(Some(monitor.password.as_str()))

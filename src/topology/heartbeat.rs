@@ -126,11 +126,12 @@ pub async fn write_heartbeats(
             "REPLACE INTO {} (writer, ts) VALUES ('{}', {written})",
             monitor.heartbeat_table, heartbeat.writer
         );
-        match timed(monitor.query_timeout, primary_conn.query_drop(write)).await {
-            Ok(()) => {
+        match write_unless_fenced(monitor.query_timeout, primary_conn, write).await {
+            Ok(true) => {
                 heartbeat.enable();
                 heartbeat.log().record(written, now_micros());
             }
+            Ok(false) => {}
             Err(error) => {
                 if is_permission_error(&error) {
                     heartbeat.disable(&error);
@@ -139,6 +140,33 @@ pub async fn write_heartbeats(
             }
         }
     }
+}
+
+/// Writes the heartbeat unless the server is read-only; whether it wrote.
+///
+/// The monitor account may write to a read-only server (it needs `READ_ONLY
+/// ADMIN` to fence one), and a heartbeat written to a primary that a
+/// switchover has just fenced would be a transaction its successor lacks:
+/// the old primary could not then replicate from it. So the writer looks
+/// first, every time (what is left is the moment between the two
+/// statements, which the switchover checks for before it repoints the old
+/// primary; see `failover`).
+async fn write_unless_fenced(
+    limit: Duration,
+    conn: &mut mysql_async::Conn,
+    write: String,
+) -> Result<bool, String> {
+    let read_only =
+        match crate::timer::timeout(limit, conn.query_first::<bool, _>("SELECT @@read_only")).await
+        {
+            Ok(Ok(value)) => value.unwrap_or(true),
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err(format!("no answer within {limit:?}")),
+        };
+    if read_only {
+        return Ok(false);
+    }
+    timed(limit, conn.query_drop(write)).await.map(|()| true)
 }
 
 /// Connects to `primary` with the monitor account and makes sure the

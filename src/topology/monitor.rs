@@ -36,6 +36,8 @@ pub struct BackendReport {
     pub lag_source: LagSource,
     /// The last failed check's error, while the backend fails.
     pub last_error: Option<String>,
+    /// Checks failed in a row (0 after a good one).
+    pub failed_checks: u32,
 }
 
 /// Where a replica's lag comes from.
@@ -214,6 +216,7 @@ impl Aggregator {
                 });
                 entry.lag = Lag::Unknown;
                 entry.report.last_error = Some(error.to_string());
+                entry.report.failed_checks += 1;
                 return;
             }
         };
@@ -247,6 +250,7 @@ impl Aggregator {
             replication: observation.replication,
             lag_source: source,
             last_error: None,
+            failed_checks: 0,
         };
     }
 

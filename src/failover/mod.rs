@@ -1,0 +1,534 @@
+//! Changing which backend is the primary: switchover (the primary works;
+//! an operator moves it), failover (the primary has failed; a replica is
+//! promoted, by an operator or automatically), and fencing a failed
+//! primary when it comes back.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`plan`] | who becomes the primary and who follows: pure decisions over a survey |
+//! | [`server`] | the statements run on one backend, each under a time limit |
+//! | [`lock`] | the topology lock on a majority of the backends, so that one sidecar changes it at a time |
+//!
+//! A change is run by [`change`]; [`watch`] fences returning primaries and,
+//! with `failover.auto`, starts failovers. rwsplit changes the servers and
+//! the monitor finds the new primary as it finds any (the writable server
+//! that does not replicate), so every sidecar watching the same servers
+//! converges on it, whichever made the change. Between the fencing of the
+//! old primary and the promotion of the new one there is no primary, and
+//! writes get rwsplit's "no primary" error rather than being split.
+
+pub mod lock;
+pub mod plan;
+pub mod server;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::server::Proxy;
+use lock::{NotLocked, TopologyLock};
+use plan::{Plan, Refusal, Scene, Surveyed};
+use server::{Server, StepError};
+
+/// What one rwsplit knows of changes: whether one runs, and which former
+/// primaries are to be fenced when they answer again.
+#[derive(Debug, Default)]
+pub struct Changes {
+    running: tokio::sync::Mutex<()>,
+    to_fence: Mutex<Vec<usize>>,
+}
+
+impl Changes {
+    /// Whether a change is under way.
+    pub fn busy(&self) -> bool {
+        self.running.try_lock().is_err()
+    }
+
+    fn to_fence(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        // A list of indexes: consistent even after a panic.
+        self.to_fence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Which change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Switchover,
+    Failover,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Switchover => "switchover",
+            Kind::Failover => "failover",
+        }
+    }
+}
+
+/// Where the steps of a change are told: the log always, and an operator's
+/// `rwsplit switchover` or `failover` when one is waiting.
+#[derive(Debug, Default)]
+pub struct Progress(Option<UnboundedSender<String>>);
+
+impl Progress {
+    pub fn to(lines: UnboundedSender<String>) -> Progress {
+        Progress(Some(lines))
+    }
+
+    fn step(&self, text: impl Into<String>) {
+        let text = text.into();
+        info!(step = text.as_str(), "topology change");
+        self.send(text);
+    }
+
+    fn warn(&self, text: impl Into<String>) {
+        let text = text.into();
+        warn!(problem = text.as_str(), "topology change");
+        self.send(format!("warning: {text}"));
+    }
+
+    fn send(&self, line: String) {
+        if let Some(lines) = &self.0 {
+            // The operator may have gone: the change goes on.
+            let _ = lines.send(line);
+        }
+    }
+}
+
+/// Why a change did not happen, or did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("a switchover or failover is already under way in this rwsplit")]
+    Busy,
+    #[error("there is no backend named `{0}`; the backends are {1}")]
+    UnknownBackend(String, String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    NotLocked(#[from] NotLocked),
+    #[error("{0}; nothing was changed")]
+    Untouched(StepError),
+    #[error("{error}; {state}")]
+    Halfway { error: StepError, state: String },
+}
+
+/// The index of the backend called `name`.
+pub fn backend_index(config: &Config, name: &str) -> Result<usize, ChangeError> {
+    config
+        .backends
+        .iter()
+        .position(|b| b.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+            ChangeError::UnknownBackend(name.to_owned(), names.join(", "))
+        })
+}
+
+/// Runs a switchover or failover to backend `to` (or to the best
+/// candidate), telling `progress` each step; the summary when it is done.
+pub async fn change(
+    proxy: &Proxy,
+    kind: Kind,
+    to: Option<usize>,
+    progress: &Progress,
+) -> Result<String, ChangeError> {
+    let _one = proxy
+        .changes
+        .running
+        .try_lock()
+        .map_err(|_| ChangeError::Busy)?;
+    let started = Instant::now();
+    let config = &proxy.config;
+    let limit = config.failover.timeout;
+    let old = {
+        let topology = proxy.topology.load();
+        topology.primary.ok_or_else(|| {
+            Refusal::NoPrimary(
+                topology
+                    .alarm
+                    .clone()
+                    .unwrap_or_else(|| "none known".into()),
+            )
+        })?
+    };
+    progress.step(format!(
+        "{}: taking the topology lock on a majority of the {} backends",
+        kind.name(),
+        config.backends.len()
+    ));
+    let mut lock = TopologyLock::acquire(config, limit).await?;
+    progress.step("surveying the backends");
+    let (mut servers, surveyed) = survey(config, limit).await;
+    let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+    let addresses: Vec<String> = config.backends.iter().map(|b| b.address.clone()).collect();
+    let scene = Scene {
+        names: &names,
+        addresses: &addresses,
+        surveyed: &surveyed,
+    };
+    let planned = match kind {
+        Kind::Switchover => plan::switchover(scene, old, to),
+        Kind::Failover => plan::failover(scene, old, to),
+    };
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            lock.release().await;
+            return Err(refusal.into());
+        }
+    };
+    progress.step(describe(&plan, &names));
+    for &(index, ref why) in &plan.left {
+        progress.warn(format!("{} is left as it is: {why}", names[index]));
+    }
+    let result = match kind {
+        Kind::Switchover => switch(config, &plan, &mut servers, progress).await,
+        Kind::Failover => {
+            let received = match &surveyed[plan.new] {
+                Surveyed::Up(state) => state.replication.as_ref().map(|s| s.received.clone()),
+                Surveyed::Unreachable(_) => None,
+            };
+            let result = fail(
+                config,
+                &plan,
+                &mut servers,
+                received.unwrap_or_default(),
+                progress,
+            )
+            .await;
+            if result.is_ok() {
+                proxy.changes.to_fence().push(plan.old);
+            }
+            result
+        }
+    };
+    lock.release().await;
+    result?;
+    progress.step(format!(
+        "waiting for the monitor to see {} as the primary",
+        names[plan.new]
+    ));
+    let seen = wait_until(limit, || proxy.topology.primary() == Some(plan.new)).await;
+    if !seen {
+        progress.warn(format!(
+            "the monitor did not see {} as the primary within {limit:?}; `rwsplit status` tells \
+             what it sees",
+            names[plan.new]
+        ));
+    }
+    Ok(format!(
+        "{} is the primary ({} from {} in {:.1} s)",
+        names[plan.new],
+        kind.name(),
+        names[plan.old],
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// Opens a connection to every backend at once and asks each about
+/// itself; the connections are kept for the change.
+async fn survey(config: &Config, limit: Duration) -> (Vec<Option<Server>>, Vec<Surveyed>) {
+    let mut tasks = JoinSet::new();
+    for index in 0..config.backends.len() {
+        let config = config.clone();
+        tasks.spawn(async move {
+            let result = async {
+                let mut server = Server::open(&config, index, limit).await?;
+                let state = server.survey().await?;
+                Ok::<_, StepError>((server, state))
+            }
+            .await;
+            (index, result)
+        });
+    }
+    let mut servers: Vec<Option<Server>> = (0..config.backends.len()).map(|_| None).collect();
+    let mut surveyed: Vec<Surveyed> = (0..config.backends.len())
+        .map(|_| Surveyed::Unreachable("not surveyed".into()))
+        .collect();
+    while let Some(done) = tasks.join_next().await {
+        let Ok((index, result)) = done else { continue };
+        match result {
+            Ok((server, state)) => {
+                servers[index] = Some(server);
+                surveyed[index] = Surveyed::Up(state);
+            }
+            Err(error) => surveyed[index] = Surveyed::Unreachable(error.error),
+        }
+    }
+    (servers, surveyed)
+}
+
+fn describe(plan: &Plan, names: &[String]) -> String {
+    let followers: Vec<&str> = plan.repoint.iter().map(|&i| names[i].as_str()).collect();
+    let mut text = format!("plan: {} becomes the primary", names[plan.new]);
+    if !followers.is_empty() {
+        text.push_str(&format!(
+            "; {} will replicate from it",
+            followers.join(", ")
+        ));
+    }
+    text
+}
+
+/// The connection the survey opened to backend `index` (the plan only
+/// names backends that answered it).
+fn take(servers: &mut [Option<Server>], index: usize) -> Result<Server, ChangeError> {
+    servers[index].take().ok_or_else(|| {
+        ChangeError::Untouched(StepError {
+            server: format!("backend {index}"),
+            action: "survey".into(),
+            error: "no connection".into(),
+        })
+    })
+}
+
+/// The switchover's steps once planned: fence, catch up, promote, repoint,
+/// and make the old primary a replica. Until the promotion, a failure
+/// makes the old primary writable again.
+async fn switch(
+    config: &Config,
+    plan: &Plan,
+    servers: &mut [Option<Server>],
+    progress: &Progress,
+) -> Result<(), ChangeError> {
+    let limit = config.failover.timeout;
+    let (mut old, mut new) = (take(servers, plan.old)?, take(servers, plan.new)?);
+    progress.step(format!(
+        "fencing {}: read_only = ON (writes are refused until {} takes them)",
+        old.name, new.name
+    ));
+    old.set_read_only(true)
+        .await
+        .map_err(ChangeError::Untouched)?;
+    let caught_up = async {
+        let position = old.logged().await?;
+        progress.step(format!(
+            "waiting up to {limit:?} for {} to apply {}'s last transactions ({position})",
+            new.name, old.name
+        ));
+        new.wait_for(&position, limit).await
+    }
+    .await;
+    if let Err(error) = caught_up {
+        let state = match old.set_read_only(false).await {
+            Ok(()) => format!(
+                "{} is writable again and nothing else was changed",
+                old.name
+            ),
+            Err(undo) => format!("{} stays read-only: {undo}", old.name),
+        };
+        return Err(ChangeError::Halfway { error, state });
+    }
+    promote(&mut new, &old.name, progress).await?;
+    repoint(config, plan, servers, progress).await;
+    progress.step(format!("{} replicates from {}", old.name, new.name));
+    if let Err(problem) = rejoin(config, &mut old, &mut new, plan.new).await {
+        progress.warn(problem);
+    }
+    Ok(())
+}
+
+/// The failover's steps once planned: the new primary applies what it
+/// received, is promoted, and the other replicas follow it.
+async fn fail(
+    config: &Config,
+    plan: &Plan,
+    servers: &mut [Option<Server>],
+    received: crate::gtid::GtidPosition,
+    progress: &Progress,
+) -> Result<(), ChangeError> {
+    let limit = config.failover.timeout;
+    let mut new = take(servers, plan.new)?;
+    let old = &config.backends[plan.old].name;
+    progress.step(format!(
+        "waiting up to {limit:?} for {} to apply what it received from {old} ({received})",
+        new.name
+    ));
+    new.wait_for(&received, limit)
+        .await
+        .map_err(ChangeError::Untouched)?;
+    promote(&mut new, old, progress).await?;
+    repoint(config, plan, servers, progress).await;
+    progress.step(format!(
+        "{old} will be fenced (read_only = ON) and made a replica of {} when it answers again",
+        new.name
+    ));
+    Ok(())
+}
+
+async fn promote(new: &mut Server, old: &str, progress: &Progress) -> Result<(), ChangeError> {
+    progress.step(format!(
+        "promoting {}: STOP SLAVE, RESET SLAVE ALL, read_only = OFF",
+        new.name
+    ));
+    new.promote().await.map_err(|error| ChangeError::Halfway {
+        error,
+        state: format!(
+            "no backend takes writes now ({old} is fenced or gone): look at {} and run the \
+                 change again",
+            new.name
+        ),
+    })
+}
+
+/// Points the other replicas at the new primary; a replica that fails is
+/// reported, not fatal (the primary has moved already).
+async fn repoint(
+    config: &Config,
+    plan: &Plan,
+    servers: &mut [Option<Server>],
+    progress: &Progress,
+) {
+    let address = &config.backends[plan.new].address;
+    for &index in &plan.repoint {
+        let Some(server) = servers[index].as_mut() else {
+            continue;
+        };
+        progress.step(format!(
+            "{} replicates from {}",
+            server.name, config.backends[plan.new].name
+        ));
+        if let Err(error) = server.follow(address).await {
+            progress.warn(format!("{error}; repoint it by hand"));
+        }
+    }
+}
+
+/// Makes a former primary, already read-only, a replica of `new` — unless
+/// it has transactions `new` lacks (written after it was fenced, or never
+/// replicated before it failed), which replication would trip over: it is
+/// then left read-only and not replicating, for an operator.
+async fn rejoin(
+    config: &Config,
+    old: &mut Server,
+    new: &mut Server,
+    new_index: usize,
+) -> Result<(), String> {
+    let logged = old.logged().await.map_err(|e| e.to_string())?;
+    let applied = new.applied().await.map_err(|e| e.to_string())?;
+    if !applied.includes(&logged) {
+        return Err(format!(
+            "{} has transactions {} lacks (its binary log is at {logged}, {} at {applied}); it \
+             stays read-only and does not replicate: reconcile it by hand, or rebuild it from {}",
+            old.name, new.name, new.name, new.name
+        ));
+    }
+    let failover = &config.failover;
+    let user = failover
+        .replication_user
+        .as_deref()
+        .unwrap_or(&config.monitor.user);
+    let password = failover
+        .replication_password
+        .as_deref()
+        .unwrap_or(&config.monitor.password);
+    old.rejoin(&config.backends[new_index].address, user, password)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Polls `done` every 50 ms until it holds or `limit` passes: whether it held.
+async fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// Runs for as long as the proxy serves: each monitor interval, fences
+/// former primaries that answer again and, with `failover.auto`, starts a
+/// failover once the primary has failed `failover.failure_threshold`
+/// consecutive checks.
+pub async fn watch(proxy: Arc<Proxy>) {
+    let mut ticks = tokio::time::interval(proxy.config.monitor.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The last reason an automatic failover did not happen, logged once.
+    let mut last_refusal: Option<String> = None;
+    loop {
+        ticks.tick().await;
+        fence_returned(&proxy).await;
+        if proxy.config.failover.auto && primary_failed(&proxy) {
+            match change(&proxy, Kind::Failover, None, &Progress::default()).await {
+                Ok(summary) => {
+                    info!(summary, "automatic failover done");
+                    last_refusal = None;
+                }
+                Err(ChangeError::Busy) => {}
+                Err(error) => {
+                    let text = error.to_string();
+                    if last_refusal.as_ref() != Some(&text) {
+                        warn!(%error, "automatic failover did not happen; it is tried again each monitor interval");
+                        last_refusal = Some(text);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the primary has failed `failover.failure_threshold` checks in a
+/// row.
+fn primary_failed(proxy: &Proxy) -> bool {
+    let Some(primary) = proxy.topology.primary() else {
+        return false;
+    };
+    proxy
+        .reports
+        .load()
+        .get(primary)
+        .is_some_and(|r| r.failed_checks >= proxy.config.failover.failure_threshold)
+}
+
+/// Fences each former primary a failover replaced, once it answers:
+/// read-only at once, then a replica of the current primary if it has
+/// nothing the primary lacks.
+async fn fence_returned(proxy: &Proxy) {
+    let pending = proxy.changes.to_fence().clone();
+    let config = &proxy.config;
+    for old_index in pending {
+        let Ok(mut old) = Server::open(config, old_index, config.monitor.connect_timeout).await
+        else {
+            continue;
+        };
+        if let Err(error) = old.set_read_only(true).await {
+            warn!(%error, "cannot fence the former primary yet");
+            continue;
+        }
+        proxy.changes.to_fence().retain(|&i| i != old_index);
+        info!(
+            backend = old.name,
+            "the former primary answers again: fenced (read_only = ON)"
+        );
+        let Some(primary) = proxy.topology.primary().filter(|&p| p != old_index) else {
+            warn!(
+                backend = old.name,
+                "no other primary is known: the former primary stays read-only, not replicating"
+            );
+            continue;
+        };
+        let rejoined = async {
+            let mut new = Server::open(config, primary, config.failover.timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            rejoin(config, &mut old, &mut new, primary).await
+        }
+        .await;
+        match rejoined {
+            Ok(()) => info!(
+                backend = old.name,
+                primary = config.backends[primary].name,
+                "the former primary replicates from the primary"
+            ),
+            Err(problem) => warn!(problem, "the former primary was not made a replica"),
+        }
+    }
+}
