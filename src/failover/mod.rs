@@ -39,7 +39,8 @@ use server::{Server, StepError};
 #[derive(Debug, Default)]
 pub struct Changes {
     running: tokio::sync::Mutex<()>,
-    to_fence: Mutex<Vec<usize>>,
+    /// `(former primary, the backend promoted in its place)`.
+    to_fence: Mutex<Vec<(usize, usize)>>,
 }
 
 impl Changes {
@@ -48,7 +49,7 @@ impl Changes {
         self.running.try_lock().is_err()
     }
 
-    fn to_fence(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+    fn to_fence(&self) -> std::sync::MutexGuard<'_, Vec<(usize, usize)>> {
         // A list of indexes: consistent even after a panic.
         self.to_fence.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -202,7 +203,7 @@ pub async fn change(
             )
             .await;
             if result.is_ok() {
-                proxy.changes.to_fence().push(plan.old);
+                proxy.changes.to_fence().push((plan.old, plan.new));
             }
             result
         }
@@ -494,7 +495,7 @@ fn primary_failed(proxy: &Proxy) -> bool {
 async fn fence_returned(proxy: &Proxy) {
     let pending = proxy.changes.to_fence().clone();
     let config = &proxy.config;
-    for old_index in pending {
+    for (old_index, promoted) in pending {
         let Ok(mut old) = Server::open(config, old_index, config.monitor.connect_timeout).await
         else {
             continue;
@@ -503,18 +504,18 @@ async fn fence_returned(proxy: &Proxy) {
             warn!(%error, "cannot fence the former primary yet");
             continue;
         }
-        proxy.changes.to_fence().retain(|&i| i != old_index);
+        proxy.changes.to_fence().retain(|&(i, _)| i != old_index);
         info!(
             backend = old.name,
             "the former primary answers again: fenced (read_only = ON)"
         );
-        let Some(primary) = proxy.topology.primary().filter(|&p| p != old_index) else {
-            warn!(
-                backend = old.name,
-                "no other primary is known: the former primary stays read-only, not replicating"
-            );
-            continue;
-        };
+        // Until it was fenced the monitor saw two writable servers and
+        // knew no primary: the one promoted in its place, then.
+        let primary = proxy
+            .topology
+            .primary()
+            .filter(|&p| p != old_index)
+            .unwrap_or(promoted);
         let rejoined = async {
             let mut new = Server::open(config, primary, config.failover.timeout)
                 .await

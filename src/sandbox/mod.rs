@@ -230,6 +230,11 @@ impl Sandbox {
         &self.servers
     }
 
+    /// Every server, to restart one.
+    pub fn servers_mut(&mut self) -> &mut [Server] {
+        &mut self.servers
+    }
+
     /// The directory holding every server's files.
     pub fn dir(&self) -> &Path {
         self.root.path()

@@ -38,6 +38,8 @@ pub struct Server {
     /// Its own directory: data, socket, error log.
     pub dir: PathBuf,
     process: ChildProcess,
+    /// How it was started, to start it again.
+    command: Vec<std::ffi::OsString>,
 }
 
 impl Server {
@@ -53,6 +55,14 @@ impl Server {
     /// Sends a signal (SIGSTOP, SIGCONT, SIGKILL...) to the server process.
     pub fn signal(&self, signal: libc::c_int) -> std::io::Result<()> {
         self.process.signal(signal)
+    }
+
+    /// Stops the server (if it still runs) and starts it again on the same
+    /// port with the same options: a crashed primary coming back, say.
+    pub async fn restart(&mut self) -> Result<(), SandboxError> {
+        self.process.stop();
+        self.process = spawn(&self.command)?;
+        wait_ready(self).await
     }
 
     /// Connection options over TCP for `account`.
@@ -110,25 +120,22 @@ impl ServerSpec<'_> {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let mut command = Command::new(self.mariadbd);
-            command
-                .args(server_args(&self.dir, port, self.server_id, self.role))
-                .args(self.extra_args)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            let process =
-                ChildProcess::spawn(command, STOP_GRACE).map_err(|source| SandboxError::Io {
-                    action: format!("start {}", self.mariadbd.display()),
-                    source,
-                })?;
+            let command: Vec<std::ffi::OsString> = std::iter::once(self.mariadbd.into())
+                .chain(
+                    server_args(&self.dir, port, self.server_id, self.role)
+                        .into_iter()
+                        .map(Into::into),
+                )
+                .chain(self.extra_args.iter().map(Into::into))
+                .collect();
             let mut server = Server {
                 name: self.name.clone(),
                 server_id: self.server_id,
                 role: self.role,
                 port,
                 dir: self.dir.clone(),
-                process,
+                process: spawn(&command)?,
+                command,
             };
             match wait_ready(&mut server).await {
                 Ok(()) => return Ok(server),
@@ -143,6 +150,20 @@ impl ServerSpec<'_> {
             what: format!("a free port ({})", last_error.unwrap_or_default()),
         })
     }
+}
+
+/// Starts `command` (a mariadbd and its arguments), its output discarded.
+fn spawn(command: &[std::ffi::OsString]) -> Result<ChildProcess, SandboxError> {
+    let mut process = Command::new(&command[0]);
+    process
+        .args(&command[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    ChildProcess::spawn(process, STOP_GRACE).map_err(|source| SandboxError::Io {
+        action: format!("start {}", command[0].to_string_lossy()),
+        source,
+    })
 }
 
 /// mariadbd options for a small, fast, disposable server.

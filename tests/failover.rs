@@ -1,0 +1,362 @@
+//! Switchover and failover against real servers, through the admin API and
+//! the `rwsplit` command, with an application writing through the proxy
+//! all along. What the tests check is read from the servers themselves:
+//! `@@read_only`, `SHOW SLAVE STATUS`, and the rows each one holds.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use rwsplit::config::Config;
+use rwsplit::sandbox::{Sandbox, SandboxOptions};
+
+use common::TestProxy;
+
+/// Held for the whole of each test: each starts servers of its own and
+/// times the monitor.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+/// A proxy over `sandbox` with a fast monitor (checks every 200 ms).
+fn start(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+    let mut config = common::proxy_config(sandbox);
+    config.monitor.interval = Duration::from_millis(200);
+    config.monitor.query_timeout = Duration::from_millis(500);
+    config.monitor.connect_timeout = Duration::from_millis(500);
+    config.failover.replication_user = Some("repl".into());
+    config.failover.replication_password = Some("repl".into());
+    tweak(&mut config);
+    common::start_proxy(config)
+}
+
+/// `POST /{what}` on the proxy's admin API: the lines it streamed.
+async fn ask(proxy: &TestProxy, path: &str) -> Result<Vec<String>, String> {
+    let mut text = String::new();
+    rwsplit::admin::client::post_streaming(
+        &proxy.admin_addr.to_string(),
+        path,
+        None,
+        Duration::from_secs(5),
+        |piece| text.push_str(piece),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+/// Writes rows 0, 1, 2... through the proxy until told to stop, retrying
+/// a row that failed (there is no primary for a moment during a change);
+/// the rows acknowledged, and the errors seen.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<u32>, Vec<String>)>,
+}
+
+impl Writer {
+    fn start(proxy: &TestProxy) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let opts = proxy.opts();
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut errors = Vec::new();
+            let mut conn: Option<Conn> = None;
+            let mut id = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                if conn.is_none() {
+                    conn = Conn::new(opts.clone()).await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let insert = format!("INSERT INTO app.t (id, writer) VALUES ({id}, @@server_id)");
+                match c.query_drop(insert).await {
+                    Ok(()) => {
+                        acknowledged.push(id);
+                        id += 1;
+                    }
+                    Err(error) => {
+                        errors.push(error.to_string());
+                        if matches!(error, mysql_async::Error::Io(_)) {
+                            conn = None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (acknowledged, errors)
+        });
+        Writer { stop, task }
+    }
+
+    async fn finish(self) -> (Vec<u32>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the writer")
+    }
+}
+
+async fn admin(sandbox: &Sandbox, index: usize) -> Conn {
+    sandbox.servers()[index].admin().await.unwrap()
+}
+
+/// The ids in app.t on server `index`.
+async fn rows(sandbox: &Sandbox, index: usize) -> Vec<u32> {
+    admin(sandbox, index)
+        .await
+        .query("SELECT id FROM app.t ORDER BY id")
+        .await
+        .unwrap()
+}
+
+/// `(read_only, replicates from port, IO and SQL threads running)`.
+async fn role(sandbox: &Sandbox, index: usize) -> (bool, Option<(u16, bool)>) {
+    let mut conn = admin(sandbox, index).await;
+    let read_only: bool = conn
+        .query_first("SELECT @@read_only")
+        .await
+        .unwrap()
+        .unwrap();
+    let status: Option<Row> = conn.query_first("SHOW SLAVE STATUS").await.unwrap();
+    let source = status.map(|row| {
+        let text = |name: &str| row.get::<String, _>(name).unwrap_or_default();
+        (
+            text("Master_Port").parse().unwrap(),
+            text("Slave_IO_Running") == "Yes" && text("Slave_SQL_Running") == "Yes",
+        )
+    });
+    (read_only, source)
+}
+
+/// Waits until `check` holds, up to 30 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until server `index` has applied everything `source` has logged.
+async fn caught_up(sandbox: &Sandbox, source: usize, index: usize) {
+    let position: String = admin(sandbox, source)
+        .await
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    let waited: Option<i64> = admin(sandbox, index)
+        .await
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (position,))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(0), "{index} did not catch up with {source}");
+}
+
+async fn create_table(proxy: &TestProxy) {
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, writer INT NOT NULL)",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn switchover_under_writes_loses_no_acknowledged_write() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    create_table(&proxy).await;
+    let writer = Writer::start(&proxy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let lines = ask(&proxy, "/switchover?to=db2").await.unwrap();
+    let text = lines.join("\n");
+    for step in [
+        "taking the topology lock",
+        "plan: db2 becomes the primary; db3 will replicate from it",
+        "fencing db1: read_only = ON",
+        "for db2 to apply db1's last transactions",
+        "promoting db2",
+        "db3 replicates from db2",
+        "db1 replicates from db2",
+    ] {
+        assert!(text.contains(step), "no `{step}` in:\n{text}");
+    }
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("done: db2 is the primary"),
+        "{text}"
+    );
+    assert_eq!(proxy.proxy.topology.primary(), Some(1));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (acknowledged, errors) = writer.finish().await;
+
+    // Writes went on, to db2 since the switchover. Those refused while
+    // there was no primary were refused — by rwsplit, or by db1 itself
+    // once fenced, before the monitor saw it — not lost.
+    assert!(acknowledged.len() > 10, "{} writes", acknowledged.len());
+    for error in &errors {
+        assert!(
+            error.contains("no primary") || error.contains("ERROR 1290"),
+            "unexpected error: {error}"
+        );
+    }
+    let last: u32 = admin(&sandbox, 1)
+        .await
+        .query_first("SELECT writer FROM app.t ORDER BY id DESC LIMIT 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last, 2, "the last write ran on db2 (server id 2)");
+
+    // Every server: the same rows, every acknowledged one; db1 and db3
+    // read-only replicas of db2.
+    let db2_port = sandbox.servers()[1].port;
+    for index in [0, 2] {
+        caught_up(&sandbox, 1, index).await;
+        assert_eq!(role(&sandbox, index).await, (true, Some((db2_port, true))));
+    }
+    assert_eq!(role(&sandbox, 1).await, (false, None));
+    for index in 0..3 {
+        assert_eq!(rows(&sandbox, index).await, acknowledged, "server {index}");
+    }
+
+    // And back with the command, which prints each step and exits 0.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rwsplit"))
+        .args(["switchover", "--to", "db1", "--admin"])
+        .arg(proxy.admin_addr.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("fencing db2"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("done: db1 is the primary"),
+        "{stdout}"
+    );
+    assert_eq!(proxy.proxy.topology.primary(), Some(0));
+    let db1_port = sandbox.servers()[0].port;
+    assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
+}
+
+#[tokio::test]
+async fn refused_changes_change_nothing() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+
+    let unknown = ask(&proxy, "/switchover?to=db9").await.unwrap_err();
+    assert!(
+        unknown.contains("404")
+            && unknown.contains("no backend named `db9`; the backends are db1, db2, db3"),
+        "{unknown}"
+    );
+    let already = ask(&proxy, "/switchover?to=db1").await.unwrap();
+    assert_eq!(
+        already.last().unwrap(),
+        "failed: db1 is already the primary"
+    );
+    let alive = ask(&proxy, "/failover").await.unwrap();
+    assert_eq!(
+        alive.last().unwrap(),
+        "failed: the primary db1 answers: use `rwsplit switchover` to replace a working primary"
+    );
+    sandbox.servers()[2]
+        .admin()
+        .await
+        .unwrap()
+        .query_drop("STOP SLAVE IO_THREAD")
+        .await
+        .unwrap();
+    let stopped = ask(&proxy, "/switchover?to=db3").await.unwrap();
+    assert_eq!(
+        stopped.last().unwrap(),
+        "failed: db3 cannot be promoted: its IO thread is stopped"
+    );
+
+    // The command says so too, and exits 1.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rwsplit"))
+        .args(["switchover", "--to", "db1", "--admin"])
+        .arg(proxy.admin_addr.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("failed: db1 is already the primary"));
+
+    assert_eq!(role(&sandbox, 0).await, (false, None));
+    assert_eq!(proxy.proxy.topology.primary(), Some(0));
+    let db1_port = sandbox.servers()[0].port;
+    assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
+}
+
+#[tokio::test]
+async fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
+    let _serial = one_at_a_time().await;
+    let mut sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |config| config.failover.auto = true);
+    create_table(&proxy).await;
+    let writer = Writer::start(&proxy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (before, _) = writer.finish().await;
+    // Asynchronous replication: only what the replicas received can
+    // survive the primary. The test waits for it so as to check that
+    // nothing received is lost on the way.
+    caught_up(&sandbox, 0, 1).await;
+    caught_up(&sandbox, 0, 2).await;
+
+    sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
+    let killed = Instant::now();
+    eventually("a replica is promoted", || async {
+        matches!(proxy.proxy.topology.primary(), Some(1 | 2))
+    })
+    .await;
+    let new = proxy.proxy.topology.primary().unwrap();
+    let other = 3 - new;
+    eprintln!("failover to db{} took {:?}", new + 1, killed.elapsed());
+
+    // Writes work again, on the new primary; the other replica follows it.
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("INSERT INTO app.t (id, writer) VALUES (100000, @@server_id)")
+        .await
+        .unwrap();
+    let new_port = sandbox.servers()[new].port;
+    assert_eq!(role(&sandbox, new).await, (false, None));
+    caught_up(&sandbox, new, other).await;
+    assert_eq!(role(&sandbox, other).await, (true, Some((new_port, true))));
+    let mut expected = before.clone();
+    expected.push(100000);
+    assert_eq!(rows(&sandbox, new).await, expected);
+    assert_eq!(rows(&sandbox, other).await, expected);
+
+    // The old primary comes back writable, as its configuration says: it
+    // is fenced and made a replica of the new primary.
+    sandbox.servers_mut()[0].restart().await.unwrap();
+    eventually("the old primary is fenced and replicates", || async {
+        role(&sandbox, 0).await == (true, Some((new_port, true)))
+    })
+    .await;
+    caught_up(&sandbox, new, 0).await;
+    assert_eq!(rows(&sandbox, 0).await, expected);
+    eventually("the monitor sees the old primary as a replica", || async {
+        let topology = proxy.proxy.topology.load();
+        topology.primary == Some(new) && topology.alarm.is_none() && topology.backends[0].readable
+    })
+    .await;
+}
