@@ -52,10 +52,17 @@ async fn ask(proxy: &TestProxy, path: &str) -> Result<Vec<String>, String> {
 
 /// Writes rows 0, 1, 2... through the proxy until told to stop, retrying
 /// a row that failed (there is no primary for a moment during a change);
-/// the rows acknowledged, and the errors seen.
+/// what it saw.
 struct Writer {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(Vec<u32>, Vec<String>)>,
+    task: tokio::task::JoinHandle<Written>,
+}
+
+struct Written {
+    acknowledged: Vec<u32>,
+    errors: Vec<String>,
+    /// The longest a write took.
+    slowest: Duration,
 }
 
 impl Writer {
@@ -66,6 +73,7 @@ impl Writer {
         let task = tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             let mut errors = Vec::new();
+            let mut slowest = Duration::ZERO;
             let mut conn: Option<Conn> = None;
             let mut id = 0;
             while !stopping.load(Ordering::Relaxed) {
@@ -77,7 +85,10 @@ impl Writer {
                     continue;
                 };
                 let insert = format!("INSERT INTO app.t (id, writer) VALUES ({id}, @@server_id)");
-                match c.query_drop(insert).await {
+                let sent = Instant::now();
+                let result = c.query_drop(insert).await;
+                slowest = slowest.max(sent.elapsed());
+                match result {
                     Ok(()) => {
                         acknowledged.push(id);
                         id += 1;
@@ -91,12 +102,16 @@ impl Writer {
                     }
                 }
             }
-            (acknowledged, errors)
+            Written {
+                acknowledged,
+                errors,
+                slowest,
+            }
         });
         Writer { stop, task }
     }
 
-    async fn finish(self) -> (Vec<u32>, Vec<String>) {
+    async fn finish(self) -> Written {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("the writer")
     }
@@ -202,18 +217,25 @@ async fn switchover_under_writes_loses_no_acknowledged_write() {
     );
     assert_eq!(proxy.proxy.topology.primary(), Some(1));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (acknowledged, errors) = writer.finish().await;
+    let Written {
+        acknowledged,
+        errors,
+        slowest,
+    } = writer.finish().await;
+    eprintln!(
+        "{} writes, {} refused, the slowest took {slowest:?}",
+        acknowledged.len(),
+        errors.len()
+    );
 
-    // Writes went on, to db2 since the switchover. Those refused while
-    // there was no primary were refused — by rwsplit, or by db1 itself
-    // once fenced, before the monitor saw it — not lost.
+    // Writes went on, to db2 since the switchover: while there was no
+    // primary they waited (routing.wait_for_primary). Only a write that was
+    // on its way to db1 as it was fenced can have been refused, by db1.
     assert!(acknowledged.len() > 10, "{} writes", acknowledged.len());
-    for error in &errors {
-        assert!(
-            error.contains("no primary") || error.contains("ERROR 1290"),
-            "unexpected error: {error}"
-        );
-    }
+    assert!(
+        errors.len() <= 1 && errors.iter().all(|e| e.contains("ERROR 1290")),
+        "{errors:?}"
+    );
     let last: u32 = admin(&sandbox, 1)
         .await
         .query_first("SELECT writer FROM app.t ORDER BY id DESC LIMIT 1")
@@ -314,7 +336,7 @@ async fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
     create_table(&proxy).await;
     let writer = Writer::start(&proxy);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (before, _) = writer.finish().await;
+    let before = writer.finish().await.acknowledged;
     // Asynchronous replication: only what the replicas received can
     // survive the primary. The test waits for it so as to check that
     // nothing received is lost on the way.

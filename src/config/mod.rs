@@ -223,6 +223,10 @@ pub struct RoutingConfig {
     pub causal_read_timeout: Duration,
     /// Let the primary serve reads alongside the replicas.
     pub primary_serves_reads: bool,
+    /// How long a statement that needs the primary waits for one when
+    /// none is known (a switchover or failover under way) before it is
+    /// refused; zero refuses at once.
+    pub wait_for_primary: Duration,
     /// Session-state commands a session keeps to replay on backend
     /// connections it opens later; past this it stays on the primary.
     pub session_history_limit: usize,

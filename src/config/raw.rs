@@ -89,6 +89,7 @@ pub struct RawRouting {
     pub read_your_writes: Scalar,
     pub causal_read_timeout: Scalar,
     pub primary_serves_reads: Scalar,
+    pub wait_for_primary: Scalar,
     pub session_history_limit: Scalar,
 }
 

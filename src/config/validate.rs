@@ -451,6 +451,12 @@ fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
             false,
             boolean,
         ),
+        wait_for_primary: check.parse(
+            "routing.wait_for_primary",
+            raw.wait_for_primary,
+            Duration::from_secs(3),
+            duration,
+        ),
         session_history_limit: check.parse(
             "routing.session_history_limit",
             raw.session_history_limit,
@@ -533,13 +539,21 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, S
     }
 }
 
+const EXPECTED_DURATION: &str = "expected a duration with a unit, such as 500ms, 2s or 1m";
+
 fn positive_duration(s: &str) -> Result<Duration, String> {
-    let expected = "expected a duration with a unit, such as 500ms, 2s or 1m";
-    match humantime::parse_duration(s) {
-        Ok(d) if d.is_zero() => Err(format!("`{s}` is zero; {expected}, greater than zero")),
-        Ok(d) => Ok(d),
-        Err(_) => Err(format!("`{s}` is not a duration; {expected}")),
+    match duration(s) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "`{s}` is zero; {EXPECTED_DURATION}, greater than zero"
+        )),
+        other => other,
     }
+}
+
+/// A duration, zero included (`0s`).
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|_| format!("`{s}` is not a duration; {EXPECTED_DURATION}"))
 }
 
 /// Sizes as MySQL writes them: bytes, or a number with K/M/G (KiB/MiB/GiB) suffix.
@@ -615,6 +629,8 @@ mod tests {
         for bad in ["0s", "5", "fast", "-1s", ""] {
             assert!(positive_duration(bad).is_err(), "{bad} accepted");
         }
+        assert_eq!(duration("0s"), Ok(Duration::ZERO), "where zero means off");
+        assert!(duration("5").is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::server::Proxy;
+use crate::topology::Fence;
 use lock::{NotLocked, TopologyLock};
 use plan::{Plan, Refusal, Scene, Surveyed};
 use server::{Server, StepError};
@@ -188,7 +189,7 @@ pub async fn change(
         progress.warn(format!("{} is left as it is: {why}", names[index]));
     }
     let result = match kind {
-        Kind::Switchover => switch(config, &plan, &mut servers, progress).await,
+        Kind::Switchover => switch(proxy, &plan, &mut servers, progress).await,
         Kind::Failover => {
             let received = match &surveyed[plan.new] {
                 Surveyed::Up(state) => state.replication.as_ref().map(|s| s.received.clone()),
@@ -291,16 +292,47 @@ fn take(servers: &mut [Option<Server>], index: usize) -> Result<Server, ChangeEr
 /// The switchover's steps once planned: fence, catch up, promote, repoint,
 /// and make the old primary a replica. Until the promotion, a failure
 /// makes the old primary writable again.
+///
+/// rwsplit stops sending statements to the old primary before it makes it
+/// read-only, and sends them to the new one once it is promoted and the
+/// monitor has seen it; meanwhile sessions wait (`routing.wait_for_primary`).
 async fn switch(
-    config: &Config,
+    proxy: &Proxy,
     plan: &Plan,
     servers: &mut [Option<Server>],
     progress: &Progress,
 ) -> Result<(), ChangeError> {
-    let limit = config.failover.timeout;
+    let config = &proxy.config;
     let (mut old, mut new) = (take(servers, plan.old)?, take(servers, plan.new)?);
+    proxy.topology.begin_fence(Fence {
+        backend: plan.old,
+        why: format!(
+            "switchover under way: {} is made read-only and {} promoted",
+            old.name, new.name
+        ),
+    });
+    let promoted = fence_and_promote(config, &mut old, &mut new, progress).await;
+    proxy.topology.unfence();
+    promoted?;
+    repoint(config, plan, servers, progress).await;
+    progress.step(format!("{} replicates from {}", old.name, new.name));
+    if let Err(problem) = rejoin(config, &mut old, &mut new, plan.new).await {
+        progress.warn(problem);
+    }
+    Ok(())
+}
+
+/// Makes `old` read-only, lets `new` apply everything `old` wrote, and
+/// promotes it; a failure before the promotion makes `old` writable again.
+async fn fence_and_promote(
+    config: &Config,
+    old: &mut Server,
+    new: &mut Server,
+    progress: &Progress,
+) -> Result<(), ChangeError> {
+    let limit = config.failover.timeout;
     progress.step(format!(
-        "fencing {}: read_only = ON (writes are refused until {} takes them)",
+        "fencing {}: read_only = ON (statements that need the primary wait for {})",
         old.name, new.name
     ));
     old.set_read_only(true)
@@ -325,13 +357,7 @@ async fn switch(
         };
         return Err(ChangeError::Halfway { error, state });
     }
-    promote(&mut new, &old.name, progress).await?;
-    repoint(config, plan, servers, progress).await;
-    progress.step(format!("{} replicates from {}", old.name, new.name));
-    if let Err(problem) = rejoin(config, &mut old, &mut new, plan.new).await {
-        progress.warn(problem);
-    }
-    Ok(())
+    promote(new, &old.name, progress).await
 }
 
 /// The failover's steps once planned: the new primary applies what it

@@ -22,8 +22,8 @@ pub mod heartbeat;
 pub mod lag;
 pub mod monitor;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -135,6 +135,19 @@ pub struct TopologyCell {
     snapshot: ArcSwap<Topology>,
     /// The snapshot's `primary`, [`NO_PRIMARY`] for none.
     primary: AtomicUsize,
+    /// Woken by every publication, for sessions waiting for a primary.
+    published: tokio::sync::Notify,
+    /// While a switchover fences the primary: published snapshots have no
+    /// primary, whatever the monitor found, and this alarm.
+    fence: Mutex<Option<Fence>>,
+}
+
+/// A primary being made read-only by a switchover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub backend: usize,
+    /// The alarm published meanwhile.
+    pub why: String,
 }
 
 const NO_PRIMARY: usize = usize::MAX;
@@ -144,6 +157,8 @@ impl TopologyCell {
         TopologyCell {
             primary: AtomicUsize::new(topology.primary.unwrap_or(NO_PRIMARY)),
             snapshot: ArcSwap::from_pointee(topology),
+            published: tokio::sync::Notify::new(),
+            fence: Mutex::new(None),
         }
     }
 
@@ -157,11 +172,68 @@ impl TopologyCell {
         Some(self.primary.load(Ordering::Acquire)).filter(|&p| p != NO_PRIMARY)
     }
 
-    /// Publishes a new snapshot.
+    /// Publishes a new snapshot (without its primary while one is fenced).
     pub fn store(&self, topology: Topology) {
+        let fence = self.fence();
+        self.publish(topology, fence.as_ref());
+    }
+
+    fn publish(&self, mut topology: Topology, fence: Option<&Fence>) {
+        if let Some(fence) = fence {
+            topology.primary = None;
+            topology.alarm = Some(fence.why.clone());
+        }
         let primary = topology.primary.unwrap_or(NO_PRIMARY);
         self.snapshot.store(Arc::new(topology));
         self.primary.store(primary, Ordering::Release);
+        self.published.notify_waiters();
+    }
+
+    fn fence(&self) -> MutexGuard<'_, Option<Fence>> {
+        // A plain value: consistent even after a panic.
+        self.fence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops publishing a primary, at once and until [`Self::unfence`]:
+    /// a switchover calls it before it makes the primary read-only, so
+    /// that no statement is sent there meanwhile (sessions wait for the
+    /// next primary instead, up to `routing.wait_for_primary`). Taken
+    /// under the same lock as every publication, so no snapshot the
+    /// monitor computed before can bring the primary back.
+    pub fn begin_fence(&self, fence: Fence) {
+        let mut current = self.fence();
+        let topology = (**self.load()).clone();
+        self.publish(topology, Some(&fence));
+        *current = Some(fence);
+    }
+
+    /// Ends a fence: the monitor's next publication has the primary it finds.
+    pub fn unfence(&self) {
+        *self.fence() = None;
+    }
+
+    /// The primary, waiting up to `limit` for one to be published when
+    /// there is none (a switchover or failover under way).
+    pub async fn wait_for_primary(&self, limit: Duration) -> Option<usize> {
+        if let Some(primary) = self.primary() {
+            return Some(primary);
+        }
+        if limit.is_zero() {
+            return None;
+        }
+        let wait = async {
+            loop {
+                let published = self.published.notified();
+                tokio::pin!(published);
+                // Registered before looking, so no publication is missed.
+                published.as_mut().enable();
+                if let Some(primary) = self.primary() {
+                    return primary;
+                }
+                published.await;
+            }
+        };
+        crate::timer::timeout(limit, wait).await.ok()
     }
 }
 
@@ -182,5 +254,36 @@ mod tests {
         assert_eq!(cell.primary(), None);
         cell.store(topology(Some(2)));
         assert_eq!((cell.primary(), cell.load().primary), (Some(2), Some(2)));
+    }
+
+    #[tokio::test]
+    async fn no_primary_is_published_while_one_is_fenced() {
+        let topology = |primary| Topology {
+            primary,
+            backends: Vec::new(),
+            alarm: None,
+        };
+        let cell = Arc::new(TopologyCell::new(topology(Some(0))));
+        let why = "switchover under way".to_owned();
+        cell.begin_fence(Fence {
+            backend: 0,
+            why: why.clone(),
+        });
+        assert_eq!(cell.primary(), None);
+        cell.store(topology(Some(0)));
+        assert_eq!(
+            (cell.primary(), cell.load().alarm.clone()),
+            (None, Some(why)),
+            "what the monitor found before the fence does not undo it"
+        );
+        assert_eq!(cell.wait_for_primary(Duration::from_millis(20)).await, None);
+        let waiting = tokio::spawn({
+            let cell = cell.clone();
+            async move { cell.wait_for_primary(Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        cell.unfence();
+        cell.store(topology(Some(1)));
+        assert_eq!(waiting.await.unwrap(), Some(1), "woken by the publication");
     }
 }

@@ -351,6 +351,20 @@ impl Session {
         }
     }
 
+    /// The primary, once one is published (a switchover or failover is
+    /// under way), within `routing.wait_for_primary`; else the error that
+    /// says why there is none.
+    async fn wait_for_primary(&self) -> Result<usize, ErrorPacket> {
+        let limit = self.proxy.config.routing.wait_for_primary;
+        match self.proxy.topology.wait_for_primary(limit).await {
+            Some(primary) => Ok(primary),
+            None => {
+                let topology = self.proxy.topology.load();
+                Err(ErrorPacket::no_primary(topology.alarm.as_deref()))
+            }
+        }
+    }
+
     /// Opens (if needed) the connection for `target`. A read outside a
     /// transaction whose replica cannot be reached goes to another reader
     /// (a replica, else the primary) instead.
@@ -359,9 +373,9 @@ impl Session {
         target: Target,
         read: bool,
     ) -> Result<usize, ErrorPacket> {
-        let Target::Backend(backend) = target else {
-            let topology = self.proxy.topology.load();
-            return Err(ErrorPacket::no_primary(topology.alarm.as_deref()));
+        let backend = match target {
+            Target::Backend(backend) => backend,
+            Target::NoPrimary => self.wait_for_primary().await?,
         };
         let error = match self.ensure_backend(backend).await {
             Ok(()) => return Ok(backend),
