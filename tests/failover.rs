@@ -382,3 +382,100 @@ async fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sidecars_watching_the_same_servers_fail_over_once_and_agree() {
+    let _serial = one_at_a_time().await;
+    let mut sandbox = common::start_sandbox(SandboxOptions::default());
+    let sidecars = [
+        start(&sandbox, |config| config.failover.auto = true),
+        start(&sandbox, |config| config.failover.auto = true),
+    ];
+    create_table(&sidecars[0]).await;
+    caught_up(&sandbox, 0, 1).await;
+    caught_up(&sandbox, 0, 2).await;
+
+    sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
+    eventually("both sidecars see a new primary", || async {
+        sidecars
+            .iter()
+            .all(|s| matches!(s.proxy.topology.primary(), Some(1 | 2)))
+    })
+    .await;
+    let new = sidecars[0].proxy.topology.primary().unwrap();
+    assert_eq!(sidecars[1].proxy.topology.primary(), Some(new));
+    let other = 3 - new;
+    let new_port = sandbox.servers()[new].port;
+    // One promotion: the other replica follows the new primary, which
+    // replicates from nobody.
+    assert_eq!(role(&sandbox, new).await, (false, None));
+    assert_eq!(role(&sandbox, other).await, (true, Some((new_port, true))));
+
+    // Both write to it, and the old primary, back, ends a replica in both
+    // views.
+    for (n, sidecar) in sidecars.iter().enumerate() {
+        let mut conn = Conn::new(sidecar.opts()).await.unwrap();
+        conn.query_drop(format!(
+            "INSERT INTO app.t (id, writer) VALUES ({n}, @@server_id)"
+        ))
+        .await
+        .unwrap();
+    }
+    sandbox.servers_mut()[0].restart().await.unwrap();
+    eventually("the old primary replicates from the new one", || async {
+        role(&sandbox, 0).await == (true, Some((new_port, true)))
+    })
+    .await;
+    caught_up(&sandbox, new, 0).await;
+    assert_eq!(rows(&sandbox, 0).await, vec![0, 1]);
+    eventually("both sidecars agree on every backend", || async {
+        sidecars.iter().all(|s| {
+            let topology = s.proxy.topology.load();
+            topology.primary == Some(new)
+                && topology.alarm.is_none()
+                && topology.backends[0].readable
+                && topology.backends[other].readable
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_change_needs_the_topology_lock_on_a_majority() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    // Another rwsplit, mid-change, holds the lock on db2 and db3.
+    let mut holders = Vec::new();
+    for index in [1, 2] {
+        let mut conn = admin(&sandbox, index).await;
+        let got: Option<i64> = conn
+            .query_first("SELECT GET_LOCK('rwsplit.topology', 0)")
+            .await
+            .unwrap();
+        assert_eq!(got, Some(1));
+        holders.push(conn);
+    }
+    let lines = ask(&proxy, "/switchover").await.unwrap();
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with(
+            "failed: the topology lock is held on 1 of 3 servers, and a change needs a majority (2)"
+        ) && last.contains("db2: take the topology lock: another rwsplit holds it")
+            && last.contains("db3: take the topology lock"),
+        "{last}"
+    );
+    assert_eq!(role(&sandbox, 0).await, (false, None));
+    assert_eq!(proxy.proxy.topology.primary(), Some(0));
+
+    // Once the other is done, the lock is free (db1's was released too).
+    drop(holders);
+    let lines = ask(&proxy, "/switchover?to=db3").await.unwrap();
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("done: db3 is the primary"),
+        "{lines:?}"
+    );
+}
