@@ -99,6 +99,8 @@ pub struct Metrics {
     pub clients_accepted: AtomicU64,
     pub clients_refused: AtomicU64,
     pub backends: Vec<BackendMetrics>,
+    /// Switchovers and failovers by kind and result (done, failed).
+    topology_changes: [[AtomicU64; 2]; 2],
 }
 
 /// What one session thread counts. Aligned to two cache lines (the
@@ -139,7 +141,14 @@ impl Metrics {
             clients_accepted: AtomicU64::new(0),
             clients_refused: AtomicU64::new(0),
             backends: (0..backends).map(|_| BackendMetrics::default()).collect(),
+            topology_changes: Default::default(),
         }
+    }
+
+    /// Counts a switchover or failover that ran (not one refused for
+    /// another under way).
+    pub fn topology_change(&self, kind: crate::failover::Kind, done: bool) {
+        self.topology_changes[kind as usize][usize::from(!done)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters of session thread `index`.
@@ -283,6 +292,24 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         "counter",
         "Client connections refused at listen.max_client_connections.",
         one(load(&metrics.clients_refused).to_string()),
+    );
+    let changes = crate::failover::Kind::ALL.iter().flat_map(|&kind| {
+        ["done", "failed"]
+            .iter()
+            .enumerate()
+            .map(move |(result, label)| {
+                (
+                    format!("{{kind=\"{}\",result=\"{label}\"}}", kind.name()),
+                    load(&metrics.topology_changes[kind as usize][result]).to_string(),
+                )
+            })
+    });
+    write_family(
+        &mut out,
+        "rwsplit_topology_changes_total",
+        "counter",
+        "Switchovers and failovers this rwsplit ran, by kind and result.",
+        changes,
     );
     let threads = metrics.threads.iter().enumerate().map(|(index, thread)| {
         (

@@ -72,7 +72,15 @@ fn check_config_names_a_missing_file() {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for subcommand in ["serve", "demo", "check-config", "sandbox"] {
+    for subcommand in [
+        "serve",
+        "demo",
+        "check-config",
+        "status",
+        "switchover",
+        "failover",
+        "sandbox",
+    ] {
         let output = rwsplit(&[subcommand, "--help"]);
         assert!(output.status.success());
         let help = stdout(&output);
@@ -81,6 +89,26 @@ fn every_subcommand_has_help_with_an_example() {
             "{subcommand} --help has no example:\n{help}"
         );
         assert!(help.contains(&format!("rwsplit {subcommand}")), "{help}");
+    }
+}
+
+#[test]
+fn switchover_without_a_running_rwsplit_says_where_it_looked_and_exits_1() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let admin = format!("http://127.0.0.1:{port}");
+    for change in ["switchover", "failover"] {
+        let output = rwsplit(&[change, "--admin", &admin]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("cannot reach the admin API at 127.0.0.1:{port}"))
+                && stderr.contains("Is rwsplit running"),
+            "{stderr}"
+        );
     }
 }
 

@@ -276,6 +276,18 @@ async fn switchover_under_writes_loses_no_acknowledged_write() {
     assert_eq!(proxy.proxy.topology.primary(), Some(0));
     let db1_port = sandbox.servers()[0].port;
     assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
+    let metrics = rwsplit::admin::client::get(
+        &proxy.admin_addr.to_string(),
+        "/metrics",
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("rwsplit_topology_changes_total{kind=\"switchover\",result=\"done\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -326,6 +338,22 @@ async fn refused_changes_change_nothing() {
     assert_eq!(proxy.proxy.topology.primary(), Some(0));
     let db1_port = sandbox.servers()[0].port;
     assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
+    let metrics = rwsplit::admin::client::get(
+        &proxy.admin_addr.to_string(),
+        "/metrics",
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("rwsplit_topology_changes_total{kind=\"switchover\",result=\"failed\"} 3")
+            && metrics
+                .contains("rwsplit_topology_changes_total{kind=\"failover\",result=\"failed\"} 1")
+            && metrics
+                .contains("rwsplit_topology_changes_total{kind=\"switchover\",result=\"done\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

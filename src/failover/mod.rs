@@ -64,6 +64,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Switchover, Kind::Failover];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Switchover => "switchover",
@@ -144,6 +146,17 @@ pub async fn change(
         .running
         .try_lock()
         .map_err(|_| ChangeError::Busy)?;
+    let result = run(proxy, kind, to, progress).await;
+    proxy.metrics.topology_change(kind, result.is_ok());
+    result
+}
+
+async fn run(
+    proxy: &Proxy,
+    kind: Kind,
+    to: Option<usize>,
+    progress: &Progress,
+) -> Result<String, ChangeError> {
     let started = Instant::now();
     let config = &proxy.config;
     let limit = config.failover.timeout;
