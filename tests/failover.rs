@@ -507,3 +507,78 @@ async fn a_change_needs_the_topology_lock_on_a_majority() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn a_switchover_the_target_cannot_catch_up_with_is_undone() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |config| {
+        config.failover.timeout = Duration::from_secs(1);
+        // A lagging replica stays in rotation: the switchover is what is tested.
+        config.routing.max_replication_lag = Duration::from_secs(60);
+    });
+    create_table(&proxy).await;
+    // db2 applies every transaction 30 s late.
+    let mut db2 = admin(&sandbox, 1).await;
+    db2.query_drop("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 30; START SLAVE")
+        .await
+        .unwrap();
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("INSERT INTO app.t VALUES (1, @@server_id)")
+        .await
+        .unwrap();
+
+    let lines = ask(&proxy, "/switchover?to=db2").await.unwrap();
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("failed: db2: SELECT MASTER_GTID_WAIT(")
+            && last.contains("after 1s; db1 is writable again and nothing else was changed"),
+        "{last}"
+    );
+    assert_eq!(role(&sandbox, 0).await, (false, None));
+    let db1_port = sandbox.servers()[0].port;
+    assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
+    assert_eq!(role(&sandbox, 2).await, (true, Some((db1_port, true))));
+    // And writes go on to db1.
+    conn.query_drop("INSERT INTO app.t VALUES (2, @@server_id)")
+        .await
+        .unwrap();
+    let writer: u32 = admin(&sandbox, 0)
+        .await
+        .query_first("SELECT writer FROM app.t WHERE id = 2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(writer, 1);
+}
+
+#[tokio::test]
+async fn a_primary_the_replicas_still_hear_is_not_failed_over() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    // Frozen: rwsplit gets no answer, but the replicas' connections to it
+    // stay up (until slave_net_timeout), as behind a partition between
+    // rwsplit and the primary.
+    sandbox.servers()[0].signal(libc::SIGSTOP).unwrap();
+    eventually("the monitor marks the primary down", || async {
+        !proxy.proxy.topology.load().backends[0].healthy
+    })
+    .await;
+    let lines = ask(&proxy, "/failover").await.unwrap();
+    sandbox.servers()[0].signal(libc::SIGCONT).unwrap();
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("failed: db")
+            && last.contains("still receives from the primary db1 (its IO thread runs)"),
+        "{last}"
+    );
+    for index in [1, 2] {
+        assert!(role(&sandbox, index).await.0, "db{} read-only", index + 1);
+    }
+    eventually("db1 is the primary again", || async {
+        let topology = proxy.proxy.topology.load();
+        topology.primary == Some(0) && topology.backends[0].healthy
+    })
+    .await;
+}
