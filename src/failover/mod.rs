@@ -8,6 +8,7 @@
 //! | [`plan`] | who becomes the primary and who follows: pure decisions over a survey |
 //! | [`server`] | the statements run on one backend, each under a time limit |
 //! | [`lock`] | the topology lock on a majority of the backends, so that one sidecar changes it at a time |
+//! | `watch` | the task that fences returning primaries and starts automatic failovers |
 //!
 //! A change is run by [`change`]; [`watch`] fences returning primaries and,
 //! with `failover.auto`, starts failovers. rwsplit changes the servers and
@@ -20,8 +21,11 @@
 pub mod lock;
 pub mod plan;
 pub mod server;
+mod watch;
 
-use std::sync::{Arc, Mutex};
+pub use watch::watch;
+
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -203,24 +207,7 @@ async fn run(
     }
     let result = match kind {
         Kind::Switchover => switch(proxy, &plan, &mut servers, progress).await,
-        Kind::Failover => {
-            let received = match &surveyed[plan.new] {
-                Surveyed::Up(state) => state.replication.as_ref().map(|s| s.received.clone()),
-                Surveyed::Unreachable(_) => None,
-            };
-            let result = fail(
-                config,
-                &plan,
-                &mut servers,
-                received.unwrap_or_default(),
-                progress,
-            )
-            .await;
-            if result.is_ok() {
-                proxy.changes.to_fence().push((plan.old, plan.new));
-            }
-            result
-        }
+        Kind::Failover => fail(proxy, &plan, &mut servers, &surveyed[plan.new], progress).await,
     };
     lock.release().await;
     result?;
@@ -374,15 +361,21 @@ async fn fence_and_promote(
 }
 
 /// The failover's steps once planned: the new primary applies what it
-/// received, is promoted, and the other replicas follow it.
+/// received (as `surveyed`), is promoted, and the other replicas follow
+/// it; the old primary is to be fenced when it answers again.
 async fn fail(
-    config: &Config,
+    proxy: &Proxy,
     plan: &Plan,
     servers: &mut [Option<Server>],
-    received: crate::gtid::GtidPosition,
+    surveyed: &Surveyed,
     progress: &Progress,
 ) -> Result<(), ChangeError> {
+    let config = &proxy.config;
     let limit = config.failover.timeout;
+    let received = match surveyed {
+        Surveyed::Up(state) => plan::received(state).clone(),
+        Surveyed::Unreachable(_) => Default::default(),
+    };
     let mut new = take(servers, plan.new)?;
     let old = &config.backends[plan.old].name;
     progress.step(format!(
@@ -393,6 +386,7 @@ async fn fail(
         .await
         .map_err(ChangeError::Untouched)?;
     promote(&mut new, old, progress).await?;
+    proxy.changes.to_fence().push((plan.old, plan.new));
     repoint(config, plan, servers, progress).await;
     progress.step(format!(
         "{old} will be fenced (read_only = ON) and made a replica of {} when it answers again",
@@ -482,93 +476,4 @@ async fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     true
-}
-
-/// Runs for as long as the proxy serves: each monitor interval, fences
-/// former primaries that answer again and, with `failover.auto`, starts a
-/// failover once the primary has failed `failover.failure_threshold`
-/// consecutive checks.
-pub async fn watch(proxy: Arc<Proxy>) {
-    let mut ticks = tokio::time::interval(proxy.config.monitor.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The last reason an automatic failover did not happen, logged once.
-    let mut last_refusal: Option<String> = None;
-    loop {
-        ticks.tick().await;
-        fence_returned(&proxy).await;
-        if proxy.config.failover.auto && primary_failed(&proxy) {
-            match change(&proxy, Kind::Failover, None, &Progress::default()).await {
-                Ok(summary) => {
-                    info!(summary, "automatic failover done");
-                    last_refusal = None;
-                }
-                Err(ChangeError::Busy) => {}
-                Err(error) => {
-                    let text = error.to_string();
-                    if last_refusal.as_ref() != Some(&text) {
-                        warn!(%error, "automatic failover did not happen; it is tried again each monitor interval");
-                        last_refusal = Some(text);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Whether the primary has failed `failover.failure_threshold` checks in a
-/// row.
-fn primary_failed(proxy: &Proxy) -> bool {
-    let Some(primary) = proxy.topology.primary() else {
-        return false;
-    };
-    proxy
-        .reports
-        .load()
-        .get(primary)
-        .is_some_and(|r| r.failed_checks >= proxy.config.failover.failure_threshold)
-}
-
-/// Fences each former primary a failover replaced, once it answers:
-/// read-only at once, then a replica of the current primary if it has
-/// nothing the primary lacks.
-async fn fence_returned(proxy: &Proxy) {
-    let pending = proxy.changes.to_fence().clone();
-    let config = &proxy.config;
-    for (old_index, promoted) in pending {
-        let Ok(mut old) = Server::open(config, old_index, config.monitor.connect_timeout).await
-        else {
-            continue;
-        };
-        if let Err(error) = old.set_read_only(true).await {
-            warn!(%error, "cannot fence the former primary yet");
-            continue;
-        }
-        proxy.changes.to_fence().retain(|&(i, _)| i != old_index);
-        info!(
-            backend = old.name,
-            "the former primary answers again: fenced (read_only = ON)"
-        );
-        // Until it was fenced the monitor saw two writable servers and
-        // knew no primary: the one promoted in its place, then.
-        let primary = proxy
-            .topology
-            .primary()
-            .filter(|&p| p != old_index)
-            .unwrap_or(promoted);
-        let rejoined = async {
-            let mut new = Server::open(config, primary, config.failover.timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            rejoin(config, &mut old, &mut new, primary).await
-        }
-        .await;
-        match rejoined {
-            Ok(()) => info!(
-                backend = old.name,
-                primary = config.backends[primary].name,
-                "the former primary replicates from the primary"
-            ),
-            Err(problem) => warn!(problem, "the former primary was not made a replica"),
-        }
-    }
 }

@@ -151,7 +151,7 @@ fn applied(state: &ServerState) -> &GtidPosition {
 
 /// What a replica has received, applied or not: how far a failover
 /// candidate will be once it applies its relay log.
-fn received(state: &ServerState) -> &GtidPosition {
+pub fn received(state: &ServerState) -> &GtidPosition {
     match &state.replication {
         Some(source) => &source.received,
         None => &state.applied,
