@@ -177,6 +177,17 @@ async fn caught_up(sandbox: &Sandbox, source: usize, index: usize) {
     assert_eq!(waited, Some(0), "{index} did not catch up with {source}");
 }
 
+async fn metrics(proxy: &TestProxy) -> String {
+    rwsplit::admin::client::get(
+        &proxy.admin_addr.to_string(),
+        "/metrics",
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("GET /metrics")
+}
+
 async fn create_table(proxy: &TestProxy) {
     let mut conn = Conn::new(proxy.opts()).await.unwrap();
     conn.query_drop(
@@ -276,14 +287,7 @@ async fn switchover_under_writes_loses_no_acknowledged_write() {
     assert_eq!(proxy.proxy.topology.primary(), Some(0));
     let db1_port = sandbox.servers()[0].port;
     assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
-    let metrics = rwsplit::admin::client::get(
-        &proxy.admin_addr.to_string(),
-        "/metrics",
-        None,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let metrics = metrics(&proxy).await;
     assert!(
         metrics.contains("rwsplit_topology_changes_total{kind=\"switchover\",result=\"done\"} 2"),
         "{metrics}"
@@ -338,14 +342,7 @@ async fn refused_changes_change_nothing() {
     assert_eq!(proxy.proxy.topology.primary(), Some(0));
     let db1_port = sandbox.servers()[0].port;
     assert_eq!(role(&sandbox, 1).await, (true, Some((db1_port, true))));
-    let metrics = rwsplit::admin::client::get(
-        &proxy.admin_addr.to_string(),
-        "/metrics",
-        None,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let metrics = metrics(&proxy).await;
     assert!(
         metrics.contains("rwsplit_topology_changes_total{kind=\"switchover\",result=\"failed\"} 3")
             && metrics
@@ -395,13 +392,23 @@ async fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
     assert_eq!(rows(&sandbox, new).await, expected);
     assert_eq!(rows(&sandbox, other).await, expected);
 
-    // The old primary comes back writable, as its configuration says: it
-    // is fenced and made a replica of the new primary.
+    // The old primary comes back writable, as its configuration says,
+    // while the rwsplit that failed over is gone (redeployed, say): another
+    // one — without failover.auto — tells it from the new primary by the
+    // replica that follows the new one, keeps writing there, makes the old
+    // one read-only and a replica of the new one.
+    drop(proxy);
+    let proxy = start(&sandbox, |_| {});
     sandbox.servers_mut()[0].restart().await.unwrap();
     eventually("the old primary is fenced and replicates", || async {
         role(&sandbox, 0).await == (true, Some((new_port, true)))
     })
     .await;
+    conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("INSERT INTO app.t (id, writer) VALUES (100001, @@server_id)")
+        .await
+        .unwrap();
+    expected.push(100001);
     caught_up(&sandbox, new, 0).await;
     assert_eq!(rows(&sandbox, 0).await, expected);
     eventually("the monitor sees the old primary as a replica", || async {

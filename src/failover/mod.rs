@@ -25,7 +25,6 @@ mod watch;
 
 pub use watch::watch;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -39,24 +38,16 @@ use lock::{NotLocked, TopologyLock};
 use plan::{Plan, Refusal, Scene, Surveyed};
 use server::{Server, StepError};
 
-/// What one rwsplit knows of changes: whether one runs, and which former
-/// primaries are to be fenced when they answer again.
+/// Whether a change runs in this rwsplit: one at a time.
 #[derive(Debug, Default)]
 pub struct Changes {
     running: tokio::sync::Mutex<()>,
-    /// `(former primary, the backend promoted in its place)`.
-    to_fence: Mutex<Vec<(usize, usize)>>,
 }
 
 impl Changes {
     /// Whether a change is under way.
     pub fn busy(&self) -> bool {
         self.running.try_lock().is_err()
-    }
-
-    fn to_fence(&self) -> std::sync::MutexGuard<'_, Vec<(usize, usize)>> {
-        // A list of indexes: consistent even after a panic.
-        self.to_fence.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -183,8 +174,7 @@ async fn run(
     let mut lock = TopologyLock::acquire(config, limit).await?;
     progress.step("surveying the backends");
     let (mut servers, surveyed) = survey(config, limit).await;
-    let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
-    let addresses: Vec<String> = config.backends.iter().map(|b| b.address.clone()).collect();
+    let (names, addresses) = names_and_addresses(config);
     let scene = Scene {
         names: &names,
         addresses: &addresses,
@@ -230,6 +220,68 @@ async fn run(
         names[plan.old],
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// Fences strays (`plan::strays`): read-only at once, then a replica of
+/// the primary if it has nothing the primary lacks. Decided from a survey
+/// taken under the topology lock, whatever the caller saw: how many were
+/// fenced.
+pub async fn fence_strays(proxy: &Proxy) -> Result<usize, ChangeError> {
+    let _one = proxy
+        .changes
+        .running
+        .try_lock()
+        .map_err(|_| ChangeError::Busy)?;
+    let config = &proxy.config;
+    let limit = config.failover.timeout;
+    let mut lock = TopologyLock::acquire(config, limit).await?;
+    let (mut servers, surveyed) = survey(config, limit).await;
+    let (names, addresses) = names_and_addresses(config);
+    let found = plan::strays(Scene {
+        names: &names,
+        addresses: &addresses,
+        surveyed: &surveyed,
+    });
+    let mut fenced = 0;
+    if let Some((primary, strays)) = found {
+        for stray in strays {
+            let Some(mut server) = servers[stray].take() else {
+                continue;
+            };
+            if let Err(error) = server.set_read_only(true).await {
+                warn!(%error, "cannot make the stray read-only");
+                continue;
+            }
+            fenced += 1;
+            warn!(
+                backend = server.name,
+                primary = names[primary],
+                "a writable server no replica follows, beside the primary (a primary that came \
+                 back after a failover?), is made read-only"
+            );
+            let Some(new) = servers[primary].as_mut() else {
+                continue;
+            };
+            match rejoin(config, &mut server, new, primary).await {
+                Ok(()) => info!(
+                    backend = server.name,
+                    primary = names[primary],
+                    "it replicates from the primary"
+                ),
+                Err(problem) => warn!(problem, "it was not made a replica"),
+            }
+        }
+    }
+    lock.release().await;
+    Ok(fenced)
+}
+
+fn names_and_addresses(config: &Config) -> (Vec<String>, Vec<String>) {
+    config
+        .backends
+        .iter()
+        .map(|b| (b.name.clone(), b.address.clone()))
+        .unzip()
 }
 
 /// Opens a connection to every backend at once and asks each about
@@ -386,10 +438,9 @@ async fn fail(
         .await
         .map_err(ChangeError::Untouched)?;
     promote(&mut new, old, progress).await?;
-    proxy.changes.to_fence().push((plan.old, plan.new));
     repoint(config, plan, servers, progress).await;
     progress.step(format!(
-        "{old} will be fenced (read_only = ON) and made a replica of {} when it answers again",
+        "{old} will be made read-only, and a replica of {} if it can, when it answers again",
         new.name
     ));
     Ok(())

@@ -144,6 +144,39 @@ pub fn failover(scene: Scene, old: usize, to: Option<usize>) -> Result<Plan, Ref
     Ok(followers(scene, old, new))
 }
 
+/// Writable servers that do not replicate and that no replica follows,
+/// beside exactly one writable server that replicas do follow: that one,
+/// the primary, and the strays (a failed primary that came back after a
+/// failover, most often), when there are any. Only MariaDB strays, whose
+/// fencing is written for.
+pub fn strays(scene: Scene) -> Option<(usize, Vec<usize>)> {
+    let followed = |index: usize| {
+        reachable(scene).any(|(_, state)| {
+            state
+                .replication
+                .as_ref()
+                .is_some_and(|source| source.address == scene.addresses[index])
+        })
+    };
+    let writable: Vec<usize> = reachable(scene)
+        .filter(|(_, state)| !state.read_only && state.replication.is_none())
+        .map(|(index, _)| index)
+        .collect();
+    let [primary] = writable
+        .iter()
+        .copied()
+        .filter(|&i| followed(i))
+        .collect::<Vec<_>>()[..]
+    else {
+        return None;
+    };
+    let strays: Vec<usize> = reachable(scene)
+        .filter(|&(index, state)| writable.contains(&index) && index != primary && state.mariadb)
+        .map(|(index, _)| index)
+        .collect();
+    (!strays.is_empty()).then_some((primary, strays))
+}
+
 /// What a server has applied: how far a switchover candidate is.
 fn applied(state: &ServerState) -> &GtidPosition {
     &state.applied
@@ -476,6 +509,43 @@ mod tests {
             ),
             Err(Refusal::PrimaryExists("db2".into())),
             "another rwsplit failed over first"
+        );
+    }
+
+    #[test]
+    fn a_writable_server_no_replica_follows_is_a_stray() {
+        let Surveyed::Up(mut followed) = replica("0-1-1", "0-1-1", true) else {
+            unreachable!()
+        };
+        followed.replication.as_mut().unwrap().address = "127.0.0.1:3308".into();
+        let stray = |servers: &[Surveyed]| {
+            let names: Vec<String> = (1..=servers.len()).map(|i| format!("db{i}")).collect();
+            let addresses: Vec<String> = (0..servers.len())
+                .map(|i| format!("127.0.0.1:{}", 3307 + i))
+                .collect();
+            strays(Scene {
+                names: &names,
+                addresses: &addresses,
+                surveyed: servers,
+            })
+        };
+        // db1 came back writable; db3 follows db2, promoted meanwhile.
+        let servers = [primary(), primary(), Surveyed::Up(followed.clone())];
+        assert_eq!(stray(&servers), Some((1, vec![0])));
+        assert_eq!(
+            stray(&[primary(), replica("0-1-1", "0-1-1", true)]),
+            None,
+            "one primary, followed"
+        );
+        assert_eq!(
+            stray(&[primary(), primary(), down()]),
+            None,
+            "no replica to tell which is the primary"
+        );
+        assert_eq!(
+            stray(&[down(), primary(), Surveyed::Up(followed)]),
+            None,
+            "a promoted primary alone, its predecessor gone"
         );
     }
 

@@ -130,22 +130,21 @@ impl Server {
 
     /// `@@gtid_binlog_pos`: every transaction in its binary log.
     pub async fn logged(&mut self) -> Result<GtidPosition, StepError> {
-        let limit = self.limit;
-        let text: String = self
-            .first("SELECT IFNULL(@@gtid_binlog_pos, '')", limit)
-            .await?
-            .unwrap_or_default();
-        parse_position(&text).map_err(|e| self.failed("@@gtid_binlog_pos", e))
+        self.position("gtid_binlog_pos").await
     }
 
     /// `@@gtid_current_pos`: every transaction it has applied.
     pub async fn applied(&mut self) -> Result<GtidPosition, StepError> {
+        self.position("gtid_current_pos").await
+    }
+
+    async fn position(&mut self, variable: &str) -> Result<GtidPosition, StepError> {
         let limit = self.limit;
         let text: String = self
-            .first("SELECT IFNULL(@@gtid_current_pos, '')", limit)
+            .first(&format!("SELECT IFNULL(@@{variable}, '')"), limit)
             .await?
             .unwrap_or_default();
-        parse_position(&text).map_err(|e| self.failed("@@gtid_current_pos", e))
+        parse_position(&text).map_err(|e| self.failed(&format!("@@{variable}"), e))
     }
 
     pub async fn set_read_only(&mut self, on: bool) -> Result<(), StepError> {

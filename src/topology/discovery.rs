@@ -1,5 +1,11 @@
 //! Which backend is the primary: the writable one that does not replicate
 //! from another. The configured role is only a starting hint.
+//!
+//! When several writable servers do not replicate and the replicas follow
+//! exactly one of them, that one is the primary and the others are strays
+//! — most often a failed primary that came back after a failover — which
+//! the failover watch makes read-only (`failover::watch`); until then the
+//! alarm names them.
 
 /// What the last check of a backend showed, as far as discovery cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +16,8 @@ pub struct Seen {
     pub read_only: bool,
     /// It replicates from another server.
     pub replicating: bool,
+    /// The backend it replicates from, when that is one of ours.
+    pub follows: Option<usize>,
 }
 
 /// The outcome of discovery.
@@ -62,6 +70,9 @@ pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]
             }
         }
         several => {
+            if let Some(found) = followed_one(seen, several, names) {
+                return found;
+            }
             let names: Vec<&str> = several.iter().map(|&i| names[i].as_str()).collect();
             Discovered {
                 primary: None,
@@ -75,6 +86,46 @@ pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]
     }
 }
 
+/// Among several writable servers none of which replicates, the one the
+/// replicas follow, when they follow exactly one: the primary, the others
+/// named in the alarm as strays.
+fn followed_one(seen: &[Option<Seen>], writable: &[usize], names: &[String]) -> Option<Discovered> {
+    if writable
+        .iter()
+        .any(|&i| seen[i].is_some_and(|s| s.replicating))
+    {
+        return None;
+    }
+    let followed = |index: usize| {
+        seen.iter()
+            .flatten()
+            .any(|s| s.reachable && s.follows == Some(index))
+    };
+    let [primary] = writable
+        .iter()
+        .copied()
+        .filter(|&i| followed(i))
+        .collect::<Vec<_>>()[..]
+    else {
+        return None;
+    };
+    let strays: Vec<&str> = writable
+        .iter()
+        .filter(|&&i| i != primary)
+        .map(|&i| names[i].as_str())
+        .collect();
+    Some(Discovered {
+        primary: Some(primary),
+        alarm: Some(format!(
+            "{} writable beside the primary {}, and no replica follows it (a primary that \
+             came back after a failover?): writes go to {}; rwsplit makes it read-only",
+            strays.join(" and "),
+            names[primary],
+            names[primary]
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,17 +134,27 @@ mod tests {
         reachable: true,
         read_only: false,
         replicating: false,
+        follows: None,
     });
     const REPLICA: Option<Seen> = Some(Seen {
         reachable: true,
         read_only: true,
         replicating: true,
+        follows: None,
     });
     const DOWN: Option<Seen> = Some(Seen {
         reachable: false,
         read_only: false,
         replicating: false,
+        follows: None,
     });
+
+    fn replica_of(index: usize) -> Option<Seen> {
+        REPLICA.map(|s| Seen {
+            follows: Some(index),
+            ..s
+        })
+    }
 
     fn names() -> Vec<String> {
         ["db1", "db2", "db3"].map(String::from).to_vec()
@@ -121,6 +182,35 @@ mod tests {
     }
 
     #[test]
+    fn of_two_writable_servers_the_one_the_replicas_follow_is_the_primary() {
+        let found = discover(&[PRIMARY, PRIMARY, replica_of(1)], None, &names());
+        assert_eq!(found.primary, Some(1));
+        assert!(
+            found
+                .alarm
+                .unwrap()
+                .starts_with("db1 writable beside the primary db2, and no replica follows it"),
+        );
+        assert_eq!(
+            discover(&[PRIMARY, PRIMARY, REPLICA], None, &names()).primary,
+            None,
+            "the replica's source is not one of ours: no telling"
+        );
+        let writable_replica = replica_of(1).map(|s| Seen {
+            read_only: false,
+            ..s
+        });
+        assert_eq!(
+            discover(&[PRIMARY, PRIMARY, writable_replica], None, &names()).primary,
+            None,
+            "a writable replica is an alarm of its own"
+        );
+        let both_followed = [PRIMARY, PRIMARY, replica_of(0), replica_of(1)];
+        let four: Vec<String> = ["db1", "db2", "db3", "db4"].map(String::from).to_vec();
+        assert_eq!(discover(&both_followed, None, &four).primary, None);
+    }
+
+    #[test]
     fn an_unreachable_primary_stays_the_primary() {
         assert_eq!(
             discover(&[DOWN, REPLICA, REPLICA], Some(0), &names()),
@@ -142,6 +232,7 @@ mod tests {
             reachable: true,
             read_only: true,
             replicating: false,
+            follows: None,
         });
         let found = discover(&[fenced, REPLICA, REPLICA], Some(0), &names());
         assert_eq!(found.primary, None);

@@ -200,6 +200,16 @@ impl Aggregator {
             to_true: monitor.recovery_threshold,
         };
         let stale = monitor.interval * 2 + monitor.query_timeout;
+        let follows = result
+            .as_ref()
+            .ok()
+            .and_then(|o| o.replication.as_ref())
+            .and_then(|r| {
+                self.config
+                    .backends
+                    .iter()
+                    .position(|b| b.address == r.source)
+            });
         let name = &self.names[index];
         let entry = &mut self.tracked[index];
         let observation = match result {
@@ -213,6 +223,7 @@ impl Aggregator {
                     reachable: false,
                     read_only: false,
                     replicating: false,
+                    follows: None,
                 });
                 entry.lag = Lag::Unknown;
                 entry.report.last_error = Some(error.to_string());
@@ -241,6 +252,7 @@ impl Aggregator {
             reachable: true,
             read_only: observation.read_only,
             replicating: observation.replication.is_some(),
+            follows,
         });
         entry.lag = lag;
         entry.gtid = observation.gtid;
@@ -297,7 +309,13 @@ impl Aggregator {
     fn note_changes(&mut self, current: &Topology, next: &Topology) {
         if next.primary != current.primary || next.alarm != current.alarm {
             match (next.primary, &next.alarm) {
-                (Some(primary), _) => info!(primary = self.names[primary], "primary"),
+                (Some(primary), None) => info!(primary = self.names[primary], "primary"),
+                (Some(primary), Some(alarm)) => {
+                    warn!(
+                        primary = self.names[primary],
+                        alarm, "primary, with an alarm"
+                    )
+                }
                 (None, Some(alarm)) => warn!(alarm, "no primary: writes are refused"),
                 (None, None) => {}
             }
