@@ -161,7 +161,7 @@ pub struct Proxy {
     pub reports: Arc<crate::topology::monitor::Reports>,
     /// Counters for /status and /metrics.
     pub metrics: Metrics,
-    /// Switchovers and failovers: one at a time, and primaries to fence.
+    /// Switchovers, failovers and fencing: one at a time.
     pub changes: crate::failover::Changes,
     /// The client listener accepts connections.
     pub listening: AtomicBool,
