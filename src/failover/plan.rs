@@ -3,6 +3,7 @@
 //! server.
 
 use crate::gtid::GtidPosition;
+use crate::topology::discovery::the_one_followed;
 
 /// One backend as the survey found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,14 +163,7 @@ pub fn strays(scene: Scene) -> Option<(usize, Vec<usize>)> {
         .filter(|(_, state)| !state.read_only && state.replication.is_none())
         .map(|(index, _)| index)
         .collect();
-    let [primary] = writable
-        .iter()
-        .copied()
-        .filter(|&i| followed(i))
-        .collect::<Vec<_>>()[..]
-    else {
-        return None;
-    };
+    let primary = the_one_followed(&writable, followed)?;
     let strays: Vec<usize> = reachable(scene)
         .filter(|&(index, state)| writable.contains(&index) && index != primary && state.mariadb)
         .map(|(index, _)| index)

@@ -96,19 +96,11 @@ fn followed_one(seen: &[Option<Seen>], writable: &[usize], names: &[String]) -> 
     {
         return None;
     }
-    let followed = |index: usize| {
+    let primary = the_one_followed(writable, |index| {
         seen.iter()
             .flatten()
             .any(|s| s.reachable && s.follows == Some(index))
-    };
-    let [primary] = writable
-        .iter()
-        .copied()
-        .filter(|&i| followed(i))
-        .collect::<Vec<_>>()[..]
-    else {
-        return None;
-    };
+    })?;
     let strays: Vec<&str> = writable
         .iter()
         .filter(|&&i| i != primary)
@@ -124,6 +116,17 @@ fn followed_one(seen: &[Option<Seen>], writable: &[usize], names: &[String]) -> 
             names[primary]
         )),
     })
+}
+
+/// The one of `writable` that replicas follow, when exactly one is: the
+/// primary, the others strays (the rule for the monitor's view here, and
+/// for a failover's fresh survey in `failover::plan::strays`).
+pub fn the_one_followed(writable: &[usize], followed: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut followed = writable.iter().copied().filter(|&i| followed(i));
+    match (followed.next(), followed.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
