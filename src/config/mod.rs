@@ -8,6 +8,7 @@
 
 mod interpolate;
 mod keys;
+mod leaves;
 mod raw;
 mod validate;
 
