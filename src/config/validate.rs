@@ -1,8 +1,9 @@
 //! Turns the raw file model into a [`Config`], collecting every problem.
 //!
-//! Each leaf goes through a small pure parser ([`super::leaves`]) that returns the typed value or
-//! a message saying what was expected; [`Checker`] records failures with their
-//! key path and substitutes the default so that checking can continue.
+//! Each leaf goes through a small pure parser (`leaves`) that returns the
+//! typed value or a message saying what was expected; [`Checker`] records
+//! failures with their key path and substitutes the default so that
+//! checking can continue.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
