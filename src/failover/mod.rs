@@ -206,6 +206,9 @@ async fn run(
         names[plan.new]
     ));
     let seen = wait_until(limit, || proxy.topology.primary() == Some(plan.new)).await;
+    // A switchover's fence ends when the monitor publishes the new primary;
+    // should it not, writes must not wait on it for ever.
+    proxy.topology.unfence();
     if !seen {
         progress.warn(format!(
             "the monitor did not see {} as the primary within {limit:?}; `rwsplit status` tells \
@@ -347,7 +350,8 @@ fn take(servers: &mut [Option<Server>], index: usize) -> Result<Server, ChangeEr
 ///
 /// rwsplit stops sending statements to the old primary before it makes it
 /// read-only, and sends them to the new one once it is promoted and the
-/// monitor has seen it; meanwhile sessions wait (`routing.wait_for_primary`).
+/// monitor publishes it as the primary; meanwhile sessions wait
+/// (`routing.wait_for_primary`).
 async fn switch(
     proxy: &Proxy,
     plan: &Plan,
@@ -362,10 +366,15 @@ async fn switch(
             "switchover under way: {} is made read-only and {} promoted",
             old.name, new.name
         ),
+        successor: None,
     });
-    let promoted = fence_and_promote(config, &mut old, &mut new, progress).await;
-    proxy.topology.unfence();
-    promoted?;
+    match fence_and_promote(config, &mut old, &mut new, progress).await {
+        Ok(()) => proxy.topology.hand_over(plan.new),
+        Err(error) => {
+            proxy.topology.unfence();
+            return Err(error);
+        }
+    }
     repoint(config, plan, servers, progress).await;
     progress.step(format!("{} replicates from {}", old.name, new.name));
     if let Err(problem) = rejoin(config, &mut old, &mut new, plan.new).await {

@@ -148,6 +148,9 @@ pub struct Fence {
     pub backend: usize,
     /// The alarm published meanwhile.
     pub why: String,
+    /// Once promoted, the backend whose publication as the primary ends
+    /// the fence (see [`TopologyCell::hand_over`]).
+    pub successor: Option<usize>,
 }
 
 const NO_PRIMARY: usize = usize::MAX;
@@ -172,9 +175,16 @@ impl TopologyCell {
         Some(self.primary.load(Ordering::Acquire)).filter(|&p| p != NO_PRIMARY)
     }
 
-    /// Publishes a new snapshot (without its primary while one is fenced).
+    /// Publishes a new snapshot: without its primary while one is fenced,
+    /// unless that primary is the fence's successor, which ends the fence.
     pub fn store(&self, topology: Topology) {
-        let fence = self.fence();
+        let mut fence = self.fence();
+        if fence
+            .as_ref()
+            .is_some_and(|f| f.successor.is_some() && f.successor == topology.primary)
+        {
+            *fence = None;
+        }
         self.publish(topology, fence.as_ref());
     }
 
@@ -205,6 +215,16 @@ impl TopologyCell {
         let topology = (**self.load()).clone();
         self.publish(topology, Some(&fence));
         *current = Some(fence);
+    }
+
+    /// Ends the fence once the monitor publishes `successor` as the
+    /// primary: not before, since until its next checks its view of the old
+    /// primary may predate the fence (still writable) and of the new one
+    /// the promotion (still replicating).
+    pub fn hand_over(&self, successor: usize) {
+        if let Some(fence) = self.fence().as_mut() {
+            fence.successor = Some(successor);
+        }
     }
 
     /// Ends a fence: the monitor's next publication has the primary it finds.
@@ -268,6 +288,7 @@ mod tests {
         cell.begin_fence(Fence {
             backend: 0,
             why: why.clone(),
+            successor: None,
         });
         assert_eq!(cell.primary(), None);
         cell.store(topology(Some(0)));
@@ -282,8 +303,16 @@ mod tests {
             async move { cell.wait_for_primary(Duration::from_secs(30)).await }
         });
         tokio::task::yield_now().await;
-        cell.unfence();
+        cell.hand_over(1);
+        cell.store(topology(Some(0)));
+        assert_eq!(
+            cell.primary(),
+            None,
+            "a view from before the promotion does not end the fence"
+        );
         cell.store(topology(Some(1)));
         assert_eq!(waiting.await.unwrap(), Some(1), "woken by the publication");
+        cell.store(topology(Some(2)));
+        assert_eq!(cell.primary(), Some(2), "the fence ended with it");
     }
 }
