@@ -8,15 +8,17 @@
 //! | [`plan`] | who becomes the primary and who follows: pure decisions over a survey |
 //! | [`server`] | the statements run on one backend, each under a time limit |
 //! | [`lock`] | the topology lock on a majority of the backends, so that one sidecar changes it at a time |
-//! | `watch` | the task that fences returning primaries and starts automatic failovers |
+//! | `watch` | the task that fences strays and starts automatic failovers |
 //!
-//! A change is run by [`change`]; [`watch`] fences returning primaries and,
-//! with `failover.auto`, starts failovers. rwsplit changes the servers and
+//! A change is run by [`change`]; [`watch`] fences strays (a failed
+//! primary that came back, say: [`fence_strays`]) and, with
+//! `failover.auto`, starts failovers. rwsplit changes the servers and
 //! the monitor finds the new primary as it finds any (the writable server
 //! that does not replicate), so every sidecar watching the same servers
 //! converges on it, whichever made the change. Between the fencing of the
-//! old primary and the promotion of the new one there is no primary, and
-//! writes get rwsplit's "no primary" error rather than being split.
+//! old primary and the monitor's publication of the new one there is no
+//! primary: statements that need one wait for it (`routing.wait_for_primary`)
+//! and are refused only past that.
 
 pub mod lock;
 pub mod plan;
@@ -48,6 +50,11 @@ impl Changes {
     /// Whether a change is under way.
     pub fn busy(&self) -> bool {
         self.running.try_lock().is_err()
+    }
+
+    /// The right to change the servers in this rwsplit, held until dropped.
+    fn start(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, ChangeError> {
+        self.running.try_lock().map_err(|_| ChangeError::Busy)
     }
 }
 
@@ -136,11 +143,7 @@ pub async fn change(
     to: Option<usize>,
     progress: &Progress,
 ) -> Result<String, ChangeError> {
-    let _one = proxy
-        .changes
-        .running
-        .try_lock()
-        .map_err(|_| ChangeError::Busy)?;
+    let _one = proxy.changes.start()?;
     let result = run(proxy, kind, to, progress).await;
     proxy.metrics.topology_change(kind, result.is_ok());
     result
@@ -230,11 +233,7 @@ async fn run(
 /// taken under the topology lock, whatever the caller saw: how many were
 /// fenced.
 pub async fn fence_strays(proxy: &Proxy) -> Result<usize, ChangeError> {
-    let _one = proxy
-        .changes
-        .running
-        .try_lock()
-        .map_err(|_| ChangeError::Busy)?;
+    let _one = proxy.changes.start()?;
     let config = &proxy.config;
     let limit = config.failover.timeout;
     let mut lock = TopologyLock::acquire(config, limit).await?;
@@ -361,7 +360,6 @@ async fn switch(
     let config = &proxy.config;
     let (mut old, mut new) = (take(servers, plan.old)?, take(servers, plan.new)?);
     proxy.topology.begin_fence(Fence {
-        backend: plan.old,
         why: format!(
             "switchover under way: {} is made read-only and {} promoted",
             old.name, new.name

@@ -145,7 +145,6 @@ pub struct TopologyCell {
 /// A primary being made read-only by a switchover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
-    pub backend: usize,
     /// The alarm published meanwhile.
     pub why: String,
     /// Once promoted, the backend whose publication as the primary ends
@@ -286,7 +285,6 @@ mod tests {
         let cell = Arc::new(TopologyCell::new(topology(Some(0))));
         let why = "switchover under way".to_owned();
         cell.begin_fence(Fence {
-            backend: 0,
             why: why.clone(),
             successor: None,
         });
