@@ -101,6 +101,8 @@ pub struct Metrics {
     pub backends: Vec<BackendMetrics>,
     /// Switchovers and failovers by kind and result (done, failed).
     topology_changes: [[AtomicU64; 2]; 2],
+    /// Transactions moved to a new primary: replayed, not replayed.
+    transaction_replays: [AtomicU64; 2],
 }
 
 /// What one session thread counts. Aligned to two cache lines (the
@@ -142,6 +144,7 @@ impl Metrics {
             clients_refused: AtomicU64::new(0),
             backends: (0..backends).map(|_| BackendMetrics::default()).collect(),
             topology_changes: Default::default(),
+            transaction_replays: Default::default(),
         }
     }
 
@@ -149,6 +152,12 @@ impl Metrics {
     /// another under way).
     pub fn topology_change(&self, kind: crate::failover::Kind, done: bool) {
         self.topology_changes[kind as usize][usize::from(!done)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a transaction replayed on a new primary, or whose replay
+    /// failed.
+    pub fn transaction_replay(&self, done: bool) {
+        self.transaction_replays[usize::from(!done)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters of session thread `index`.
@@ -310,6 +319,22 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         "counter",
         "Switchovers and failovers this rwsplit ran, by kind and result.",
         changes,
+    );
+    let replays = ["done", "failed"]
+        .iter()
+        .enumerate()
+        .map(|(result, label)| {
+            (
+                format!("{{result=\"{label}\"}}"),
+                load(&metrics.transaction_replays[result]).to_string(),
+            )
+        });
+    write_family(
+        &mut out,
+        "rwsplit_transaction_replays_total",
+        "counter",
+        "Transactions moved to a new primary by replaying them (routing.transaction_replay), by result.",
+        replays,
     );
     let threads = metrics.threads.iter().enumerate().map(|(index, thread)| {
         (

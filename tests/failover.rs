@@ -11,43 +11,15 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
-use rwsplit::config::Config;
 use rwsplit::sandbox::{Sandbox, SandboxOptions};
 
-use common::TestProxy;
+use common::{TestProxy, admin, ask, caught_up, eventually, metrics, start_watched as start};
 
 /// Held for the whole of each test: each starts servers of its own and
 /// times the monitor.
 async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     SERIAL.lock().await
-}
-
-/// A proxy over `sandbox` with a fast monitor (checks every 200 ms).
-fn start(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestProxy {
-    let mut config = common::proxy_config(sandbox);
-    config.monitor.interval = Duration::from_millis(200);
-    config.monitor.query_timeout = Duration::from_millis(500);
-    config.monitor.connect_timeout = Duration::from_millis(500);
-    config.failover.replication_user = Some("repl".into());
-    config.failover.replication_password = Some("repl".into());
-    tweak(&mut config);
-    common::start_proxy(config)
-}
-
-/// `POST /{what}` on the proxy's admin API: the lines it streamed.
-async fn ask(proxy: &TestProxy, path: &str) -> Result<Vec<String>, String> {
-    let mut text = String::new();
-    rwsplit::admin::client::post_streaming(
-        &proxy.admin_addr.to_string(),
-        path,
-        None,
-        Duration::from_secs(5),
-        |piece| text.push_str(piece),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(text.lines().map(str::to_owned).collect())
 }
 
 /// Writes rows 0, 1, 2... through the proxy until told to stop, retrying
@@ -117,10 +89,6 @@ impl Writer {
     }
 }
 
-async fn admin(sandbox: &Sandbox, index: usize) -> Conn {
-    sandbox.servers()[index].admin().await.unwrap()
-}
-
 /// The ids in app.t on server `index`.
 async fn rows(sandbox: &Sandbox, index: usize) -> Vec<u32> {
     admin(sandbox, index)
@@ -147,45 +115,6 @@ async fn role(sandbox: &Sandbox, index: usize) -> (bool, Option<(u16, bool)>) {
         )
     });
     (read_only, source)
-}
-
-/// Waits until `check` holds, up to 30 s.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until server `index` has applied everything `source` has logged.
-async fn caught_up(sandbox: &Sandbox, source: usize, index: usize) {
-    let position: String = admin(sandbox, source)
-        .await
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap();
-    let waited: Option<i64> = admin(sandbox, index)
-        .await
-        .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (position,))
-        .await
-        .unwrap();
-    assert_eq!(waited, Some(0), "{index} did not catch up with {source}");
-}
-
-async fn metrics(proxy: &TestProxy) -> String {
-    rwsplit::admin::client::get(
-        &proxy.admin_addr.to_string(),
-        "/metrics",
-        None,
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("GET /metrics")
 }
 
 async fn create_table(proxy: &TestProxy) {

@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio_rustls::TlsConnector;
 
 use crate::net::Stream;
+use crate::protocol::digest::Digest;
 use crate::protocol::messages::{ErrorPacket, single_text_value};
 use crate::protocol::packet::{
     Frame, FrameError, HEADER_LEN, packet_ranges, put_packet, take_frame,
@@ -289,6 +290,31 @@ impl BackendConn {
         expect: Expect,
     ) -> Result<(Vec<u8>, ResponseScanner), BackendError> {
         self.send(0, payload).await?;
+        let mut response = Vec::new();
+        let scanner = self
+            .read_response(expect, |bytes| response.extend_from_slice(bytes))
+            .await?;
+        Ok((response, scanner))
+    }
+
+    /// Sends a client's request (raw packets) again, as transaction replay
+    /// does, and returns the digest of the response's bytes, to compare
+    /// with the digest of what the client got the first time.
+    pub async fn replay(&mut self, request: &[u8], expect: Expect) -> Result<u64, BackendError> {
+        self.write_all(request).await?;
+        let mut digest = Digest::default();
+        self.read_response(expect, |bytes| digest.add(bytes))
+            .await?;
+        Ok(digest.finish().get())
+    }
+
+    /// Reads one response to its end, handing its bytes to `sink` as they
+    /// are scanned; keeps its status flags.
+    async fn read_response(
+        &mut self,
+        expect: Expect,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<ResponseScanner, BackendError> {
         let mut scanner = match expect {
             // The column definitions of statements rwsplit prepares, which
             // a connection that caches metadata keeps track of.
@@ -297,10 +323,9 @@ impl BackendConn {
             }
             _ => self.scanner(expect),
         };
-        let mut response = Vec::new();
         loop {
             let progress = scanner.scan(&self.buf)?;
-            response.extend_from_slice(&self.buf[..progress.consumed]);
+            sink(&self.buf[..progress.consumed]);
             self.consume(progress.consumed);
             match progress.scan {
                 Scan::Done => break,
@@ -319,7 +344,7 @@ impl BackendConn {
         if let Some(status) = scanner.status() {
             self.status = status;
         }
-        Ok((response, scanner))
+        Ok(scanner)
     }
 
     /// Runs one command of rwsplit's own; an ERR response is returned as

@@ -231,6 +231,11 @@ pub struct RoutingConfig {
     /// Session-state commands a session keeps to replay on backend
     /// connections it opens later; past this it stays on the primary.
     pub session_history_limit: usize,
+    /// Replay a transaction interrupted by a change of primary on the new
+    /// one, when its statements answer there as they did (docs/failover.md).
+    pub transaction_replay: bool,
+    /// Bytes of statements a transaction may send and still be replayed.
+    pub transaction_replay_max_size: usize,
 }
 
 /// `failover:` — replacing a failed primary.

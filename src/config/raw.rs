@@ -91,6 +91,8 @@ pub struct RawRouting {
     pub primary_serves_reads: Scalar,
     pub wait_for_primary: Scalar,
     pub session_history_limit: Scalar,
+    pub transaction_replay: Scalar,
+    pub transaction_replay_max_size: Scalar,
 }
 
 #[derive(Debug, Default, Deserialize)]

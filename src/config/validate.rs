@@ -462,6 +462,18 @@ fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
             1000,
             positive,
         ),
+        transaction_replay: check.parse(
+            "routing.transaction_replay",
+            raw.transaction_replay,
+            false,
+            boolean,
+        ),
+        transaction_replay_max_size: check.parse(
+            "routing.transaction_replay_max_size",
+            raw.transaction_replay_max_size,
+            1 << 20,
+            packet_size,
+        ),
     }
 }
 

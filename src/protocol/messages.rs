@@ -144,6 +144,19 @@ impl ErrorPacket {
         )
     }
 
+    /// CR_SERVER_LOST: a transaction that lost its primary could not be
+    /// replayed on the new one (`routing.transaction_replay`).
+    pub fn transaction_not_replayed(from: &str, to: &str, why: &str) -> Self {
+        Self::new(
+            2013,
+            b"HY000",
+            format!(
+                "Lost the transaction's primary {from}; replaying the transaction on the new \
+                 primary {to} failed ({why}), so it was rolled back and the session is closed"
+            ),
+        )
+    }
+
     /// ER_OPTION_PREVENTS_STATEMENT: no primary is known, so a statement
     /// that needs one cannot run; `why` is the monitor's alarm, if any.
     pub fn no_primary(why: Option<&str>) -> Self {

@@ -10,6 +10,7 @@
 //! | [`command`] | client commands: decoding, statement ids, parameter types |
 //! | [`change_user`] | COM_CHANGE_USER parsing |
 //! | [`response`] | where a backend's response ends, and its status flags |
+//! | [`digest`] | a digest of a response's bytes, for transaction replay |
 //! | [`session_track`] | session-state changes in OK packets (`last_gtid`, MySQL GTIDs) |
 //! | [`messages`] | ERR and OK packets rwsplit writes, and its error catalogue |
 //! | [`auth`] | nonces, scramble checks, the caching_sha2 RSA key |
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod change_user;
 pub mod command;
 pub mod compress;
+pub mod digest;
 pub mod messages;
 pub mod packet;
 pub mod response;

@@ -110,9 +110,101 @@ pub fn mentions_any(sql: &[u8], tables: &[String]) -> bool {
     })
 }
 
+/// What a statement does to the transaction it runs in, as transaction
+/// replay needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionEffect {
+    /// Reads or changes rows, or handles a savepoint: the transaction goes
+    /// on.
+    Within,
+    /// `BEGIN`, `START TRANSACTION`, `COMMIT`, `ROLLBACK` (`AND CHAIN`
+    /// too): ends the open transaction, if any; a transaction open after
+    /// it began with it.
+    Restarts,
+    /// Anything else — DDL (which commits implicitly), `CALL` (which may
+    /// commit inside), several statements...: cannot be replayed as part
+    /// of a transaction.
+    Other,
+}
+
+/// What statement `text` does to the transaction it runs in.
+pub fn transaction_effect(text: &str) -> TransactionEffect {
+    const ROWS: [&str; 10] = [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "REPLACE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "SAVEPOINT",
+        "RELEASE",
+    ];
+    if text.trim_end().trim_end_matches(';').contains(';') {
+        return TransactionEffect::Other;
+    }
+    let mut tokens = lexer::Lexer::new(text);
+    let word = match tokens.next() {
+        Some(lexer::Token::Punct('(')) => return TransactionEffect::Within,
+        Some(lexer::Token::Word(w)) => w,
+        _ => return TransactionEffect::Other,
+    };
+    let is = |k: &str| word.eq_ignore_ascii_case(k);
+    if ROWS.iter().any(|k| is(k)) {
+        TransactionEffect::Within
+    } else if is("ROLLBACK") {
+        // `ROLLBACK [WORK] TO [SAVEPOINT] name` keeps the transaction.
+        let to = tokens
+            .take(2)
+            .any(|t| matches!(t, lexer::Token::Word(w) if w.eq_ignore_ascii_case("TO")));
+        match to {
+            true => TransactionEffect::Within,
+            false => TransactionEffect::Restarts,
+        }
+    } else if is("BEGIN") || is("START") || is("COMMIT") {
+        TransactionEffect::Restarts
+    } else {
+        TransactionEffect::Other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_statements_do_to_a_transaction() {
+        use TransactionEffect::*;
+        for (sql, effect) in [
+            ("INSERT INTO t VALUES (1)", Within),
+            ("INSERT INTO t VALUES (1);", Within),
+            ("/* rwsplit:primary */ update t SET a = 1", Within),
+            ("DELETE FROM t", Within),
+            ("REPLACE INTO t VALUES (1)", Within),
+            ("SELECT * FROM t FOR UPDATE", Within),
+            ("(SELECT 1)", Within),
+            ("WITH c AS (SELECT 1) SELECT * FROM c", Within),
+            ("SAVEPOINT a", Within),
+            ("RELEASE SAVEPOINT a", Within),
+            ("ROLLBACK TO a", Within),
+            ("rollback work to savepoint a", Within),
+            ("BEGIN", Restarts),
+            ("START TRANSACTION", Restarts),
+            ("COMMIT", Restarts),
+            ("COMMIT AND CHAIN", Restarts),
+            ("rollback", Restarts),
+            ("ROLLBACK WORK", Restarts),
+            ("CREATE TABLE t (a INT)", Other),
+            ("CALL p()", Other),
+            ("INSERT INTO t VALUES (1); COMMIT", Other),
+            ("SET autocommit = 1", Other),
+            ("XA START 'x'", Other),
+            ("", Other),
+        ] {
+            assert_eq!(transaction_effect(sql), effect, "{sql}");
+        }
+    }
 
     #[test]
     fn statements_are_decoded_without_copying_when_valid() {

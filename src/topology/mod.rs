@@ -234,7 +234,19 @@ impl TopologyCell {
     /// The primary, waiting up to `limit` for one to be published when
     /// there is none (a switchover or failover under way).
     pub async fn wait_for_primary(&self, limit: Duration) -> Option<usize> {
-        if let Some(primary) = self.primary() {
+        self.wait_for_primary_except(None, limit).await
+    }
+
+    /// The primary, unless it is `except` (a server a session saw fenced
+    /// or lost): then, or while there is none, waits up to `limit` for
+    /// another to be published.
+    pub async fn wait_for_primary_except(
+        &self,
+        except: Option<usize>,
+        limit: Duration,
+    ) -> Option<usize> {
+        let other = || self.primary().filter(|p| Some(*p) != except);
+        if let Some(primary) = other() {
             return Some(primary);
         }
         if limit.is_zero() {
@@ -246,7 +258,7 @@ impl TopologyCell {
                 tokio::pin!(published);
                 // Registered before looking, so no publication is missed.
                 published.as_mut().enable();
-                if let Some(primary) = self.primary() {
+                if let Some(primary) = other() {
                     return primary;
                 }
                 published.await;

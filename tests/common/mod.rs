@@ -51,7 +51,10 @@ pub fn start_sandbox(options: SandboxOptions) -> Sandbox {
 }
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
 
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use rwsplit::backend::conn::{BackendConn, Endpoint, Login};
@@ -327,4 +330,78 @@ pub fn program(name: &str) -> std::process::Command {
         "{name} is not installed; scripts/test installs it (apt-get / pip)"
     );
     std::process::Command::new(name)
+}
+
+// Switchover, failover and transaction replay: a proxy watching servers
+// closely, its admin API, and the servers' own view.
+
+/// A proxy over `sandbox` with a fast monitor (checks every 200 ms) and
+/// the sandbox's replication account for failover.
+pub fn start_watched(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+    let mut config = proxy_config(sandbox);
+    config.monitor.interval = Duration::from_millis(200);
+    config.monitor.query_timeout = Duration::from_millis(500);
+    config.monitor.connect_timeout = Duration::from_millis(500);
+    config.failover.replication_user = Some("repl".into());
+    config.failover.replication_password = Some("repl".into());
+    tweak(&mut config);
+    start_proxy(config)
+}
+
+/// `POST /{what}` on the proxy's admin API: the lines it streamed.
+pub async fn ask(proxy: &TestProxy, path: &str) -> Result<Vec<String>, String> {
+    let mut text = String::new();
+    rwsplit::admin::client::post_streaming(
+        &proxy.admin_addr.to_string(),
+        path,
+        None,
+        Duration::from_secs(5),
+        |piece| text.push_str(piece),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+pub async fn admin(sandbox: &Sandbox, index: usize) -> Conn {
+    sandbox.servers()[index].admin().await.unwrap()
+}
+
+/// Waits until `check` holds, up to 30 s.
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until server `index` has applied everything `source` has logged.
+pub async fn caught_up(sandbox: &Sandbox, source: usize, index: usize) {
+    let position: String = admin(sandbox, source)
+        .await
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    let waited: Option<i64> = admin(sandbox, index)
+        .await
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (position,))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(0), "{index} did not catch up with {source}");
+}
+
+pub async fn metrics(proxy: &TestProxy) -> String {
+    rwsplit::admin::client::get(
+        &proxy.admin_addr.to_string(),
+        "/metrics",
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("GET /metrics")
 }

@@ -113,7 +113,7 @@ impl Session {
         }
         self.statements.clear();
         self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
-        self.routing = RoutingState::new(self.proxy.config.routing.session_history_limit);
+        self.routing = RoutingState::new(&self.proxy.config.routing);
         self.reply_ok(seq).await
     }
 
@@ -165,7 +165,7 @@ impl Session {
         self.release_backends();
         self.statements.clear();
         self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
-        self.routing = RoutingState::new(self.proxy.config.routing.session_history_limit);
+        self.routing = RoutingState::new(&self.proxy.config.routing);
         self.identity.user = user;
         self.identity.db =
             (!request.db.is_empty()).then(|| String::from_utf8_lossy(request.db).into_owned());

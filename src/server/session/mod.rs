@@ -10,6 +10,8 @@
 //! | [`statements`] | prepared statements: client ids and backend ids |
 //! | [`prepared`] | the COM_STMT_* commands |
 //! | [`control`] | commands rwsplit answers itself: PING, KILL, RESET, CHANGE_USER |
+//! | [`transactions`] | transaction replay: a transaction moved to a new primary |
+//! | [`transaction_log`] | what replay keeps of the open transaction |
 //!
 //! A backend connection held in [`Session::backends`] is always between
 //! responses. Whenever a relay stops part-way, the connection is closed and
@@ -22,6 +24,8 @@ mod relay;
 mod route;
 mod state;
 mod statements;
+mod transaction_log;
+mod transactions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +42,7 @@ use super::login::{self, Identity, LoginError};
 use super::registry::Registration;
 use crate::backend::conn::{BackendConn, BackendError, Login};
 use crate::backend::pool::PoolKey;
-use crate::protocol::command::Command;
+use crate::protocol::command::{Command, com};
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
@@ -119,7 +123,7 @@ pub async fn run(
             Err(_) => return info!(%peer, ?timeout, "client did not log in in time; closed"),
         };
         registration.set_user(logged_in.identity.user.name.as_str().into());
-        let proxy_history_limit = proxy.config.routing.session_history_limit;
+        let routing = RoutingState::new(&proxy.config.routing);
         let session = Session {
             backends: proxy.endpoints.iter().map(|_| None).collect(),
             proxy,
@@ -128,7 +132,7 @@ pub async fn run(
             identity: logged_in.identity,
             statements: Statements::default(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
-            routing: RoutingState::new(proxy_history_limit),
+            routing,
             last_write: causal::LastWrite::None,
             registration,
         };
@@ -319,6 +323,11 @@ impl Session {
             .try_relay_to(target, request, expect, rename, definitions)
             .await?
         {
+            Ok(relayed) if relayed.held => {
+                let held = self.take_held(target);
+                // Boxed: rare, and it would take room in every session's future.
+                Box::pin(self.deliver_held(target, request, relayed, held)).await
+            }
             Ok(relayed) => Ok(relayed),
             Err(Untouched(lost)) => Err(self.backend_lost(target, lost, 1).await),
         }
@@ -337,6 +346,10 @@ impl Session {
         definitions: Definitions<'_>,
     ) -> Result<Result<Relayed, Untouched>, End> {
         let track_gtid = self.tracks_gtid(target);
+        let digest = self.records_transaction(target);
+        let hold_read_only = digest
+            && request.get(4) == Some(&com::QUERY)
+            && self.routing.transaction.replayable().is_ok();
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
@@ -350,6 +363,8 @@ impl Session {
                 rename,
                 track_gtid,
                 definitions,
+                digest,
+                hold_read_only,
             },
         )
         .await;
@@ -358,6 +373,9 @@ impl Session {
             Ok(relayed) => {
                 if let Some(status) = relayed.status {
                     self.status = status;
+                }
+                if digest && !relayed.held {
+                    self.record(target, request, &relayed);
                 }
                 Ok(Ok(relayed))
             }
@@ -597,7 +615,7 @@ mod tests {
                 permit.expect("permit"),
             );
             let size = std::mem::size_of_val(&session);
-            // About 2.5 KiB with rustc 1.95; 4.2 to 4.6 KiB with both logins inline.
+            // About 2.6 KiB with rustc 1.95; 4.2 to 4.6 KiB with both logins inline.
             assert!(size <= 3 * 1024, "a session's future takes {size} bytes");
         });
     }

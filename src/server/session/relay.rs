@@ -11,6 +11,7 @@ use mysql_common::constants::StatusFlags;
 
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::gtid::Committed;
+use crate::protocol::digest::Digest;
 use crate::protocol::packet::{Renumber, number_packets};
 use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan, column_definitions};
 use crate::server::client::{ClientConn, ClientError};
@@ -31,6 +32,12 @@ pub struct Relayed {
     /// PREPARE_OK, as [`column_definitions`] gives them; `None` when it got
     /// none (the backend skipped them, or there were no columns).
     pub columns: Option<Vec<u8>>,
+    /// With [`Relay::digest`]: the digest of the response's bytes, unless
+    /// it read a LOCAL INFILE from the client (which cannot be replayed).
+    pub digest: Option<std::num::NonZeroU64>,
+    /// With [`Relay::hold_read_only`]: the response is an ERR 1290, not
+    /// sent to the client; it is left in the backend's read buffer.
+    pub held: bool,
 }
 
 /// What to do with a response's column definitions, on a connection that
@@ -64,7 +71,16 @@ pub struct Relay<'a> {
     /// What to do with column definitions (prepared statements on
     /// connections that cache metadata).
     pub definitions: Definitions<'a>,
+    /// Compute [`Relayed::digest`] (transaction replay).
+    pub digest: bool,
+    /// Keep a response that is a lone ERR 1290 (read-only) from the
+    /// client and say so in [`Relayed::held`]: the transaction it
+    /// interrupts may be replayed on a new primary instead.
+    pub hold_read_only: bool,
 }
+
+/// ER_OPTION_PREVENTS_STATEMENT: what a read-only server answers a write.
+pub const READ_ONLY_ERROR: u16 = 1290;
 
 /// Why a relay stopped early. Either way the backend connection is in an
 /// unknown state and must be closed.
@@ -124,6 +140,9 @@ pub async fn relay(
     let mut prepared = None;
     let mut renumber: Option<Renumber> = None;
     let mut supplied = None;
+    // Boxed: a hasher's state would take room in every session's future.
+    let mut digest = how.digest.then(Box::<Digest>::default);
+    let mut held = false;
     loop {
         let progress = match scanner.scan(backend.buffered()) {
             Ok(progress) => progress,
@@ -161,7 +180,26 @@ pub async fn relay(
             renumber = Some(Renumber::new(inserted));
             supplied = Some(columns.to_vec());
         }
+        if how.hold_read_only
+            && progress.scan == Scan::Done
+            && scanner.last_seq() == Some(1)
+            && scanner.error() == Some(READ_ONLY_ERROR)
+        {
+            // The whole response is that ERR, and none of it was sent.
+            if backend.buffered().len() > consumed {
+                let error = BackendError::Protocol("data after the end of a response".into());
+                return Err(lost(error, &scanner, inserted));
+            }
+            if let Some(digest) = &mut digest {
+                digest.add(&backend.buffered()[..consumed]);
+            }
+            held = true;
+            break;
+        }
         if consumed > 0 {
+            if let Some(digest) = &mut digest {
+                digest.add(&backend.buffered()[..consumed]);
+            }
             if let Some(renumber) = &mut renumber {
                 renumber.apply(&mut backend.buffered_mut()[..consumed]);
             }
@@ -175,6 +213,7 @@ pub async fn relay(
         match progress.scan {
             Scan::Done => break,
             Scan::LocalInfile => {
+                digest = None;
                 let last_seq = relay_local_infile(client, backend).await?;
                 scanner.resume_after_local_infile(last_seq);
             }
@@ -191,7 +230,7 @@ pub async fn relay(
             },
         }
     }
-    if !backend.buffered().is_empty() {
+    if !backend.buffered().is_empty() && !held {
         // The client has its whole response; what follows cannot be trusted.
         let error = BackendError::Protocol("data after the end of a response".into());
         return Err(RelayError::Backend {
@@ -214,6 +253,8 @@ pub async fn relay(
         prepared,
         gtid: scanner.gtid().cloned(),
         columns,
+        digest: digest.map(|d| d.finish()),
+        held,
     };
     if let Some(status) = relayed.status {
         backend.set_status(status);

@@ -9,6 +9,7 @@ use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
 
 use super::relay::Definitions;
+use super::transaction_log::Unreplayable;
 use super::{End, Flow, RESULTS, Session, Untouched};
 use crate::config::ReplicaAffinity;
 use crate::metrics::{KindLabel, Route, ThreadMetrics};
@@ -17,7 +18,7 @@ use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
 use crate::routing::{ReadPolicy, SessionView, Target, route};
 use crate::server::session::relay::Relayed;
-use crate::sql::{self, Classified, Hint, SessionChange, StatementKind};
+use crate::sql::{self, Classified, Hint, SessionChange, StatementKind, TransactionEffect};
 
 impl Session {
     /// The backend where a transaction is open, from its status flags.
@@ -89,6 +90,10 @@ impl Session {
             },
             kind => kind,
         };
+        if self.routing.transaction.backend().is_some() {
+            self.follow_primary(frame.last_seq().wrapping_add(1))
+                .await?;
+        }
         let target = self.target(&kind, hint, text.as_bytes());
         tracing::trace!(?kind, ?hint, ?target, "routed");
         // (`matches!`, not `==`: comparing with a constant builds and drops one.)
@@ -106,6 +111,9 @@ impl Session {
         } else {
             target
         };
+        let in_recorded_transaction = self
+            .replayable_transaction()
+            .filter(|&backend| target == Target::Backend(backend));
         let relayed = if read && outside_transaction {
             self.read_with_retry(target, &frame, |session, avoid| {
                 // After a write, the retry goes where the write is.
@@ -115,6 +123,10 @@ impl Session {
                 }
             })
             .await?
+        } else if let Some(backend) = in_recorded_transaction {
+            let may_have_committed = sql::transaction_effect(&text) != TransactionEffect::Within;
+            self.run_in_transaction(backend, &frame, may_have_committed)
+                .await?
         } else {
             self.run_on(target, &frame, RESULTS, false).await?
         };
@@ -215,6 +227,9 @@ impl Session {
         change: Option<SessionChange>,
         started: Instant,
     ) -> Result<Flow, End> {
+        // Replaying the session's state and then its transaction would
+        // apply this twice.
+        self.routing.transaction.spoil(Unreplayable::SessionState);
         let anchor = self
             .transaction()
             .map_or_else(|| self.primary_target(), Target::Backend);

@@ -1,10 +1,13 @@
 //! A session's routing state: what pins it to the primary, its temporary
-//! tables, its text prepared statements, and the history of session-state
-//! commands replayed on backend connections it opens later.
+//! tables, its text prepared statements, the history of session-state
+//! commands replayed on backend connections it opens later, and its open
+//! transaction on the primary (for transaction replay).
 
 use std::collections::HashMap;
 
+use super::transaction_log::TransactionLog;
 use crate::backend::conn::{BackendConn, BackendError};
+use crate::config::RoutingConfig;
 use crate::protocol::response::Expect;
 
 /// What routing must remember about a session between statements.
@@ -26,10 +29,12 @@ pub struct RoutingState {
     pub prepared: HashMap<String, bool>,
     /// Session-state commands to replay on new backend connections.
     pub history: History,
+    /// The open transaction on the primary, for transaction replay.
+    pub transaction: TransactionLog,
 }
 
 impl RoutingState {
-    pub fn new(history_limit: usize) -> RoutingState {
+    pub fn new(config: &RoutingConfig) -> RoutingState {
         RoutingState {
             pinned: false,
             locked_tables: false,
@@ -37,7 +42,8 @@ impl RoutingState {
             previous: None,
             reader: None,
             prepared: HashMap::new(),
-            history: History::new(history_limit),
+            history: History::new(config.session_history_limit),
+            transaction: TransactionLog::new(config.transaction_replay_max_size),
         }
     }
 }
