@@ -68,6 +68,8 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.routing.causal_read_timeout, Duration::from_secs(1));
     assert!(!config.routing.primary_serves_reads);
     assert_eq!(config.routing.session_history_limit, 1000);
+    assert!(!config.routing.transaction_replay);
+    assert_eq!(config.routing.transaction_replay_max_size, 1 << 20);
     assert!(!config.failover.auto);
     assert_eq!(config.failover.failure_threshold, 3);
 }
@@ -116,6 +118,8 @@ routing:
   causal_read_timeout: 250ms
   primary_serves_reads: true
   session_history_limit: 20
+  transaction_replay: true
+  transaction_replay_max_size: 64K
 failover: { auto: true, failure_threshold: 7 }
 ";
     let config = Config::from_text(text, &dir.path().join("proxy.yaml"), env).unwrap();
@@ -169,6 +173,8 @@ failover: { auto: true, failure_threshold: 7 }
     assert_eq!(config.routing.read_your_writes, ReadYourWrites::Session);
     assert!(config.routing.primary_serves_reads);
     assert_eq!(config.routing.session_history_limit, 20);
+    assert!(config.routing.transaction_replay);
+    assert_eq!(config.routing.transaction_replay_max_size, 64 << 10);
     assert!(config.failover.auto);
     assert_eq!(config.failover.failure_threshold, 7);
 }
@@ -205,6 +211,16 @@ fn each_mistake_is_reported_with_its_key_path() {
             "listen: { handshake_timeout: 10 }",
             "listen.handshake_timeout",
             "with a unit",
+        ),
+        (
+            "routing: { transaction_replay: yes }",
+            "routing.transaction_replay",
+            "expected true or false",
+        ),
+        (
+            "routing: { transaction_replay_max_size: 1 MB }",
+            "routing.transaction_replay_max_size",
+            "expected a size such as 16MiB",
         ),
         (
             "listen: { max_allowed_packet: 2G }",
