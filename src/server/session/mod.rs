@@ -347,9 +347,11 @@ impl Session {
     ) -> Result<Result<Relayed, Untouched>, End> {
         let track_gtid = self.tracks_gtid(target);
         let digest = self.records_transaction(target);
+        // In a transaction that may be replayed, a text statement refused
+        // as read-only may move with it.
         let hold_read_only = digest
             && request.get(4) == Some(&com::QUERY)
-            && self.routing.transaction.replayable().is_ok();
+            && self.replayable_transaction() == Some(target);
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };

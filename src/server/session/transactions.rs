@@ -48,6 +48,10 @@ impl Session {
         let in_transaction = self.backends[target]
             .as_ref()
             .is_some_and(|c| c.status().contains(StatusFlags::SERVER_STATUS_IN_TRANS));
+        if !in_transaction {
+            // Most statements: autocommit, or the end of a transaction.
+            return self.routing.transaction.clear();
+        }
         let text = match request.get(4) {
             Some(&com::QUERY) if relayed.digest.is_some() => {
                 let effect = sql::transaction_effect(&sql::decode(&request[5..]));
@@ -55,12 +59,9 @@ impl Session {
             }
             _ => None,
         };
-        self.routing.transaction.record(
-            target,
-            text,
-            relayed.digest.map_or(0, |d| d.get()),
-            in_transaction,
-        );
+        self.routing
+            .transaction
+            .record(target, text, relayed.digest.map_or(0, |d| d.get()), true);
     }
 
     /// The ERR a relay kept from the client ([`Relayed::held`]), taken
