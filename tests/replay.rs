@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+use rwsplit::config::Config;
 use rwsplit::sandbox::{Sandbox, SandboxOptions};
 
 use common::{TestProxy, admin, ask, caught_up, metrics, start_watched};
@@ -24,10 +25,16 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 /// Servers of the test's own, a table `app.t`, and an rwsplit replaying
 /// transactions (statements wait up to 10 s for a new primary).
 async fn setup() -> (Sandbox, TestProxy) {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`], with more of rwsplit's configuration changed by `tweak`.
+async fn setup_with(tweak: impl FnOnce(&mut Config)) -> (Sandbox, TestProxy) {
     let sandbox = common::start_sandbox(SandboxOptions::default());
     let proxy = start_watched(&sandbox, |config| {
         config.routing.transaction_replay = true;
         config.routing.wait_for_primary = Duration::from_secs(10);
+        tweak(config);
     });
     let mut conn = Conn::new(proxy.opts()).await.unwrap();
     conn.query_drop(
@@ -36,6 +43,14 @@ async fn setup() -> (Sandbox, TestProxy) {
     .await
     .unwrap();
     (sandbox, proxy)
+}
+
+/// A client of `proxy` in a transaction on the primary that inserted row 1.
+async fn open_transaction(proxy: &TestProxy) -> Conn {
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop(insert(1)).await.unwrap();
+    conn
 }
 
 fn insert(id: u32) -> String {
@@ -117,9 +132,7 @@ async fn a_transaction_open_across_a_switchover_commits_on_the_new_primary() {
 async fn a_statement_refused_by_a_fenced_primary_is_replayed_on_the_next_one() {
     let _serial = one_at_a_time().await;
     let (sandbox, proxy) = setup().await;
-    let mut conn = Conn::new(proxy.opts()).await.unwrap();
-    conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop(insert(1)).await.unwrap();
+    let mut conn = open_transaction(&proxy).await;
 
     // db1 is fenced behind this rwsplit's back (another rwsplit's
     // switchover, an operator): it refuses the next insert with ERR 1290,
@@ -148,22 +161,10 @@ async fn a_statement_refused_by_a_fenced_primary_is_replayed_on_the_next_one() {
 #[tokio::test]
 async fn a_transaction_whose_primary_is_killed_commits_on_the_promoted_replica() {
     let _serial = one_at_a_time().await;
-    let sandbox = common::start_sandbox(SandboxOptions::default());
-    let proxy = start_watched(&sandbox, |config| {
-        config.failover.auto = true;
-        config.routing.transaction_replay = true;
-        config.routing.wait_for_primary = Duration::from_secs(10);
-    });
-    let mut conn = Conn::new(proxy.opts()).await.unwrap();
-    conn.query_drop(
-        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, writer INT NOT NULL)",
-    )
-    .await
-    .unwrap();
+    let (sandbox, proxy) = setup_with(|config| config.failover.auto = true).await;
     caught_up(&sandbox, 0, 1).await;
     caught_up(&sandbox, 0, 2).await;
-    conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop(insert(1)).await.unwrap();
+    let mut conn = open_transaction(&proxy).await;
 
     sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
     // The next insert finds db1's connection gone before it answered: it
@@ -181,9 +182,7 @@ async fn a_transaction_whose_primary_is_killed_commits_on_the_promoted_replica()
 async fn a_commit_whose_primary_is_lost_is_not_replayed() {
     let _serial = one_at_a_time().await;
     let (sandbox, proxy) = setup().await;
-    let mut conn = Conn::new(proxy.opts()).await.unwrap();
-    conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop(insert(1)).await.unwrap();
+    let mut conn = open_transaction(&proxy).await;
     sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
     // Whether a COMMIT whose answer was lost took effect is unknown: the
     // client is told the connection was lost, as with a direct one.
@@ -196,9 +195,7 @@ async fn a_commit_whose_primary_is_lost_is_not_replayed() {
 async fn a_transaction_that_answers_differently_on_the_new_primary_is_rolled_back() {
     let _serial = one_at_a_time().await;
     let (sandbox, proxy) = setup().await;
-    let mut conn = Conn::new(proxy.opts()).await.unwrap();
-    conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop(insert(1)).await.unwrap();
+    let mut conn = open_transaction(&proxy).await;
     // What the client saw depends on the server: replayed on db2 it would
     // read 2, not 1.
     let id: Option<u32> = conn.query_first("SELECT @@server_id").await.unwrap();
