@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 
 import main as bench
 import sysbench
@@ -35,6 +36,13 @@ def options():
     parser.add_argument("--syscalls", action="store_true",
                         help="also count the proxy's system calls per query, all of them and epoll_wait "
                              "alone, with perf stat on the kernel's syscall tracepoints")
+    parser.add_argument("--wakeups", action="store_true",
+                        help="also trace the kernel's wake-ups of the proxy's threads (perf record on "
+                             "sched:sched_wakeup, machine-wide: the event is the waker's): wake-ups per "
+                             "query, and how many put the thread on the CPU of the task that woke it — "
+                             "the wake-affine placement behind most moves between CPUs (step 21). "
+                             "Tracing slows every task, so the other columns are not comparable with "
+                             "an untraced run")
     return parser.parse_args()
 
 
@@ -66,12 +74,51 @@ def syscalls_counted(perf: subprocess.Popen) -> dict:
     return {key: int(value) for key, value in found.items()}
 
 
-def measure(case, port: int, pid: int, seconds: int, syscalls: bool) -> dict:
+WAKEUP = re.compile(r"\[(\d+)\].*\bpid=(\d+)\b.*\btarget_cpu=(\d+)")
+
+
+def trace_wakeups(path: str) -> subprocess.Popen:
+    """perf record of every wake-up on the machine into `path`, until it is
+    sent SIGINT."""
+    perf = subprocess.Popen(["perf", "record", "-q", "-a", "-e", "sched:sched_wakeup", "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)  # perf's start-up, before the counted run
+    return perf
+
+
+def wakeups_traced(perf: subprocess.Popen, path: str, pid: int) -> dict:
+    """Of the wake-ups `trace_wakeups` recorded, those of `pid`'s threads,
+    and those that placed the thread on the waker's CPU."""
+    perf.send_signal(signal.SIGINT)
+    _, err = perf.communicate()
+    script = subprocess.run(["perf", "script", "-i", path, "-F", "cpu,trace"], capture_output=True, text=True)
+    os.remove(path)
+    # SIGINT is how perf record is told to stop: it exits with 130, or by
+    # the signal itself.
+    if perf.returncode not in (0, 130, -signal.SIGINT) or script.returncode != 0:
+        sys.exit(f"perf could not trace wake-ups (needs root and tracefs; perf record ended with "
+                 f"{perf.returncode}, perf script with {script.returncode}):\n{err}{script.stderr}")
+    threads = {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
+    woken = affine = 0
+    for found in WAKEUP.finditer(script.stdout):
+        if int(found[2]) in threads:
+            woken += 1
+            affine += int(found[1]) == int(found[3])
+    if woken == 0:
+        sys.exit(f"perf traced no wake-up of PID {pid}'s threads, which served queries meanwhile:\n{err}")
+    return {"wakeups": woken, "affine_wakeups": affine}
+
+
+def measure(case, port: int, pid: int, seconds: int, syscalls: bool, wakeups: bool) -> dict:
     busy, cpu, switches, moved = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid), migrations(pid)
     perf = count_syscalls(pid) if syscalls else None
+    trace = f"/tmp/rwsplit-wakeups-{os.getpid()}.data"
+    tracer = trace_wakeups(trace) if wakeups else None
     result, _ = sysbench.run(case, port, seconds)
     queries = result.queries
     counted = syscalls_counted(perf) if perf else {}
+    if tracer:
+        counted.update(wakeups_traced(tracer, trace, pid))
     voluntary, involuntary = (after - before for after, before in zip(context_switches(pid), switches))
     return {
         **{key: count / queries for key, count in counted.items()},
@@ -104,23 +151,27 @@ def main():
                     args.binary, sandbox, threads=int(threads), pin=True)
         for label, binary, threads in variants:
             targets[label] = Rwsplit(binary, sandbox, threads=threads)
-        extra = " system calls/query | epoll_wait/query |" if args.syscalls else ""
+        extra = [*(["system calls", "epoll_wait"] if args.syscalls else []),
+                 *(["wake-ups", "on the waker's CPU"] if args.wakeups else [])]
         print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
-              "| voluntary switches/query | involuntary switches/query | migrations/query |" + extra)
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.syscalls else ""))
+              "| voluntary switches/query | involuntary switches/query | migrations/query |"
+              + "".join(f" {column}/query |" for column in extra))
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra))
         for case in cases:
             runs = {name: [] for name in targets}
             for round_ in range(args.rounds):
                 for name, target in targets.items():
                     bench.say(f"{case.name}, {name}, round {round_ + 1}/{args.rounds}")
-                    runs[name].append(measure(case, target.port, target.pid, args.seconds, args.syscalls))
+                    runs[name].append(measure(case, target.port, target.pid, args.seconds, args.syscalls,
+                                              args.wakeups))
             for name, mine in runs.items():
                 median = {key: statistics.median(r[key] for r in mine) for key in mine[0]}
                 print(f"| {case.name} | {name} | {median['qps']:,.0f} | {median['p50_ms']:.3f} "
                       f"| {median['proxy_us']:.1f} | {median['machine_us']:.1f} "
                       f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} "
                       f"| {median['migrations']:.3f} |"
-                      + (f" {median['syscalls']:.2f} | {median['epoll_waits']:.3f} |" if args.syscalls else ""),
+                      + (f" {median['syscalls']:.2f} | {median['epoll_waits']:.3f} |" if args.syscalls else "")
+                      + (f" {median['wakeups']:.3f} | {median['affine_wakeups']:.3f} |" if args.wakeups else ""),
                       flush=True)
 
 
