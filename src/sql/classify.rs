@@ -2,10 +2,10 @@
 //!
 //! The first keyword settles most statements. Reads (`SELECT`, `VALUES`,
 //! `TABLE`, a parenthesised query) are scanned ([`read`]) — by one pass
-//! over their bytes when that settles it, else token by token — for what makes a read
-//! unfit for a replica: locking clauses, `INTO`, `:=`, calls of functions
-//! that are not pure built-ins, and `@@warning_count`-style variables that
-//! describe the previous statement. SET statements and
+//! over their bytes when that settles it, else token by token — for what
+//! makes a read unfit for a replica: locking clauses, `INTO`, `:=`, calls
+//! of functions that are not pure built-ins, and `@@warning_count`-style
+//! variables that describe the previous statement. SET statements and
 //! `WITH` queries go to sqlparser ([`super::set`], [`with_query`]). Anything
 //! not understood is a [`StatementKind::Write`]: it runs on the primary,
 //! never on a replica by accident, and never fails for being unknown.

@@ -48,20 +48,19 @@ impl Session {
         let in_transaction = self.backends[target]
             .as_ref()
             .is_some_and(|c| c.status().contains(StatusFlags::SERVER_STATUS_IN_TRANS));
-        if !in_transaction {
-            // Most statements: autocommit, or the end of a transaction.
-            return self.routing.transaction.clear();
-        }
+        // Outside a transaction (most statements: autocommit, or its end)
+        // the log only forgets: the statement is not lexed.
         let text = match request.get(4) {
-            Some(&com::QUERY) if relayed.digest.is_some() => {
+            Some(&com::QUERY) if in_transaction && relayed.digest.is_some() => {
                 let effect = sql::transaction_effect(&sql::decode(&request[5..]));
                 Some((request, effect))
             }
             _ => None,
         };
+        let digest = relayed.digest.map_or(0, |d| d.get());
         self.routing
             .transaction
-            .record(target, text, relayed.digest.map_or(0, |d| d.get()), true);
+            .record(target, text, digest, in_transaction);
     }
 
     /// The ERR a relay kept from the client ([`Relayed::held`]), taken
