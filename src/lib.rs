@@ -22,6 +22,10 @@
 //! | [`sandbox`] | local MariaDB primary + replicas for tests, demos and benchmarks |
 //! | [`timer`] | timeouts on session threads, whose runtimes have no timer driver |
 
+// Module docs link the private modules under them: `cargo doc` documents
+// private items here (.cargo/config.toml), so those links resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod admin;
 pub mod backend;
 pub mod cli;

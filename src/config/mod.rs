@@ -1,7 +1,7 @@
 //! Typed configuration (`proxy.yaml`): loading, `${VAR}` substitution and
 //! validation that reports every problem with its key path.
 //!
-//! Loading goes text → [`interpolate`] → YAML ([`raw`], unknown keys collected)
+//! Loading goes text → [`interpolate`](mod@interpolate) → YAML ([`raw`], unknown keys collected)
 //! → [`validate`] → [`Config`]. Only a YAML syntax error stops early; every
 //! other mistake is collected so that one run of `rwsplit check-config` shows
 //! them all.

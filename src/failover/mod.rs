@@ -10,7 +10,7 @@
 //! | [`lock`] | the topology lock on a majority of the backends, so that one sidecar changes it at a time |
 //! | `watch` | the task that fences strays and starts automatic failovers |
 //!
-//! A change is run by [`change`]; [`watch`] fences strays (a failed
+//! A change is run by [`change`]; [`watch`](mod@watch) fences strays (a failed
 //! primary that came back, say: [`fence_strays`]) and, with
 //! `failover.auto`, starts failovers. rwsplit changes the servers and
 //! the monitor finds the new primary as it finds any (the writable server

@@ -4,7 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`lexer`] | tokens of SQL text (strings and comments skipped), hints |
-//! | [`classify`] | `classify(text) -> Classified`: the keyword scan |
+//! | [`classify`](mod@classify) | `classify(text) -> Classified`: the keyword scan |
 //! | [`set`] | SET statements, with sqlparser |
 //! | [`functions`] | which function calls a replica may run |
 //! | [`kill`] | `KILL [QUERY] id`, which rwsplit answers itself |

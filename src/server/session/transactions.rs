@@ -12,7 +12,7 @@
 //! - a statement is refused with ERR 1290 by its server, now read-only
 //!   (another rwsplit fenced it): the ERR is kept from the client;
 //! - its server's connection is lost before a statement answered, and the
-//!   statement cannot have committed ([`crate::sql::may_end_transaction`]).
+//!   statement cannot have committed ([`crate::sql::transaction_effect`]).
 //!
 //! If replay fails part-way (a statement answers differently, or fails),
 //! the client gets an ERR saying so and the session ends: its transaction
