@@ -2,7 +2,10 @@
 by valgrind's callgrind. Unlike time, instruction counts hardly move
 between runs on a noisy machine, so they show what a change to the hot
 path saves. With --cache-sim, also the misses of callgrind's simulated
-caches: how much code and data a query touches. Counts userspace only:
+caches: how much code and data a query touches; with --cold, of caches
+small enough that a query finds little of the one before in them, as at
+one client, where sysbench and a server run between two of the proxy's
+statements on the same CPU. Counts userspace only:
 the kernel's share (most of a proxy's CPU, docs/benchmarks.md) is not in
 them."""
 
@@ -20,6 +23,11 @@ from processes import Haproxy, Rwsplit, sandbox_with_targets
 
 VALGRIND = ("valgrind", "--tool=callgrind")
 CACHE_SIM = ("--cache-sim=yes",)
+# 1 KiB first-level caches and a 16 KiB last level (2-way, 4-way; 64-byte
+# lines), a twentieth to a hundredth of a real core's: what a query leaves
+# in them is mostly gone by the next, so their misses come near to the
+# cache lines a query touches.
+COLD = ("--I1=1024,2,64", "--D1=1024,2,64", "--LL=16384,4,64")
 
 
 def options():
@@ -33,6 +41,11 @@ def options():
                              "per query: the footprint of a query, deterministic like the "
                              "instruction counts (the kernel's own use of the caches is not "
                              "simulated)")
+    parser.add_argument("--cold", action="store_true",
+                        help="--cache-sim with tiny simulated caches (1 KiB first level, "
+                             "16 KiB last level), so that the misses approach the cache "
+                             "lines a query touches: what it pays when other processes "
+                             "emptied the caches since its last statement")
     parser.add_argument("--keep", metavar="DIR",
                         help="copy each target's counted profile to DIR/<target>.callgrind, "
                              "to read with callgrind_annotate")
@@ -108,7 +121,7 @@ def main():
     with sandbox_with_targets(binary) as (sandbox, targets):
         bench.load_data(sandbox)
         workdir = sandbox.dir
-        valgrind = VALGRIND + (CACHE_SIM if args.cache_sim else ())
+        valgrind = VALGRIND + (CACHE_SIM if args.cache_sim or args.cold else ()) + (COLD if args.cold else ())
         out = f"--callgrind-out-file={workdir}/callgrind.%p"
         wrapper = os.path.join(workdir, "rwsplit-under-callgrind")
         with open(wrapper, "w") as f:
@@ -119,7 +132,7 @@ def main():
         # Under callgrind, a debug build (CI's smoke run) takes 15-25 s on
         # this machine to generate its RSA key and log in to the backends.
         targets["rwsplit"] = Rwsplit(wrapper, sandbox, ready_timeout=180)
-        columns = [c for c in COLUMNS if args.cache_sim or c == "instructions"]
+        columns = [c for c in COLUMNS if args.cache_sim or args.cold or c == "instructions"]
         print(f"{case.name}, {args.seconds} s under callgrind (userspace, per query, "
               "net of each process's idle background):\n")
         print("| target | queries | " + " | ".join(f"{c} per query" for c in columns)
