@@ -24,9 +24,9 @@ from processes import Haproxy, Rwsplit, sandbox_with_targets
 VALGRIND = ("valgrind", "--tool=callgrind")
 CACHE_SIM = ("--cache-sim=yes",)
 # 1 KiB first-level caches and a 16 KiB last level (2-way, 4-way; 64-byte
-# lines), a twentieth to a hundredth of a real core's: what a query leaves
-# in them is mostly gone by the next, so their misses come near to the
-# cache lines a query touches.
+# lines), a thirty-second of a real core's first level and far less than
+# its last: what a query leaves in them is mostly gone by the next, so
+# their misses come near to the cache lines a query touches.
 COLD = ("--I1=1024,2,64", "--D1=1024,2,64", "--LL=16384,4,64")
 
 
@@ -121,7 +121,8 @@ def main():
     with sandbox_with_targets(binary) as (sandbox, targets):
         bench.load_data(sandbox)
         workdir = sandbox.dir
-        valgrind = VALGRIND + (CACHE_SIM if args.cache_sim or args.cold else ()) + (COLD if args.cold else ())
+        simulated = args.cache_sim or args.cold
+        valgrind = VALGRIND + (CACHE_SIM if simulated else ()) + (COLD if args.cold else ())
         out = f"--callgrind-out-file={workdir}/callgrind.%p"
         wrapper = os.path.join(workdir, "rwsplit-under-callgrind")
         with open(wrapper, "w") as f:
@@ -132,7 +133,7 @@ def main():
         # Under callgrind, a debug build (CI's smoke run) takes 15-25 s on
         # this machine to generate its RSA key and log in to the backends.
         targets["rwsplit"] = Rwsplit(wrapper, sandbox, ready_timeout=180)
-        columns = [c for c in COLUMNS if args.cache_sim or args.cold or c == "instructions"]
+        columns = [c for c in COLUMNS if simulated or c == "instructions"]
         print(f"{case.name}, {args.seconds} s under callgrind (userspace, per query, "
               "net of each process's idle background):\n")
         print("| target | queries | " + " | ".join(f"{c} per query" for c in columns)
