@@ -112,8 +112,8 @@ def wakeups_traced(perf: subprocess.Popen, path: str, pid: int) -> dict:
 def measure(case, port: int, pid: int, seconds: int, syscalls: bool, wakeups: bool) -> dict:
     busy, cpu, switches, moved = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid), migrations(pid)
     perf = count_syscalls(pid) if syscalls else None
-    trace = f"/tmp/rwsplit-wakeups-{os.getpid()}.data"
-    tracer = trace_wakeups(trace) if wakeups else None
+    trace = f"/tmp/rwsplit-wakeups-{os.getpid()}.data" if wakeups else None
+    tracer = trace_wakeups(trace) if trace else None
     result, _ = sysbench.run(case, port, seconds)
     queries = result.queries
     counted = syscalls_counted(perf) if perf else {}
@@ -151,11 +151,14 @@ def main():
                     args.binary, sandbox, threads=int(threads), pin=True)
         for label, binary, threads in variants:
             targets[label] = Rwsplit(binary, sandbox, threads=threads)
-        extra = [*(["system calls", "epoll_wait"] if args.syscalls else []),
-                 *(["wake-ups", "on the waker's CPU"] if args.wakeups else [])]
+        # The optional columns: what `measure` calls them, their heading, format.
+        extra = [*([("syscalls", "system calls", ".2f"), ("epoll_waits", "epoll_wait", ".3f")]
+                   if args.syscalls else []),
+                 *([("wakeups", "wake-ups", ".3f"), ("affine_wakeups", "on the waker's CPU", ".3f")]
+                   if args.wakeups else [])]
         print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
               "| voluntary switches/query | involuntary switches/query | migrations/query |"
-              + "".join(f" {column}/query |" for column in extra))
+              + "".join(f" {heading}/query |" for _, heading, _ in extra))
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra))
         for case in cases:
             runs = {name: [] for name in targets}
@@ -170,8 +173,7 @@ def main():
                       f"| {median['proxy_us']:.1f} | {median['machine_us']:.1f} "
                       f"| {median['voluntary']:.2f} | {median['involuntary']:.2f} "
                       f"| {median['migrations']:.3f} |"
-                      + (f" {median['syscalls']:.2f} | {median['epoll_waits']:.3f} |" if args.syscalls else "")
-                      + (f" {median['wakeups']:.3f} | {median['affine_wakeups']:.3f} |" if args.wakeups else ""),
+                      + "".join(f" {median[key]:{form}} |" for key, _, form in extra),
                       flush=True)
 
 
