@@ -246,3 +246,63 @@ async fn a_transaction_with_prepared_statements_stays_where_it_is() {
     assert_eq!(rows(&sandbox, 1).await, [(3, 2)]);
     assert_eq!(replays(&metrics(&proxy).await, "done"), 0);
 }
+
+#[tokio::test]
+async fn a_transaction_rolled_back_by_a_deadlock_is_not_replayed() {
+    let _serial = one_at_a_time().await;
+    let (sandbox, proxy) = setup().await;
+    let mut setup = Conn::new(proxy.opts()).await.unwrap();
+    setup
+        .query_drop("INSERT INTO app.t (id, writer) VALUES (1, 0), (2, 0)")
+        .await
+        .unwrap();
+    let update = |id: u32| format!("UPDATE app.t SET writer = @@server_id WHERE id = {id}");
+
+    // Two transactions lock rows 1 and 2, then each wants the other's.
+    let mut first = Conn::new(proxy.opts()).await.unwrap();
+    let mut second = Conn::new(proxy.opts()).await.unwrap();
+    for (conn, id) in [(&mut first, 1), (&mut second, 2)] {
+        conn.query_drop("BEGIN").await.unwrap();
+        conn.query_drop(update(id)).await.unwrap();
+    }
+    let waiting = tokio::spawn(async move {
+        let result = first.query_drop(update(2)).await;
+        (first, result)
+    });
+    let mut db1 = admin(&sandbox, 0).await;
+    let waits = "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'";
+    for tries in 0.. {
+        if db1.query_first::<u32, _>(waits).await.unwrap() == Some(1) {
+            break;
+        }
+        assert!(
+            tries < 500,
+            "the first transaction never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let result = second.query_drop(update(1)).await;
+    let (first, first_result) = waiting.await.unwrap();
+
+    // The server rolled one of them back whole (ERR 1213), and says so in
+    // no status flags: rwsplit knows it from the error code.
+    let (mut victim, mut survivor, error) = match (first_result, result) {
+        (Err(error), Ok(())) => (first, second, error),
+        (Ok(()), Err(error)) => (second, first, error),
+        other => panic!("no single deadlock: {other:?}"),
+    };
+    assert!(error.to_string().contains("1213"), "{error}");
+    survivor.query_drop("COMMIT").await.unwrap();
+
+    let lines = ask(&proxy, "/switchover?to=db2").await.unwrap();
+    assert!(lines.last().unwrap().starts_with("done:"), "{lines:?}");
+    // The victim has no transaction left to replay: its next statement
+    // runs on db2 on its own, as it would on a direct connection.
+    victim.query_drop(insert(3)).await.unwrap();
+    let on_db2 = rows(&sandbox, 1).await;
+    assert_eq!(on_db2.len(), 3, "{on_db2:?}");
+    assert_eq!(on_db2[2], (3, 2));
+    let metrics = metrics(&proxy).await;
+    assert_eq!(replays(&metrics, "done"), 0);
+    assert_eq!(replays(&metrics, "failed"), 0);
+}

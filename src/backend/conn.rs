@@ -30,6 +30,11 @@ pub use login::mariadb_capabilities;
 const MAX_BACKEND_PACKET: usize = 1 << 30;
 /// Smallest spare room kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
+/// ER_LOCK_DEADLOCK: the server chose this transaction to break a deadlock
+/// and rolled all of it back (no other error does so with MariaDB's
+/// defaults; ER_LOCK_WAIT_TIMEOUT undoes only the statement unless
+/// `innodb_rollback_on_timeout` is on).
+const DEADLOCK_ERROR: u16 = 1213;
 
 /// Where a backend is and how to reach it.
 #[derive(Debug, Clone)]
@@ -230,8 +235,16 @@ impl BackendConn {
         self.status
     }
 
-    pub fn set_status(&mut self, status: StatusFlags) {
-        self.status = status;
+    /// Keeps what the end of a complete response says of the session: the
+    /// status flags of its last OK or EOF, and, when it ended with an
+    /// error that rolls the whole transaction back, that none is open.
+    pub fn response_ended(&mut self, status: Option<StatusFlags>, error: Option<u16>) {
+        if let Some(status) = status {
+            self.status = status;
+        }
+        if error == Some(DEADLOCK_ERROR) {
+            self.status.remove(StatusFlags::SERVER_STATUS_IN_TRANS);
+        }
     }
 
     /// Writes raw packet bytes.
@@ -341,9 +354,7 @@ impl BackendConn {
                 }
             }
         }
-        if let Some(status) = scanner.status() {
-            self.status = status;
-        }
+        self.response_ended(scanner.status(), scanner.error());
         Ok(scanner)
     }
 

@@ -256,9 +256,7 @@ pub async fn relay(
         digest: digest.map(|d| d.finish()),
         held,
     };
-    if let Some(status) = relayed.status {
-        backend.set_status(status);
-    }
+    backend.response_ended(relayed.status, relayed.error);
     Ok(relayed)
 }
 
