@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rwsplit::config::{
-    AuthPluginChoice, Config, ConfigError, ReadYourWrites, ReplicaSelection, Role,
+    AuthPluginChoice, Config, ConfigError, LockQuorum, ReadYourWrites, ReplicaSelection, Role,
 };
 
 const MINIMAL: &str = "
@@ -72,6 +72,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.routing.transaction_replay_max_size, 1 << 20);
     assert!(!config.failover.auto);
     assert_eq!(config.failover.failure_threshold, 3);
+    assert_eq!(config.failover.lock_quorum, LockQuorum::MajorityOfAll);
 }
 
 #[test]
@@ -120,7 +121,7 @@ routing:
   session_history_limit: 20
   transaction_replay: true
   transaction_replay_max_size: 64K
-failover: { auto: true, failure_threshold: 7 }
+failover: { auto: true, failure_threshold: 7, lock_quorum: majority_of_running }
 ";
     let config = Config::from_text(text, &dir.path().join("proxy.yaml"), env).unwrap();
     let tls = config.listen.tls.as_ref().unwrap();
@@ -177,6 +178,7 @@ failover: { auto: true, failure_threshold: 7 }
     assert_eq!(config.routing.transaction_replay_max_size, 64 << 10);
     assert!(config.failover.auto);
     assert_eq!(config.failover.failure_threshold, 7);
+    assert_eq!(config.failover.lock_quorum, LockQuorum::MajorityOfRunning);
 }
 
 #[test]
@@ -347,6 +349,11 @@ fn each_mistake_is_reported_with_its_key_path() {
             "true or false",
         ),
         ("failover: { auto: on }", "failover.auto", "true or false"),
+        (
+            "failover: { lock_quorum: half }",
+            "failover.lock_quorum",
+            "not one of: majority_of_all, majority_of_running",
+        ),
         (
             "failover: { failure_threshold: -2 }",
             "failover.failure_threshold",

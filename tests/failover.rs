@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+use rwsplit::config::LockQuorum;
 use rwsplit::sandbox::{Sandbox, SandboxOptions};
 
 use common::{TestProxy, admin, ask, caught_up, eventually, metrics, start_watched as start};
@@ -517,4 +518,68 @@ async fn a_primary_the_replicas_still_hear_is_not_failed_over() {
         topology.primary == Some(0) && topology.backends[0].healthy
     })
     .await;
+}
+
+#[tokio::test]
+async fn two_backends_fail_over_with_the_lock_of_a_majority_of_those_running() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions {
+        replicas: 1,
+        ..SandboxOptions::default()
+    });
+    let of_all = start(&sandbox, |_| {});
+    let of_running = start(&sandbox, |config| {
+        config.failover.lock_quorum = LockQuorum::MajorityOfRunning;
+    });
+    create_table(&of_all).await;
+    let mut conn = Conn::new(of_all.opts()).await.unwrap();
+    conn.query_drop("INSERT INTO app.t (id, writer) VALUES (1, @@server_id)")
+        .await
+        .unwrap();
+    caught_up(&sandbox, 0, 1).await;
+    sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
+
+    // By default a change needs the lock on both servers: the replica
+    // alone is not a majority of two.
+    let refused = ask(&of_all, "/failover").await.unwrap();
+    let last = refused.last().unwrap();
+    assert!(
+        last.starts_with(
+            "failed: the topology lock is held on 1 of 2 servers, and a change needs a majority \
+             (2); db1: connect with the monitor account"
+        ),
+        "{last}"
+    );
+    assert!(role(&sandbox, 1).await.0, "db2 is still read-only");
+
+    // With `lock_quorum: majority_of_running` the replica, the one server
+    // that answers, is enough. (The replica must first see its primary
+    // gone, which a SIGKILL makes quick.)
+    let started = Instant::now();
+    let lines = loop {
+        let lines = ask(&of_running, "/failover").await.unwrap();
+        if lines.last().unwrap().starts_with("done:") {
+            break lines;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("on a majority of the 2 backends that answer")),
+        "{lines:?}"
+    );
+    assert_eq!(role(&sandbox, 1).await, (false, None));
+
+    // Both rwsplits write to the new primary.
+    eventually("the first rwsplit sees db2 as the primary", || async {
+        of_all.proxy.topology.primary() == Some(1)
+    })
+    .await;
+    let mut conn = Conn::new(of_all.opts()).await.unwrap();
+    conn.query_drop("INSERT INTO app.t (id, writer) VALUES (2, @@server_id)")
+        .await
+        .unwrap();
+    assert_eq!(rows(&sandbox, 1).await, [1, 2]);
 }

@@ -252,6 +252,22 @@ pub struct FailoverConfig {
     /// Limit on waiting for the new primary to apply what it has, and on
     /// each step of a switchover or failover.
     pub timeout: Duration,
+    /// On how many backends a change must hold the topology lock.
+    pub lock_quorum: LockQuorum,
+}
+
+/// On how many backends a switchover or failover must hold the topology
+/// lock (`failover.lock_quorum`; MaxScale's `cooperative_monitoring_locks`
+/// values of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockQuorum {
+    /// More than half of all configured backends: a sidecar cut off from
+    /// half of them changes nothing. Two backends cannot fail over.
+    MajorityOfAll,
+    /// More than half of those that answer: two backends can fail over,
+    /// and two sidecars on either side of a network split can each promote
+    /// a server.
+    MajorityOfRunning,
 }
 
 /// One problem found in a configuration file.

@@ -102,4 +102,5 @@ pub struct RawFailover {
     pub replication_user: Scalar,
     pub replication_password: Scalar,
     pub timeout: Scalar,
+    pub lock_quorum: Scalar,
 }

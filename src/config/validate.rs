@@ -14,8 +14,8 @@ use super::leaves::*;
 use super::raw::*;
 use super::{
     AdminConfig, AuthPluginChoice, BackendConfig, BackendTlsConfig, Config, FailoverConfig,
-    ListenConfig, ListenTlsConfig, MonitorConfig, Problem, ReadYourWrites, ReplicaAffinity,
-    ReplicaSelection, Role, RoutingConfig, UserConfig,
+    ListenConfig, ListenTlsConfig, LockQuorum, MonitorConfig, Problem, ReadYourWrites,
+    ReplicaAffinity, ReplicaSelection, Role, RoutingConfig, UserConfig,
 };
 
 /// Most backends one rwsplit serves (routing keeps them in a 64-bit set).
@@ -493,6 +493,20 @@ fn failover(check: &mut Checker, raw: RawFailover) -> FailoverConfig {
             raw.timeout,
             Duration::from_secs(10),
             positive_duration,
+        ),
+        lock_quorum: check.parse(
+            "failover.lock_quorum",
+            raw.lock_quorum,
+            LockQuorum::MajorityOfAll,
+            |s| {
+                one_of(
+                    s,
+                    &[
+                        ("majority_of_all", LockQuorum::MajorityOfAll),
+                        ("majority_of_running", LockQuorum::MajorityOfRunning),
+                    ],
+                )
+            },
         ),
     }
 }

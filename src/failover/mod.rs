@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`plan`] | who becomes the primary and who follows: pure decisions over a survey |
 //! | [`server`] | the statements run on one backend, each under a time limit |
-//! | [`lock`] | the topology lock on a majority of the backends, so that one sidecar changes it at a time |
+//! | [`lock`] | the topology lock on a majority of the backends (`failover.lock_quorum`), so that one sidecar changes them at a time |
 //! | `watch` | the task that fences strays and starts automatic failovers |
 //!
 //! A change is run by [`change`]; [`watch`](mod@watch) fences strays (a failed
@@ -33,7 +33,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, LockQuorum};
 use crate::server::Proxy;
 use crate::topology::Fence;
 use lock::{NotLocked, TopologyLock};
@@ -170,9 +170,13 @@ async fn run(
         })?
     };
     progress.step(format!(
-        "{}: taking the topology lock on a majority of the {} backends",
+        "{}: taking the topology lock on a majority of the {} backends{}",
         kind.name(),
-        config.backends.len()
+        config.backends.len(),
+        match config.failover.lock_quorum {
+            LockQuorum::MajorityOfAll => "",
+            LockQuorum::MajorityOfRunning => " that answer",
+        }
     ));
     let mut lock = TopologyLock::acquire(config, limit).await?;
     progress.step("surveying the backends");
