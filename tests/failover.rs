@@ -523,7 +523,7 @@ async fn a_primary_the_replicas_still_hear_is_not_failed_over() {
 #[tokio::test]
 async fn two_backends_fail_over_with_the_lock_of_a_majority_of_those_running() {
     let _serial = one_at_a_time().await;
-    let sandbox = common::start_sandbox(SandboxOptions {
+    let mut sandbox = common::start_sandbox(SandboxOptions {
         replicas: 1,
         ..SandboxOptions::default()
     });
@@ -582,4 +582,30 @@ async fn two_backends_fail_over_with_the_lock_of_a_majority_of_those_running() {
         .await
         .unwrap();
     assert_eq!(rows(&sandbox, 1).await, [1, 2]);
+
+    // The old primary comes back writable, and no replica is left to say
+    // which of the two is the primary: db2 is, with every transaction db1
+    // has and more. Writes stay there, and db1 is fenced and follows it.
+    sandbox.servers_mut()[0].restart().await.unwrap();
+    let db2_port = sandbox.servers()[1].port;
+    eventually("the old primary is fenced and replicates", || async {
+        role(&sandbox, 0).await == (true, Some((db2_port, true)))
+    })
+    .await;
+    conn.query_drop("INSERT INTO app.t (id, writer) VALUES (3, @@server_id)")
+        .await
+        .unwrap();
+    caught_up(&sandbox, 1, 0).await;
+    assert_eq!(rows(&sandbox, 0).await, [1, 2, 3]);
+    for rwsplit in [&of_all, &of_running] {
+        let topology = rwsplit.proxy.topology.load();
+        assert_eq!(topology.primary, Some(1));
+    }
+    eventually("no alarm once db1 is fenced", || async {
+        [&of_all, &of_running].iter().all(|rwsplit| {
+            let topology = rwsplit.proxy.topology.load();
+            topology.primary == Some(1) && topology.alarm.is_none()
+        })
+    })
+    .await;
 }

@@ -3,7 +3,7 @@
 //! server.
 
 use crate::gtid::GtidPosition;
-use crate::topology::discovery::the_one_followed;
+use crate::topology::discovery::{the_one_ahead, the_one_followed};
 
 /// One backend as the survey found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,10 +146,11 @@ pub fn failover(scene: Scene, old: usize, to: Option<usize>) -> Result<Plan, Ref
 }
 
 /// Writable servers that do not replicate and that no replica follows,
-/// beside exactly one writable server that replicas do follow: that one,
-/// the primary, and the strays (a failed primary that came back after a
-/// failover, most often), when there are any. Only MariaDB strays, whose
-/// fencing is written for.
+/// beside exactly one writable server that replicas do follow — or, when
+/// none is followed, that has every transaction the others have and more
+/// (the rule of the monitor's discovery): that one, the primary, and the
+/// strays (a failed primary that came back after a failover, most often),
+/// when there are any. Only MariaDB strays, whose fencing is written for.
 pub fn strays(scene: Scene) -> Option<(usize, Vec<usize>)> {
     let followed = |index: usize| {
         reachable(scene).any(|(_, state)| {
@@ -163,7 +164,12 @@ pub fn strays(scene: Scene) -> Option<(usize, Vec<usize>)> {
         .filter(|(_, state)| !state.read_only && state.replication.is_none())
         .map(|(index, _)| index)
         .collect();
-    let primary = the_one_followed(&writable, followed)?;
+    let applied = |index: usize| match &scene.surveyed[index] {
+        Surveyed::Up(state) => Some(&state.applied),
+        Surveyed::Unreachable(_) => None,
+    };
+    let primary =
+        the_one_followed(&writable, followed).or_else(|| the_one_ahead(&writable, applied))?;
     let strays: Vec<usize> = reachable(scene)
         .filter(|&(index, state)| writable.contains(&index) && index != primary && state.mariadb)
         .map(|(index, _)| index)
@@ -534,7 +540,16 @@ mod tests {
         assert_eq!(
             stray(&[primary(), primary(), down()]),
             None,
-            "no replica to tell which is the primary"
+            "no replica to tell which is the primary, nor a position"
+        );
+        let Surveyed::Up(mut promoted) = primary() else {
+            unreachable!()
+        };
+        promoted.applied = position("0-2-150");
+        assert_eq!(
+            stray(&[primary(), Surveyed::Up(promoted)]),
+            Some((1, vec![0])),
+            "no replica, but db2 has every transaction db1 has and more"
         );
         assert_eq!(
             stray(&[down(), primary(), Surveyed::Up(followed)]),

@@ -5,7 +5,12 @@
 //! exactly one of them, that one is the primary and the others are strays
 //! — most often a failed primary that came back after a failover — which
 //! the failover watch makes read-only (`failover::watch`); until then the
-//! alarm names them.
+//! alarm names them. With no replica to tell (a primary and its one
+//! replica, failed over), the one whose GTID position holds every other's
+//! and more is the primary: one promoted while the others were away has
+//! written since, if only rwsplit's heartbeat.
+
+use crate::gtid::GtidPosition;
 
 /// What the last check of a backend showed, as far as discovery cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +34,19 @@ pub struct Discovered {
 }
 
 /// Decides the primary from every backend's last check (`None`: not
-/// checked yet). `previous` is the primary until now (or the configured
-/// hint); `names` are the backends' names, for the alarm text.
+/// checked yet) and GTID position (`None`: not known). `previous` is the
+/// primary until now (or the configured hint); `names` are the backends'
+/// names, for the alarm text.
 ///
 /// A replica that is writable (`read_only=OFF`) counts as a second writable
 /// server: a write sent there would silently diverge it, so the alarm is
 /// raised and writes are refused until an operator fixes it.
-pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]) -> Discovered {
+pub fn discover(
+    seen: &[Option<Seen>],
+    positions: &[Option<&GtidPosition>],
+    previous: Option<usize>,
+    names: &[String],
+) -> Discovered {
     let writable: Vec<usize> = seen
         .iter()
         .enumerate()
@@ -70,7 +81,7 @@ pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]
             }
         }
         several => {
-            if let Some(found) = followed_one(seen, several, names) {
+            if let Some(found) = primary_beside_strays(seen, positions, several, names) {
                 return found;
             }
             let names: Vec<&str> = several.iter().map(|&i| names[i].as_str()).collect();
@@ -87,20 +98,33 @@ pub fn discover(seen: &[Option<Seen>], previous: Option<usize>, names: &[String]
 }
 
 /// Among several writable servers none of which replicates, the one the
-/// replicas follow, when they follow exactly one: the primary, the others
-/// named in the alarm as strays.
-fn followed_one(seen: &[Option<Seen>], writable: &[usize], names: &[String]) -> Option<Discovered> {
+/// replicas follow, when they follow exactly one, or else the one ahead of
+/// the others ([`the_one_ahead`]): the primary, the others named in the
+/// alarm as strays.
+fn primary_beside_strays(
+    seen: &[Option<Seen>],
+    positions: &[Option<&GtidPosition>],
+    writable: &[usize],
+    names: &[String],
+) -> Option<Discovered> {
     if writable
         .iter()
         .any(|&i| seen[i].is_some_and(|s| s.replicating))
     {
         return None;
     }
-    let primary = the_one_followed(writable, |index| {
+    let followed = the_one_followed(writable, |index| {
         seen.iter()
             .flatten()
             .any(|s| s.reachable && s.follows == Some(index))
-    })?;
+    });
+    let (primary, why) = match followed {
+        Some(primary) => (primary, "no replica follows it"),
+        None => (
+            the_one_ahead(writable, |index| positions[index])?,
+            "the primary has every transaction it has and more",
+        ),
+    };
     let strays: Vec<&str> = writable
         .iter()
         .filter(|&&i| i != primary)
@@ -109,8 +133,8 @@ fn followed_one(seen: &[Option<Seen>], writable: &[usize], names: &[String]) -> 
     Some(Discovered {
         primary: Some(primary),
         alarm: Some(format!(
-            "{} writable beside the primary {}, and no replica follows it (a primary that \
-             came back after a failover?): writes go to {}; rwsplit makes it read-only",
+            "{} writable beside the primary {}, and {why} (a primary that came back after a \
+             failover?): writes go to {}; rwsplit makes it read-only",
             strays.join(" and "),
             names[primary],
             names[primary]
@@ -129,6 +153,27 @@ pub fn the_one_followed(writable: &[usize], followed: impl Fn(usize) -> bool) ->
     }
 }
 
+/// The one of `writable` whose GTID position includes every other's while
+/// none includes its own: a server promoted while the others were away,
+/// which has written since. `None` when positions are equal or unknown,
+/// or have diverged. (MariaDB positions compare by sequence number within
+/// a domain, so a transaction only the other had, lost in a failover, does
+/// not count against the promoted one; fencing the other then keeps it.)
+pub fn the_one_ahead<'a>(
+    writable: &[usize],
+    position: impl Fn(usize) -> Option<&'a GtidPosition>,
+) -> Option<usize> {
+    let ahead = |candidate: usize| {
+        let Some(ours) = position(candidate) else {
+            return false;
+        };
+        writable.iter().filter(|&&i| i != candidate).all(|&other| {
+            position(other).is_some_and(|theirs| ours.includes(theirs) && !theirs.includes(ours))
+        })
+    };
+    writable.iter().copied().find(|&index| ahead(index))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +190,8 @@ mod tests {
         replicating: true,
         follows: None,
     });
+    /// No GTID position known.
+    const UNKNOWN: [Option<&GtidPosition>; 3] = [None; 3];
     const DOWN: Option<Seen> = Some(Seen {
         reachable: false,
         read_only: false,
@@ -166,7 +213,7 @@ mod tests {
     #[test]
     fn the_writable_server_that_does_not_replicate() {
         assert_eq!(
-            discover(&[REPLICA, PRIMARY, REPLICA], Some(0), &names()).primary,
+            discover(&[REPLICA, PRIMARY, REPLICA], &UNKNOWN, Some(0), &names()).primary,
             Some(1),
             "the hint loses to the servers"
         );
@@ -174,7 +221,7 @@ mod tests {
 
     #[test]
     fn two_writable_servers_raise_an_alarm() {
-        let found = discover(&[PRIMARY, REPLICA, PRIMARY], Some(0), &names());
+        let found = discover(&[PRIMARY, REPLICA, PRIMARY], &UNKNOWN, Some(0), &names());
         assert_eq!(found.primary, None);
         assert!(
             found
@@ -186,7 +233,7 @@ mod tests {
 
     #[test]
     fn of_two_writable_servers_the_one_the_replicas_follow_is_the_primary() {
-        let found = discover(&[PRIMARY, PRIMARY, replica_of(1)], None, &names());
+        let found = discover(&[PRIMARY, PRIMARY, replica_of(1)], &UNKNOWN, None, &names());
         assert_eq!(found.primary, Some(1));
         assert!(
             found
@@ -195,7 +242,7 @@ mod tests {
                 .starts_with("db1 writable beside the primary db2, and no replica follows it"),
         );
         assert_eq!(
-            discover(&[PRIMARY, PRIMARY, REPLICA], None, &names()).primary,
+            discover(&[PRIMARY, PRIMARY, REPLICA], &UNKNOWN, None, &names()).primary,
             None,
             "the replica's source is not one of ours: no telling"
         );
@@ -204,26 +251,35 @@ mod tests {
             ..s
         });
         assert_eq!(
-            discover(&[PRIMARY, PRIMARY, writable_replica], None, &names()).primary,
+            discover(
+                &[PRIMARY, PRIMARY, writable_replica],
+                &UNKNOWN,
+                None,
+                &names()
+            )
+            .primary,
             None,
             "a writable replica is an alarm of its own"
         );
         let both_followed = [PRIMARY, PRIMARY, replica_of(0), replica_of(1)];
         let four: Vec<String> = ["db1", "db2", "db3", "db4"].map(String::from).to_vec();
-        assert_eq!(discover(&both_followed, None, &four).primary, None);
+        assert_eq!(
+            discover(&both_followed, &[None; 4], None, &four).primary,
+            None
+        );
     }
 
     #[test]
     fn an_unreachable_primary_stays_the_primary() {
         assert_eq!(
-            discover(&[DOWN, REPLICA, REPLICA], Some(0), &names()),
+            discover(&[DOWN, REPLICA, REPLICA], &UNKNOWN, Some(0), &names()),
             Discovered {
                 primary: Some(0),
                 alarm: None
             }
         );
         assert_eq!(
-            discover(&[None, None, None], Some(0), &names()).primary,
+            discover(&[None, None, None], &UNKNOWN, Some(0), &names()).primary,
             Some(0),
             "before any check: the hint"
         );
@@ -237,8 +293,42 @@ mod tests {
             replicating: false,
             follows: None,
         });
-        let found = discover(&[fenced, REPLICA, REPLICA], Some(0), &names());
+        let found = discover(&[fenced, REPLICA, REPLICA], &UNKNOWN, Some(0), &names());
         assert_eq!(found.primary, None);
         assert!(found.alarm.is_some());
+    }
+
+    #[test]
+    fn of_two_writable_servers_the_one_ahead_is_the_primary() {
+        let position = |text: &str| GtidPosition::parse(text).unwrap();
+        let (old, new) = (position("0-1-10"), position("0-2-25"));
+        let two = &names()[..2];
+        // A primary and its one replica, failed over: the old primary came
+        // back writable, the promoted one has written since.
+        let found = discover(&[PRIMARY, PRIMARY], &[Some(&old), Some(&new)], None, two);
+        assert_eq!(found.primary, Some(1));
+        assert!(found.alarm.unwrap().starts_with(
+            "db1 writable beside the primary db2, and the primary has every transaction it \
+                 has and more"
+        ));
+        let nothing_since = discover(&[PRIMARY, PRIMARY], &[Some(&old), Some(&old)], None, two);
+        assert_eq!(nothing_since.primary, None, "equal positions: no telling");
+        let diverged = position("0-1-10,1-1-3");
+        let found = discover(
+            &[PRIMARY, PRIMARY],
+            &[Some(&diverged), Some(&new)],
+            None,
+            two,
+        );
+        assert_eq!(found.primary, None, "each has a domain the other lacks");
+        let found = discover(&[PRIMARY, PRIMARY], &[None, Some(&new)], None, two);
+        assert_eq!(found.primary, None, "a position not known");
+        let followed = discover(
+            &[PRIMARY, PRIMARY, replica_of(0)],
+            &[Some(&old), Some(&new), Some(&old)],
+            None,
+            &names(),
+        );
+        assert_eq!(followed.primary, Some(0), "the replicas' word comes first");
     }
 }

@@ -269,7 +269,9 @@ impl Aggregator {
     /// The topology the tracked state describes.
     fn topology(&self, current: &Topology) -> Topology {
         let seen: Vec<Option<Seen>> = self.tracked.iter().map(|t| t.seen).collect();
-        let discovered = discover(&seen, current.primary, &self.names);
+        let positions: Vec<Option<&GtidPosition>> =
+            self.tracked.iter().map(|t| t.gtid.as_ref()).collect();
+        let discovered = discover(&seen, &positions, current.primary, &self.names);
         let backends = self
             .config
             .backends
