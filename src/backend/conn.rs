@@ -30,11 +30,6 @@ pub use login::mariadb_capabilities;
 const MAX_BACKEND_PACKET: usize = 1 << 30;
 /// Smallest spare room kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
-/// ER_LOCK_DEADLOCK: the server chose this transaction to break a deadlock
-/// and rolled all of it back (no other error does so with MariaDB's
-/// defaults; ER_LOCK_WAIT_TIMEOUT undoes only the statement unless
-/// `innodb_rollback_on_timeout` is on).
-const DEADLOCK_ERROR: u16 = 1213;
 
 /// Where a backend is and how to reach it.
 #[derive(Debug, Clone)]
@@ -242,7 +237,7 @@ impl BackendConn {
         if let Some(status) = status {
             self.status = status;
         }
-        if error == Some(DEADLOCK_ERROR) {
+        if error.is_some_and(rolls_back_transaction) {
             self.status.remove(StatusFlags::SERVER_STATUS_IN_TRANS);
         }
     }
@@ -429,9 +424,26 @@ fn refusal_or_protocol(payload: &[u8], what: &str) -> BackendError {
     }
 }
 
+/// Whether InnoDB has rolled the whole transaction back after error
+/// `code`, not just the statement: ER_LOCK_DEADLOCK (it was chosen to break
+/// a deadlock) and ER_LOCK_TABLE_FULL (its locks filled the buffer pool).
+/// A lock wait timeout (1205) undoes only the statement unless
+/// `innodb_rollback_on_timeout` is on, which a proxy does not see.
+fn rolls_back_transaction(code: u16) -> bool {
+    matches!(code, 1213 | 1206)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlocks_and_a_full_lock_table_end_the_transaction() {
+        assert!(rolls_back_transaction(1213), "ER_LOCK_DEADLOCK");
+        assert!(rolls_back_transaction(1206), "ER_LOCK_TABLE_FULL");
+        assert!(!rolls_back_transaction(1205), "ER_LOCK_WAIT_TIMEOUT");
+        assert!(!rolls_back_transaction(1062), "ER_DUP_ENTRY");
+    }
 
     #[test]
     fn mariadb_is_told_from_mysql_by_its_version() {
