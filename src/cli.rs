@@ -125,9 +125,12 @@ pub enum Command {
     /// Replace a failed primary with a replica.
     ///
     /// Asks a running rwsplit (its admin API) to fail over, and prints each
-    /// step: take the topology lock, survey the backends, check that the
-    /// replicas lost the primary too (when one still receives from it, the
-    /// primary is alive and only rwsplit cannot reach it: nothing is done),
+    /// step: take the topology lock (on a majority of all backends, or with
+    /// failover.lock_quorum: majority_of_running of those that answer, which
+    /// a primary with a single replica needs), survey the backends, check
+    /// that the replicas lost the primary too (when one still receives from
+    /// it, the primary is alive and only rwsplit cannot reach it: nothing is
+    /// done),
     /// let the new primary apply what it received, promote it and point the
     /// other replicas at it. The old primary is fenced (read_only = ON) when
     /// it answers again, and made a replica if it has nothing the new
