@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::server::Server;
+use super::server::{Server, StepError};
 use crate::config::{Config, LockQuorum};
 
 const NAME: &str = "rwsplit.topology";
@@ -39,9 +39,9 @@ enum Attempt {
     Held(Server),
     /// It answered without giving the lock: another rwsplit holds it, or
     /// `GET_LOCK` failed.
-    Refused(String),
+    Refused(StepError),
     /// It could not be reached.
-    Silent(String),
+    Silent(StepError),
 }
 
 impl TopologyLock {
@@ -55,16 +55,16 @@ impl TopologyLock {
             attempts.spawn(async move {
                 let mut server = match Server::open(&config, index, limit).await {
                     Ok(server) => server,
-                    Err(error) => return Attempt::Silent(error.to_string()),
+                    Err(error) => return Attempt::Silent(error),
                 };
                 match server.try_lock(NAME).await {
                     Ok(true) => Attempt::Held(server),
-                    Ok(false) => Attempt::Refused(format!(
-                        "{}: take the topology lock: another rwsplit holds it (a change is under \
-                         way there)",
-                        server.name
-                    )),
-                    Err(error) => Attempt::Refused(error.to_string()),
+                    Ok(false) => Attempt::Refused(StepError {
+                        server: server.name.clone(),
+                        action: "take the topology lock".into(),
+                        error: "another rwsplit holds it (a change is under way there)".into(),
+                    }),
+                    Err(error) => Attempt::Refused(error),
                 }
             });
         }
@@ -74,10 +74,10 @@ impl TopologyLock {
         while let Some(attempt) = attempts.join_next().await {
             match attempt {
                 Ok(Attempt::Held(server)) => held.push(server),
-                Ok(Attempt::Refused(why)) => refused.push(why),
-                Ok(Attempt::Silent(why)) => {
+                Ok(Attempt::Refused(error)) => refused.push(error.to_string()),
+                Ok(Attempt::Silent(error)) => {
                     silent += 1;
-                    refused.push(why);
+                    refused.push(error.to_string());
                 }
                 // Not known to be down: counted as running.
                 Err(error) => refused.push(error.to_string()),

@@ -13,6 +13,16 @@ pub enum Surveyed {
     Up(ServerState),
 }
 
+impl Surveyed {
+    /// Its state, when it answered.
+    fn up(&self) -> Option<&ServerState> {
+        match self {
+            Surveyed::Up(state) => Some(state),
+            Surveyed::Unreachable(_) => None,
+        }
+    }
+}
+
 /// What a reachable backend said about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerState {
@@ -164,10 +174,7 @@ pub fn strays(scene: Scene) -> Option<(usize, Vec<usize>)> {
         .filter(|(_, state)| !state.read_only && state.replication.is_none())
         .map(|(index, _)| index)
         .collect();
-    let applied = |index: usize| match &scene.surveyed[index] {
-        Surveyed::Up(state) => Some(&state.applied),
-        Surveyed::Unreachable(_) => None,
-    };
+    let applied = |index: usize| scene.surveyed[index].up().map(|state| &state.applied);
     let primary =
         the_one_followed(&writable, followed).or_else(|| the_one_ahead(&writable, applied))?;
     let strays: Vec<usize> = reachable(scene)
@@ -197,10 +204,7 @@ fn reachable<'a>(scene: Scene<'a>) -> impl Iterator<Item = (usize, &'a ServerSta
         .surveyed
         .iter()
         .enumerate()
-        .filter_map(|(index, surveyed)| match surveyed {
-            Surveyed::Up(state) => Some((index, state)),
-            Surveyed::Unreachable(_) => None,
-        })
+        .filter_map(|(index, surveyed)| surveyed.up().map(|state| (index, state)))
 }
 
 fn mariadb_everywhere(scene: Scene) -> Result<(), Refusal> {
