@@ -54,6 +54,17 @@ def say(message):
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+def in_turn(targets: dict, round_: int) -> list:
+    """The targets' (name, value) pairs in the order they run in round
+    `round_` (from 0): each round starts one further along, so that over as
+    many rounds as targets each runs once in every place. What runs just
+    before a target moves its result (docs/benchmarks.md, step 23); a fixed
+    order would put that in the ratios between targets."""
+    items = list(targets.items())
+    start = round_ % len(items)
+    return items[start:] + items[:start]
+
+
 def load_data(sandbox: Sandbox):
     """The sysbench table on the primary, replicated to every replica."""
     say(f"sysbench prepare: 1 table of {sysbench.TABLE_SIZE} rows")
@@ -120,7 +131,7 @@ def run_cases(args, sandbox) -> tuple:
             haproxy = over_primary if case.writes else over_replicas
             targets = {"direct": (direct, None), "haproxy": (haproxy.port, haproxy.pid), "rwsplit": (rwsplit.port, rwsplit.pid)}
             for round_ in range(args.rounds):
-                for target, (port, pid) in targets.items():
+                for target, (port, pid) in in_turn(targets, round_):
                     say(f"{case.name}, {target}, round {round_ + 1}/{args.rounds}")
                     for attempt in range(1, ATTEMPTS + 1):
                         run, command = measure(case, target, port, pid, args.seconds)
@@ -255,6 +266,7 @@ def main():
                 "command": " ".join(["bench/run", *sys.argv[1:]]),
                 "seconds": args.seconds,
                 "rounds": args.rounds,
+                "order": "rotated",
                 "machine": measured,
                 "sysbench_commands": commands,
                 "max_steal_pct": args.max_steal,

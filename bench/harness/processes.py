@@ -40,10 +40,18 @@ def cpu_ticks() -> list:
 
 
 def machine_busy_seconds() -> float:
-    """CPU time the whole machine has spent busy (all CPUs, not idle or iowait)."""
+    """CPU time the whole machine has spent busy so far, on an arbitrary
+    origin: the time elapsed on every CPU less the time each spent idle,
+    waiting for I/O or stolen by the hypervisor. The kernel measures those
+    three exactly; the busy counters of /proc/stat it samples at the
+    scheduler's tick, which stops on an idle CPU, so they miss much of the
+    short bursts of a machine that is not saturated (one client)."""
+    with open("/proc/stat") as f:
+        cpus = sum(1 for line in f if re.match(r"cpu\d", line))
+    now = time.monotonic()
     ticks = cpu_ticks()
-    idle, iowait = ticks[3], ticks[4]
-    return (sum(ticks) - idle - iowait) / CLOCK_TICKS
+    idle, iowait, steal = ticks[3], ticks[4], ticks[7]
+    return now * cpus - (idle + iowait + steal) / CLOCK_TICKS
 
 
 def machine_ticks() -> tuple:
@@ -77,6 +85,28 @@ def migrations(pid: int) -> int:
                 if line.startswith("se.nr_migrations"):
                     moved += int(line.split(":")[1])
     return moved
+
+
+def tcp_segments_sent() -> int:
+    """TCP segments the whole machine has sent (`OutSegs` in
+    /proc/net/snmp): on loopback, each one is also received."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutSegs")])
+
+
+def server_pids(sandbox_pid: int) -> dict:
+    """The sandbox's MariaDB servers by port: the PIDs of its children whose
+    command line has `--port=N`."""
+    found = {}
+    for task in os.listdir(f"/proc/{sandbox_pid}/task"):
+        with open(f"/proc/{sandbox_pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                    for arg in cmdline.read().split(b"\0"):
+                        if arg.startswith(b"--port="):
+                            found[int(arg[len(b"--port="):])] = int(child)
+    return found
 
 
 def rss_kib(pid: int) -> int:
@@ -127,6 +157,14 @@ class Sandbox:
         if len(self.servers) != replicas + 1:
             stop(self.process, signal.SIGINT)
             raise RuntimeError(f"the sandbox did not start: {self.process.stderr.read()}")
+
+    def server_pids(self) -> dict:
+        """Each server's PID, by its name."""
+        by_port = server_pids(self.process.pid)
+        missing = [s.name for s in self.servers if s.port not in by_port]
+        if missing:
+            raise RuntimeError(f"no process found for sandbox servers {missing}")
+        return {s.name: by_port[s.port] for s in self.servers}
 
     @property
     def primary(self) -> Server:

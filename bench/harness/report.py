@@ -107,6 +107,15 @@ def remeasured(result: dict) -> str:
     return text + ". "
 
 
+# How a run ordered its targets (`order` in its JSON; runs before step 23
+# have none, and ran them in a fixed order).
+ORDER = {
+    "fixed": "run in turn (direct, HAProxy, rwsplit, direct, ...)",
+    "rotated": "run in turn, each round starting one target further along "
+               "(direct, HAProxy, rwsplit; HAProxy, rwsplit, direct; ...)",
+}
+
+
 def markdown(result: dict) -> str:
     """The results section of docs/benchmarks.md."""
     lines = [
@@ -115,12 +124,12 @@ def markdown(result: dict) -> str:
         f"{result['machine']['sysbench']}; rwsplit {result['machine']['rwsplit']}.",
         "",
         f"Command: `{result['command']}` — {result['rounds']} rounds of {result['seconds']} s per case "
-        "and target, run in turn (direct, HAProxy, rwsplit, direct, ...); medians shown. "
+        f"and target, {ORDER[result.get('order', 'fixed')]}; medians shown. "
         f"{remeasured(result)}Raw runs: `bench/results/{result['file']}`.",
         "",
         "### Targets",
         "",
-        "Round by round: the ratio of the two proxies measured one after the other in each round, "
+        "Round by round: the ratio of the two proxies measured in the same round, "
         "its range over the rounds and how many rounds met the target.",
         "",
         "| target | measured (medians) | met | round by round |",

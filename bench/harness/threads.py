@@ -2,11 +2,13 @@
 --pinned `listen.pin_threads`) compare with HAProxy under sysbench, and where
 the time goes: the proxy's CPU per query, the whole machine's, and the
 proxy's context switches and moves between CPUs per query, and with
---syscalls its system calls per query (perf's tracepoints)."""
+--syscalls its system calls per query (perf's tracepoints), and with
+--processes what sysbench and the servers spend per query beside it."""
 
 import argparse
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -16,7 +18,7 @@ import time
 import main as bench
 import sysbench
 from processes import (Haproxy, Rwsplit, context_switches, cpu_seconds, machine_busy_seconds, migrations,
-                       sandbox_with_targets)
+                       sandbox_with_targets, tcp_segments_sent)
 
 
 def options():
@@ -43,6 +45,11 @@ def options():
                              "the wake-affine placement behind most moves between CPUs (step 21). "
                              "Tracing slows every task, so the other columns are not comparable with "
                              "an untraced run")
+    parser.add_argument("--processes", action="store_true",
+                        help="also the CPU per query of sysbench (its user and system time) and of the "
+                             "MariaDB servers (all of them), and what is left of the machine's (the "
+                             "kernel's work charged to no process, and everything else running), and the TCP "
+                             "segments the machine sent per query")
     return parser.parse_args()
 
 
@@ -109,18 +116,34 @@ def wakeups_traced(perf: subprocess.Popen, path: str, pid: int) -> dict:
     return {"wakeups": woken, "affine_wakeups": affine}
 
 
-def measure(case, port: int, pid: int, seconds: int, syscalls: bool, wakeups: bool) -> dict:
+def children_cpu_seconds() -> float:
+    """User plus system CPU time of this process's children that have ended."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def measure(case, port: int, pid: int, seconds: int, syscalls: bool, wakeups: bool, servers: list) -> dict:
+    """One sysbench run of `case` through the proxy `pid` listening on
+    `port`; with `servers` (PIDs), also their CPU and sysbench's."""
     busy, cpu, switches, moved = machine_busy_seconds(), cpu_seconds(pid), context_switches(pid), migrations(pid)
+    servers_cpu, segments = sum(cpu_seconds(server) for server in servers), tcp_segments_sent()
     perf = count_syscalls(pid) if syscalls else None
     trace = f"/tmp/rwsplit-wakeups-{os.getpid()}.data" if wakeups else None
     tracer = trace_wakeups(trace) if trace else None
+    # Only sysbench ends between the two readings: perf is waited for after.
+    clients_cpu = children_cpu_seconds()
     result, _ = sysbench.run(case, port, seconds)
+    clients_cpu = children_cpu_seconds() - clients_cpu
+    servers_cpu = sum(cpu_seconds(server) for server in servers) - servers_cpu
     queries = result.queries
     counted = syscalls_counted(perf) if perf else {}
+    if servers:
+        counted.update(sysbench=clients_cpu * 1e6, servers=servers_cpu * 1e6,
+                       segments=tcp_segments_sent() - segments)
     if tracer:
         counted.update(wakeups_traced(tracer, trace, pid))
     voluntary, involuntary = (after - before for after, before in zip(context_switches(pid), switches))
-    return {
+    measured = {
         **{key: count / queries for key, count in counted.items()},
         "qps": result.qps,
         "p50_ms": result.p50_ms,
@@ -130,6 +153,10 @@ def measure(case, port: int, pid: int, seconds: int, syscalls: bool, wakeups: bo
         "involuntary": involuntary / queries,
         "migrations": (migrations(pid) - moved) / queries,
     }
+    if servers:
+        measured["rest"] = (measured["machine_us"] - measured["proxy_us"] - measured["sysbench"]
+                            - measured["servers"])
+    return measured
 
 
 def main():
@@ -152,8 +179,12 @@ def main():
         for label, binary, threads in variants:
             targets[label] = Rwsplit(binary, sandbox, threads=threads)
         # The optional columns: what `measure` calls them, their heading, format.
+        servers = list(sandbox.server_pids().values()) if args.processes else []
         extra = [*([("syscalls", "system calls", ".2f"), ("epoll_waits", "epoll_wait", ".3f")]
                    if args.syscalls else []),
+                 *([("sysbench", "sysbench CPU µs", ".1f"), ("servers", "servers CPU µs", ".1f"),
+                    ("rest", "rest of the machine's CPU µs", ".1f"), ("segments", "TCP segments", ".2f")]
+                   if args.processes else []),
                  *([("wakeups", "wake-ups", ".3f"), ("affine_wakeups", "on the waker's CPU", ".3f")]
                    if args.wakeups else [])]
         print("| case | target | qps | p50 ms | proxy CPU µs/query | machine CPU µs/query "
@@ -163,10 +194,13 @@ def main():
         for case in cases:
             runs = {name: [] for name in targets}
             for round_ in range(args.rounds):
-                for name, target in targets.items():
+                for name, target in bench.in_turn(targets, round_):
                     bench.say(f"{case.name}, {name}, round {round_ + 1}/{args.rounds}")
                     runs[name].append(measure(case, target.port, target.pid, args.seconds, args.syscalls,
-                                              args.wakeups))
+                                              args.wakeups, servers))
+                    run = runs[name][-1]
+                    bench.say(f"  {run['qps']:,.0f} queries/s, proxy {run['proxy_us']:.1f} µs/query, "
+                              f"machine {run['machine_us']:.1f} µs/query")
             for name, mine in runs.items():
                 median = {key: statistics.median(r[key] for r in mine) for key in mine[0]}
                 print(f"| {case.name} | {name} | {median['qps']:,.0f} | {median['p50_ms']:.3f} "
