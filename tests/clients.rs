@@ -291,6 +291,47 @@ fn pymysql_transactions_load_data_and_tls() {
     }
 }
 
+#[tokio::test]
+async fn pymysql_that_only_reads_never_connects_to_the_primary() {
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    // What PyMySQL does at connect with these: log in with a database, send
+    // the init command, then read.
+    let script = r#"
+import sys, pymysql
+conn = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="app", password="app",
+                       database="mysql", autocommit=True, init_command="SET NAMES utf8mb4")
+with conn.cursor() as cur:
+    for _ in range(3):
+        cur.execute("SELECT @@server_id, @@character_set_client")
+        print(*cur.fetchone())
+conn.close()
+"#;
+    let output = program("python3")
+        .args(["-c", script, &proxy.port().to_string()])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "PyMySQL failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answers: Vec<&str> = stdout.lines().collect();
+    assert_eq!(answers.len(), 3, "{stdout}");
+    for answer in answers {
+        assert!(
+            answer == "2 utf8mb4" || answer == "3 utf8mb4",
+            "a replica, with the session's character set: {answer}"
+        );
+    }
+    let metrics = common::metrics(&proxy).await;
+    assert!(
+        metrics.contains("rwsplit_backend_connections{backend=\"db1\"} 0\n"),
+        "no connection to the primary was opened:\n{metrics}"
+    );
+}
+
 #[test]
 fn sysbench_oltp_read_write_runs_without_errors() {
     let sandbox = common::shared_sandbox();

@@ -283,6 +283,66 @@ async fn session_state_follows_the_session_to_every_server() {
     );
 }
 
+/// Backend connections rwsplit holds open, by backend (db1, db2, db3).
+async fn backend_connections(proxy: &TestProxy) -> [u64; 3] {
+    let text = common::metrics(proxy).await;
+    ["db1", "db2", "db3"].map(|name| {
+        let line = format!("rwsplit_backend_connections{{backend=\"{name}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .parse()
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn a_session_that_only_reads_never_connects_to_the_primary() {
+    // A driver's connect: a database, then SET NAMES and SET autocommit.
+    let (proxy, mut conn) =
+        connect(|c| c.routing.replica_affinity = ReplicaAffinity::Session).await;
+    conn.query_drop("SET NAMES utf8mb4").await.unwrap();
+    conn.query_drop("SET autocommit = 1").await.unwrap();
+    conn.query_drop("SET @v = 42").await.unwrap();
+    let (v, value, server): (u32, String, u32) = conn
+        .query_first("SELECT @v, v, @@server_id FROM t WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((v, value.as_str()), (42, "one"));
+    assert!(is_replica(server));
+    let [primary, db2, db3] = backend_connections(&proxy).await;
+    assert_eq!(
+        (primary, db2 + db3),
+        (0, 1),
+        "the session's one connection is its replica's"
+    );
+
+    // A write opens the primary's connection with the session's state.
+    conn.query_drop("UPDATE t SET v = v WHERE id = 1")
+        .await
+        .unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    let (v, charset, server): (u32, String, u32) = conn
+        .query_first("SELECT @v, @@character_set_client, @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    conn.query_drop("COMMIT").await.unwrap();
+    assert_eq!((v, charset.as_str(), server), (42, "utf8mb4", PRIMARY));
+    // From now on session state runs on the primary first, and still
+    // reaches the replica.
+    conn.query_drop("SET @w = 7").await.unwrap();
+    let (w, server): (u32, u32) = conn
+        .query_first("SELECT @w, @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w, 7);
+    assert!(is_replica(server));
+    assert_eq!(backend_connections(&proxy).await[0], 1);
+}
+
 #[tokio::test]
 async fn prepared_reads_run_on_replicas_and_stay_correct() {
     let (_proxy, mut conn) = connect(|_| {}).await;

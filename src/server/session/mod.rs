@@ -47,8 +47,9 @@ use crate::protocol::command::{Command, com};
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
-use crate::sql::SessionChange;
+use crate::routing::Target;
 use crate::sql::kill::{Kill, parse_kill};
+use crate::sql::{SessionChange, StatementKind};
 use prepared::Run;
 use relay::{Definitions, Relay, RelayError, Relayed};
 use state::RoutingState;
@@ -157,14 +158,23 @@ struct Session {
 }
 
 impl Session {
-    /// Ends the login: checks the database the client asked for (by opening
-    /// the primary connection with it), then sends OK.
+    /// Ends the login: checks the database the client asked for, then
+    /// sends OK. The check opens the connection the session's first read
+    /// will use, so that a session that only reads never holds one to the
+    /// primary; if that fails, the primary has the last word (a replica
+    /// behind a `CREATE DATABASE`, say).
     async fn start(&mut self, seq: u8) -> Result<(), End> {
         if self.identity.db.is_some() {
-            let primary = self.primary_target();
-            if let Err(error) = self.backend_for(primary, false).await {
-                self.client.send_error(seq, &error).await?;
-                return Err(End::Refused);
+            let opened = match self.target(&StatementKind::Read, None, b"") {
+                Target::Backend(reader) if self.ensure_backend(reader).await.is_ok() => Ok(reader),
+                _ => self.backend_for(self.primary_target(), false).await,
+            };
+            match opened {
+                Ok(backend) => self.note_reader(backend),
+                Err(error) => {
+                    self.client.send_error(seq, &error).await?;
+                    return Err(End::Refused);
+                }
             }
         }
         self.client.send(seq, &ok_payload(self.status, 0)).await?;
@@ -258,7 +268,7 @@ impl Session {
                 // Lists a table's columns: a read, unless the table may be
                 // one of the session's temporary tables.
                 let table = &frame.first_payload()[1..];
-                let target = self.target(&crate::sql::StatementKind::Read, None, table);
+                let target = self.target(&StatementKind::Read, None, table);
                 self.run_on(target, &frame, Expect::FieldList, true)
                     .await
                     .map(|_| Flow::Continue)

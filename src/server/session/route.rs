@@ -217,9 +217,10 @@ impl Session {
     }
 
     /// A statement that changes session state: it runs where the session's
-    /// transaction is (or on the primary), its answer goes to the client,
-    /// and if it succeeded it is run on every other backend connection the
-    /// session holds and recorded for connections opened later.
+    /// transaction is (or else as [`Session::state_target`] says), its
+    /// answer goes to the client, and if it succeeded it is run on every
+    /// other backend connection the session holds and recorded for
+    /// connections opened later.
     pub(super) async fn session_state(
         &mut self,
         frame: Frame,
@@ -230,14 +231,22 @@ impl Session {
         // Replaying the session's state and then its transaction would
         // apply this twice.
         self.routing.transaction.spoil(Unreplayable::SessionState);
-        let anchor = self
-            .transaction()
-            .map_or_else(|| self.primary_target(), Target::Backend);
-        let relayed = self.run_on(anchor, &frame, expect, false).await?;
+        let (anchor, outside_transaction) = match self.transaction() {
+            Some(backend) => (Target::Backend(backend), false),
+            None => (self.state_target(), true),
+        };
+        // Outside a transaction an unreachable replica is no reason to
+        // fail: like a read, the statement goes to another server.
+        let relayed = self
+            .run_on(anchor, &frame, expect, outside_transaction)
+            .await?;
         self.count(KindLabel::Session, started, relayed.is_some());
         let Some(relayed) = relayed else {
             return Ok(Flow::Continue);
         };
+        if let Some(backend) = self.routing.previous.filter(|_| outside_transaction) {
+            self.note_reader(backend);
+        }
         if relayed.error.is_some() {
             return Ok(Flow::Continue);
         }
@@ -279,6 +288,30 @@ impl Session {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Where a session-state statement runs outside a transaction: on the
+    /// primary when the session holds its connection (or is pinned there),
+    /// else on a connection it holds, else where its next read would go.
+    /// Session-state statements compute the same on every server (anything
+    /// else pins the session), and each is replayed on the others as they
+    /// are opened; so a session that only reads — a driver's `SET NAMES`
+    /// and `SET autocommit` at connect, then queries — never opens the
+    /// primary's connection. The statement that overflows the history pins
+    /// the session to the primary, so it runs there, on a connection the
+    /// history brought up to date first.
+    fn state_target(&self) -> Target {
+        let primary = self.proxy.primary();
+        if self.routing.pinned
+            || self.routing.history.is_full()
+            || primary.is_some_and(|p| self.backends[p].is_some())
+        {
+            return self.primary_target();
+        }
+        match self.backends.iter().position(Option::is_some) {
+            Some(open) => Target::Backend(open),
+            None => self.target(&StatementKind::Read, None, b""),
+        }
     }
 
     /// Runs a client command on `target`. A read whose replica cannot be

@@ -79,12 +79,17 @@ impl History {
     /// dropped: it can no longer bring a new connection up to date, and the
     /// caller pins the session to the connections it has.
     pub fn record(&mut self, payload: Vec<u8>, expect: Expect) -> Result<(), HistoryFull> {
-        if self.entries.len() >= self.limit {
+        if self.is_full() {
             self.entries = Vec::new();
             return Err(HistoryFull);
         }
         self.entries.push(Entry { payload, expect });
         Ok(())
+    }
+
+    /// Whether the next command recorded would overflow the history.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.limit
     }
 
     #[cfg(test)]
