@@ -121,8 +121,10 @@ mod tests {
         let set = || b"\x03SET @a = 1".to_vec();
         let results = Expect::Results { cursor: false };
         assert_eq!(history.record(set(), results), Ok(()));
+        assert!(!history.is_full());
         assert_eq!(history.record(set(), results), Ok(()));
         assert_eq!(history.len(), 2);
+        assert!(history.is_full(), "the next record would overflow it");
         assert_eq!(history.record(set(), results), Err(HistoryFull));
         assert!(
             history.is_empty(),
