@@ -57,9 +57,10 @@ def say(message):
 def in_turn(targets: dict, round_: int) -> list:
     """The targets' (name, value) pairs in the order they run in round
     `round_` (from 0): each round starts one further along, so that over as
-    many rounds as targets each runs once in every place. What runs just
-    before a target moves its result (docs/benchmarks.md, step 23); a fixed
-    order would put that in the ratios between targets."""
+    many rounds as targets each runs once in every place. Whatever the
+    target run just before leaves behind would otherwise lean on the
+    ratios between targets the same way every round (docs/benchmarks.md,
+    step 23)."""
     items = list(targets.items())
     start = round_ % len(items)
     return items[start:] + items[:start]
