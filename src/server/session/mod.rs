@@ -165,7 +165,7 @@ impl Session {
     /// behind a `CREATE DATABASE`, say).
     async fn start(&mut self, seq: u8) -> Result<(), End> {
         if self.identity.db.is_some() {
-            let opened = match self.target(&StatementKind::Read, None, b"") {
+            let opened = match self.next_read_target() {
                 Target::Backend(reader) if self.ensure_backend(reader).await.is_ok() => Ok(reader),
                 _ => self.backend_for(self.primary_target(), false).await,
             };

@@ -71,6 +71,12 @@ impl Session {
         route(kind, hint, &view, &self.proxy.topology.load(), &reads)
     }
 
+    /// Where the session's next plain read would go: the connection a
+    /// session that has not read yet opens first.
+    pub(super) fn next_read_target(&self) -> Target {
+        self.target(&StatementKind::Read, None, b"")
+    }
+
     /// COM_QUERY: classify, route, relay, then keep what the statement
     /// changed about the session.
     pub(super) async fn query(&mut self, frame: Frame) -> Result<Flow, End> {
@@ -301,16 +307,16 @@ impl Session {
     /// the session to the primary, so it runs there, on a connection the
     /// history brought up to date first.
     fn state_target(&self) -> Target {
-        let primary = self.proxy.primary();
+        let primary = self.primary_target();
         if self.routing.pinned
             || self.routing.history.is_full()
-            || primary.is_some_and(|p| self.backends[p].is_some())
+            || self.open_backend(primary).is_some()
         {
-            return self.primary_target();
+            return primary;
         }
         match self.backends.iter().position(Option::is_some) {
             Some(open) => Target::Backend(open),
-            None => self.target(&StatementKind::Read, None, b""),
+            None => self.next_read_target(),
         }
     }
 
