@@ -97,6 +97,20 @@ async fn reads(conn: &mut Conn, n: usize) -> [usize; 4] {
     counts
 }
 
+/// `n` text reads through `conn`; how many each server ran (by id).
+async fn text_reads(conn: &mut Conn, n: usize) -> [usize; 4] {
+    let mut counts = [0; 4];
+    for _ in 0..n {
+        let id: u32 = conn
+            .query_first("SELECT @@server_id")
+            .await
+            .expect("a read")
+            .unwrap();
+        counts[id as usize] += 1;
+    }
+    counts
+}
+
 /// Every server's Com_stmt_execute.
 async fn executions(sandbox: &Sandbox) -> Vec<u64> {
     let mut values = Vec::new();
@@ -283,6 +297,10 @@ async fn a_killed_replica_costs_its_readers_nothing() {
     let mut conn = Conn::new(proxy.opts()).await.unwrap();
     let counts = reads(&mut conn, 4).await;
     assert_eq!(counts, [0, 0, 2, 2], "the session holds both replicas");
+    // And one that reads with text queries.
+    let mut text = Conn::new(proxy.opts()).await.unwrap();
+    let counts = text_reads(&mut text, 4).await;
+    assert_eq!(counts, [0, 0, 2, 2], "the text session holds both replicas");
     let victim = sandbox.servers()[2].pid();
     send_signal(victim, libc::SIGKILL).unwrap();
     while rwsplit::sandbox::is_alive(victim) {
@@ -294,6 +312,12 @@ async fn a_killed_replica_costs_its_readers_nothing() {
     );
     let counts = reads(&mut conn, 6).await;
     assert_eq!(counts, [0, 0, 6, 0], "the read on db3 ran again on db2");
+    let counts = text_reads(&mut text, 6).await;
+    assert_eq!(
+        counts,
+        [0, 0, 6, 0],
+        "the text read on db3 ran again on db2"
+    );
 }
 
 #[tokio::test]

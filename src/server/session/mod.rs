@@ -77,8 +77,15 @@ enum End {
     Client(ClientError),
     /// The client broke the protocol; it was told why.
     Violation(&'static str),
-    /// A backend connection failed mid-command; the client was told.
-    BackendLost { backend: String, error: String },
+    /// A backend connection failed mid-command.
+    BackendLost {
+        backend: String,
+        error: String,
+        /// The sequence id of the ERR packet that tells the client, sent as
+        /// the session closes; `None` when it was told already, or when
+        /// part of a packet reached it (no ERR can follow that).
+        tell: Option<u8>,
+    },
     /// Authentication (COM_CHANGE_USER) or database selection failed.
     Refused,
 }
@@ -189,6 +196,11 @@ impl Session {
         Ok(())
     }
 
+    /// Reads the client's commands and answers each, until it quits or
+    /// the session fails. The commands are dispatched here, not in a
+    /// function of their own: each `async fn` between the session and a
+    /// relay is one more future to set up, and to save at every wait, on
+    /// the path of every command (docs/benchmarks.md, step 24).
     async fn serve(&mut self) -> End {
         loop {
             let frame = match self.client.read_frame().await {
@@ -213,19 +225,23 @@ impl Session {
                 }
                 Err(error) => return End::Client(error),
             };
-            match self.handle(frame).await {
+            // The commands that carry statements go straight to their
+            // paths; `handle` dispatches the others.
+            let flow = match Command::decode(frame.first_payload()) {
+                Ok(Command::Execute { statement, flags }) if frame.seq() == 0 => {
+                    self.execute(frame, statement, Run::Execute(flags)).await
+                }
+                Ok(Command::Query(sql)) if frame.seq() == 0 && parse_kill(sql).is_none() => {
+                    self.query(frame).await
+                }
+                _ => self.handle(frame).await,
+            };
+            match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) => return End::Quit,
                 Err(end) => return end,
             }
         }
-    }
-
-    /// Tells the client why it is disconnected.
-    async fn violation(&mut self, seq: u8, error: ErrorPacket, why: &'static str) -> End {
-        // The client may be gone already; the session ends either way.
-        let _ = self.client.send_error(seq, &error).await;
-        End::Violation(why)
     }
 
     async fn handle(&mut self, frame: Frame) -> Result<Flow, End> {
@@ -303,6 +319,13 @@ impl Session {
         }
     }
 
+    /// Tells the client why it is disconnected.
+    async fn violation(&mut self, seq: u8, error: ErrorPacket, why: &'static str) -> End {
+        // The client may be gone already; the session ends either way.
+        let _ = self.client.send_error(seq, &error).await;
+        End::Violation(why)
+    }
+
     /// Relays a command about the server itself to the primary.
     async fn on_primary(&mut self, frame: &Frame, expect: Expect) -> Result<Flow, End> {
         let primary = self.primary_target();
@@ -330,7 +353,7 @@ impl Session {
                 Box::pin(self.deliver_held(target, request, relayed, held)).await
             }
             Ok(relayed) => Ok(relayed),
-            Err(Untouched(lost)) => Err(self.backend_lost(target, lost, 1).await),
+            Err(Untouched(lost)) => Err(self.lost(target, lost, Some(1))),
         }
     }
 
@@ -346,6 +369,25 @@ impl Session {
         rename: Option<u32>,
         definitions: Definitions<'_>,
     ) -> Result<Result<Relayed, Untouched>, End> {
+        let ready = self.relay_for(target, request, expect, rename, definitions)?;
+        let relayed = relay::relay(ready, request).await;
+        self.relay_ended(target, request, relayed)
+    }
+
+    /// The relay of `request` to `target`'s open connection, for
+    /// [`relay::relay`], whose result goes to [`Session::relay_ended`]:
+    /// together, what [`Session::try_relay_to`] does. The statement paths
+    /// (prepared executions, reads) run the three themselves: each `async
+    /// fn` between a session and its relay is one more future to set up,
+    /// and to save at every wait (docs/benchmarks.md, step 24).
+    fn relay_for<'a>(
+        &'a mut self,
+        target: usize,
+        request: &[u8],
+        expect: Expect,
+        rename: Option<u32>,
+        definitions: Definitions<'a>,
+    ) -> Result<relay::Ready<'a>, End> {
         let track_gtid = self.tracks_gtid(target);
         let digest = self.records_transaction(target);
         // In a transaction that may be replayed, a text statement refused
@@ -356,12 +398,10 @@ impl Session {
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
-        let in_flight = self.proxy.metrics.thread(self.thread).relaying(target);
-        let result = relay::relay(
-            &mut self.client,
+        Ok(relay::Ready {
+            client: &mut self.client,
             backend,
-            request,
-            Relay {
+            how: Relay {
                 expect,
                 rename,
                 track_gtid,
@@ -369,15 +409,26 @@ impl Session {
                 digest,
                 hold_read_only,
             },
-        )
-        .await;
-        drop(in_flight);
-        match result {
+            in_flight: self.proxy.metrics.thread(self.thread).relaying(target),
+        })
+    }
+
+    /// Takes in the end of a relay made with [`Session::relay_for`]:
+    /// the session's status, the transaction's record, and a failed
+    /// backend's connection discarded; `Err(Untouched)` when it failed
+    /// before any of its answer reached the client.
+    fn relay_ended(
+        &mut self,
+        target: usize,
+        request: &[u8],
+        relayed: Result<Relayed, RelayError>,
+    ) -> Result<Result<Relayed, Untouched>, End> {
+        match relayed {
             Ok(relayed) => {
                 if let Some(status) = relayed.status {
                     self.status = status;
                 }
-                if digest && !relayed.held {
+                if relayed.digest.is_some() && !relayed.held {
                     self.record(target, request, &relayed);
                 }
                 Ok(Ok(relayed))
@@ -401,31 +452,20 @@ impl Session {
                 untouched: false,
             }) => {
                 self.discard(target);
-                if !at_boundary {
-                    // Part of a packet went out: no ERR can follow it.
-                    let name = self.proxy.endpoints[target].name.clone();
-                    return Err(End::BackendLost {
-                        backend: name,
-                        error: error.to_string(),
-                    });
-                }
-                Err(self.backend_lost(target, error, next_seq).await)
+                // Once part of a packet went out, no ERR can follow it.
+                Err(self.lost(target, error, at_boundary.then_some(next_seq)))
             }
         }
     }
 
-    /// Tells the client that backend `target` was lost mid-command (its
-    /// connection already discarded); the session ends.
-    async fn backend_lost(&mut self, target: usize, error: BackendError, seq: u8) -> End {
-        let name = self.proxy.endpoints[target].name.clone();
-        // The session ends either way; the client may be gone.
-        let _ = self
-            .client
-            .send_error(seq, &ErrorPacket::backend_lost(&name))
-            .await;
+    /// The end of a session whose backend `target` was lost mid-command
+    /// (its connection already discarded): the client is told with an ERR
+    /// of sequence id `tell` as the session closes.
+    fn lost(&self, target: usize, error: BackendError, tell: Option<u8>) -> End {
         End::BackendLost {
-            backend: name,
+            backend: self.proxy.endpoints[target].name.clone(),
             error: error.to_string(),
+            tell,
         }
     }
 
@@ -445,11 +485,23 @@ impl Session {
             End::Quit | End::Client(ClientError::Closed) => debug!(id, "session ended"),
             End::Client(error) => info!(id, %error, "session ended"),
             End::Violation(why) => info!(id, why, "client broke the protocol; disconnected"),
-            End::BackendLost { backend, error } => warn!(
+            End::BackendLost { backend, error, .. } => warn!(
                 id,
                 backend, error, "backend connection lost; session closed"
             ),
             End::Refused => debug!(id, "session refused"),
+        }
+        if let End::BackendLost {
+            backend,
+            tell: Some(seq),
+            ..
+        } = &end
+        {
+            // The session ends either way; the client may be gone.
+            let _ = self
+                .client
+                .send_error(*seq, &ErrorPacket::backend_lost(backend))
+                .await;
         }
         self.release_backends();
         self.client.shutdown().await;

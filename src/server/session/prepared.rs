@@ -10,7 +10,7 @@
 
 use tracing::{debug, warn};
 
-use super::relay::Definitions;
+use super::relay::{self, Definitions};
 use super::statements::{ColumnDefs, Prepared, Statement};
 use super::{End, Flow, Session, Untouched};
 use crate::backend::conn::BackendError;
@@ -60,19 +60,8 @@ impl Run {
     }
 }
 
-/// What an execution needs to know, for each attempt.
-#[derive(Debug, Clone, Copy)]
-struct Execution {
-    /// rwsplit's id of the statement.
-    id: u32,
-    run: Run,
-    /// The statement only reads.
-    reads: bool,
-}
-
-/// How an attempt at an execution ended.
-enum Executed {
-    Done(super::relay::Relayed),
+/// Why an attempt at an execution did not run.
+enum NotRun {
     /// The client was sent an error.
     Refused,
     /// This replica's connection failed before anything reached the client.
@@ -156,8 +145,10 @@ impl Session {
         };
         let reads = matches!(kind, StatementKind::Read) && !long_data;
         let target = self.execution_target_avoiding(id, &kind, 0);
-        let retryable = reads && self.transaction().is_none();
-        let target = if retryable && self.write_pending() {
+        // A read outside a transaction whose replica fails before it
+        // answers runs once more, elsewhere.
+        let mut retryable = reads && self.transaction().is_none();
+        let mut target = if retryable && self.write_pending() {
             self.causal_target(target, |session, avoid| {
                 session.execution_target_avoiding(id, &kind, avoid)
             })
@@ -165,34 +156,60 @@ impl Session {
         } else {
             target
         };
-        let execution = Execution { id, run, reads };
-        // The frame stays ours for a second attempt (a read's replica may
-        // die before it answers): each attempt writes its backend's id in.
-        let relayed = match self
-            .execute_on(&mut frame, target, execution, retryable)
-            .await?
-        {
-            Executed::Done(relayed) => relayed,
-            Executed::Refused => return Ok(Flow::Continue),
-            Executed::Untouched(failed) => {
-                warn!(
-                    backend = self.proxy.endpoints[failed].name,
-                    "an execution's backend connection failed before it answered; it runs elsewhere"
-                );
-                let retry = match self.write_pending() {
-                    true => self.primary_target(),
-                    false => self.execution_target_avoiding(id, &kind, 1 << failed),
-                };
-                match self.execute_on(&mut frame, retry, execution, false).await? {
-                    Executed::Done(relayed) => relayed,
-                    Executed::Refused | Executed::Untouched(_) => return Ok(Flow::Continue),
+        // The attempts run here rather than in a function of their own:
+        // one future fewer on the path of every execution
+        // (docs/benchmarks.md, step 24).
+        let (backend, relayed) = loop {
+            let prepared = match self.prepared_backend(target, id) {
+                Some(prepared) => Ok(prepared),
+                // Boxed: rare, and it would take room in every session's future.
+                None => {
+                    Box::pin(self.prepare_backend(&frame, target, (id, reads), retryable)).await?
                 }
-            }
+            };
+            let failed = match prepared {
+                Ok((backend, backend_id)) => {
+                    // The frame stays ours for a second attempt: each writes
+                    // its backend's statement id in.
+                    let with_types =
+                        self.execution_request(&mut frame, (backend, backend_id), id, run)?;
+                    let request = with_types.as_ref().unwrap_or(&frame).as_bytes();
+                    let supply = self.columns_to_supply(id, backend);
+                    let definitions = match (self.caches_metadata(), &supply) {
+                        (false, _) => Definitions::Pass,
+                        (true, None) => Definitions::Keep,
+                        (true, Some(columns)) => Definitions::Supply(columns),
+                    };
+                    self.routing.previous = Some(backend);
+                    let ready =
+                        self.relay_for(backend, request, run.expect(), None, definitions)?;
+                    let relayed = relay::relay(ready, request).await;
+                    match self.relay_ended(backend, request, relayed)? {
+                        Ok(relayed) => break (backend, relayed),
+                        Err(Untouched(_)) if retryable && Some(backend) != self.proxy.primary() => {
+                            backend
+                        }
+                        Err(Untouched(lost)) => return Err(self.lost(backend, lost, Some(1))),
+                    }
+                }
+                Err(NotRun::Refused) => return Ok(Flow::Continue),
+                Err(NotRun::Untouched(failed)) => failed,
+            };
+            warn!(
+                backend = self.proxy.endpoints[failed].name,
+                "an execution's backend connection failed before it answered; it runs elsewhere"
+            );
+            target = match self.write_pending() {
+                true => self.primary_target(),
+                false => self.execution_target_avoiding(id, &kind, 1 << failed),
+            };
+            retryable = false;
         };
-        let backend = self
-            .routing
-            .previous
-            .ok_or(End::Violation("internal error: execution ran nowhere"))?;
+        if let Some(columns) = &relayed.columns
+            && let Some(statement) = self.statements.get_mut(id)
+        {
+            statement.columns_sent(backend, ColumnDefs::from(columns.as_slice()));
+        }
         self.count(crate::metrics::KindLabel::of(&kind), started, true);
         self.note_write(backend, !reads && relayed.error.is_none(), relayed.gtid);
         if reads {
@@ -202,68 +219,73 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// One attempt at an execution on `target`: the statement is prepared
-    /// there if it is not yet, and the request gets that backend's statement
-    /// id (and the parameter types, if the backend lacks them). With
-    /// `retryable`, a replica whose connection fails before answering is
-    /// handed back rather than reported to the client.
-    async fn execute_on(
+    /// `target`'s backend and statement `id`'s id there, when its
+    /// connection is open and the statement prepared there, as nearly
+    /// always: then [`Session::prepare_backend`] need not run.
+    fn prepared_backend(&self, target: Target, id: u32) -> Option<(usize, u32)> {
+        let backend = self.open_backend(target)?;
+        Some((backend, self.statements.get(id)?.id_on(backend)?))
+    }
+
+    /// Opens `target`'s connection if need be and prepares statement `id`
+    /// there if it is not yet: the backend and the statement's id on it.
+    /// With `retryable`, a replica whose connection fails is handed back
+    /// rather than reported to the client.
+    async fn prepare_backend(
         &mut self,
-        frame: &mut Frame,
+        frame: &Frame,
         target: Target,
-        execution: Execution,
+        (id, reads): (u32, bool),
         retryable: bool,
-    ) -> Result<Executed, End> {
+    ) -> Result<Result<(usize, u32), NotRun>, End> {
         let seq = frame.last_seq().wrapping_add(1);
-        let backend = match self.open_backend(target) {
-            Some(backend) => Ok(backend),
-            None => self.backend_for(target, execution.reads).await,
+        let opened = match self.open_backend(target) {
+            Some(backend) => Some(backend),
+            None => self.open_or_refuse(target, frame, reads).await?,
         };
-        let backend = match backend {
-            Ok(backend) => backend,
-            Err(error) => {
-                self.metrics().refused();
-                self.reply_error(seq, &error).await?;
-                return Ok(Executed::Refused);
-            }
+        let Some(backend) = opened else {
+            self.metrics().refused();
+            return Ok(Err(NotRun::Refused));
         };
         let retryable = retryable && Some(backend) != self.proxy.primary();
-        let caching = self.caches_metadata();
-        // Usually prepared there already: then no future of `prepared_on`.
-        let known = self
-            .statements
-            .get(execution.id)
-            .and_then(|s| s.id_on(backend));
-        let backend_id = match known {
-            Some(backend_id) => backend_id,
-            None => match self.prepared_on(execution.id, backend, retryable).await? {
-                Ok(backend_id) => backend_id,
-                Err(PrepareFailure::Refused(error)) => {
-                    self.reply_error(seq, &error).await?;
-                    return Ok(Executed::Refused);
-                }
-                Err(PrepareFailure::Untouched) => return Ok(Executed::Untouched(backend)),
-            },
-        };
+        if let Some(backend_id) = self.statements.get(id).and_then(|s| s.id_on(backend)) {
+            return Ok(Ok((backend, backend_id)));
+        }
+        match self.prepared_on(id, backend, retryable).await? {
+            Ok(backend_id) => Ok(Ok((backend, backend_id))),
+            Err(PrepareFailure::Refused(error)) => {
+                self.reply_error(seq, &error).await?;
+                Ok(Err(NotRun::Refused))
+            }
+            Err(PrepareFailure::Untouched) => Ok(Err(NotRun::Untouched(backend))),
+        }
+    }
+
+    /// Makes `frame` an execution of statement `id` on `backend`, where
+    /// its id is `backend_id`, with the parameter types the backend lacks:
+    /// the request to send is `frame`, or the frame returned when the types
+    /// had to be added.
+    fn execution_request(
+        &mut self,
+        frame: &mut Frame,
+        (backend, backend_id): (usize, u32),
+        id: u32,
+        run: Run,
+    ) -> Result<Option<Frame>, End> {
         let statement = self
             .statements
-            .get_mut(execution.id)
+            .get_mut(id)
             .ok_or(End::Violation("internal error: statement vanished"))?;
-        let layout = execution
-            .run
-            .layout(frame.first_payload(), statement.params);
+        let layout = run.layout(frame.first_payload(), statement.params);
         statement.last = Some(backend);
         statement.long_data = false;
         let has_types = statement.on_backend(backend).is_some_and(|p| p.has_types);
-        let with_types;
-        let frame: &Frame = match (layout, &statement.types) {
+        match (layout, &statement.types) {
             (Some(layout), _) if layout.types.is_some() => {
                 // New types: remembered, and only this backend has them now.
                 let (start, end) = layout.types.unwrap_or_default();
                 statement.types = Some(frame.first_payload()[start..end].to_vec());
                 statement.types_sent_to(backend);
-                set_statement_id(frame.first_payload_mut(), backend_id);
-                frame
             }
             (Some(layout), Some(types)) if !has_types => {
                 // The client relies on types it sent in an earlier execution,
@@ -271,42 +293,22 @@ impl Session {
                 let mut payload = command::with_types(&frame.clone().into_payload(), layout, types);
                 set_statement_id(&mut payload, backend_id);
                 statement.types_sent_to_also(backend);
-                with_types = Frame::from_payload(0, &payload);
-                &with_types
+                return Ok(Some(Frame::from_payload(0, &payload)));
             }
-            _ => {
-                set_statement_id(frame.first_payload_mut(), backend_id);
-                frame
-            }
-        };
-        let supply = caching
-            .then(|| statement.columns_to_supply(backend))
-            .flatten();
-        let definitions = match (caching, &supply) {
-            (false, _) => Definitions::Pass,
-            (true, None) => Definitions::Keep,
-            (true, Some(columns)) => Definitions::Supply(columns),
-        };
-        let expect = execution.run.expect();
-        self.routing.previous = Some(backend);
-        let relayed = if !retryable {
-            self.relay_to(backend, frame.as_bytes(), expect, None, definitions)
-                .await?
-        } else {
-            match self
-                .try_relay_to(backend, frame.as_bytes(), expect, None, definitions)
-                .await?
-            {
-                Ok(relayed) => relayed,
-                Err(Untouched(_)) => return Ok(Executed::Untouched(backend)),
-            }
-        };
-        if let Some(columns) = &relayed.columns
-            && let Some(statement) = self.statements.get_mut(execution.id)
-        {
-            statement.columns_sent(backend, ColumnDefs::from(columns.as_slice()));
+            _ => {}
         }
-        Ok(Executed::Done(relayed))
+        set_statement_id(frame.first_payload_mut(), backend_id);
+        Ok(None)
+    }
+
+    /// The column definitions to give the client if an execution of
+    /// statement `id` on `backend` skips them (see
+    /// [`Statement::columns_to_supply`]), on a connection that caches them.
+    fn columns_to_supply(&self, id: u32, backend: usize) -> Option<ColumnDefs> {
+        if !self.caches_metadata() {
+            return None;
+        }
+        self.statements.get(id)?.columns_to_supply(backend)
     }
 
     /// Where the next execution of statement `id` runs, routed as `kind`
@@ -477,7 +479,7 @@ impl Session {
             }
             Err(error) => {
                 self.discard(backend);
-                Err(self.backend_lost(backend, error, 1).await)
+                Err(self.lost(backend, error, Some(1)))
             }
         }
     }
@@ -493,6 +495,7 @@ impl Session {
             return Err(End::BackendLost {
                 backend: name,
                 error: error.to_string(),
+                tell: None,
             });
         }
         Ok(())

@@ -11,6 +11,7 @@ use mysql_common::constants::StatusFlags;
 
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::gtid::Committed;
+use crate::metrics::InFlight;
 use crate::protocol::digest::Digest;
 use crate::protocol::packet::{Renumber, number_packets};
 use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan, column_definitions};
@@ -32,12 +33,20 @@ pub struct Relayed {
     /// PREPARE_OK, as [`column_definitions`] gives them; `None` when it got
     /// none (the backend skipped them, or there were no columns).
     pub columns: Option<Vec<u8>>,
-    /// With [`Relay::digest`]: the digest of the response's bytes, unless
-    /// it read a LOCAL INFILE from the client (which cannot be replayed).
-    pub digest: Option<std::num::NonZeroU64>,
+    /// With [`Relay::digest`]: what transaction replay keeps of it.
+    pub digest: Option<Digested>,
     /// With [`Relay::hold_read_only`]: the response is an ERR 1290, not
     /// sent to the client; it is left in the backend's read buffer.
     pub held: bool,
+}
+
+/// What a relay with [`Relay::digest`] made of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digested {
+    /// The digest of its bytes.
+    Bytes(std::num::NonZeroU64),
+    /// It read a LOCAL INFILE from the client, which cannot be replayed.
+    LocalInfile,
 }
 
 /// What to do with a response's column definitions, on a connection that
@@ -108,14 +117,26 @@ impl From<ClientError> for RelayError {
     }
 }
 
-/// Sends `request` (raw packet bytes) to `backend` and relays the response
-/// to `client`, as `how` says.
-pub async fn relay(
-    client: &mut ClientConn,
-    backend: &mut BackendConn,
-    request: &[u8],
-    how: Relay<'_>,
-) -> Result<Relayed, RelayError> {
+/// A relay ready to run.
+#[derive(Debug)]
+pub struct Ready<'a> {
+    pub client: &'a mut ClientConn,
+    pub backend: &'a mut BackendConn,
+    pub how: Relay<'a>,
+    /// The command counted in flight on the backend, until the relay
+    /// returns (or is dropped: an aborted session).
+    pub in_flight: InFlight<'a>,
+}
+
+/// Sends `request` (raw packet bytes) to the backend and relays the
+/// response to the client, as `ready.how` says.
+pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayError> {
+    let Ready {
+        client,
+        backend,
+        how,
+        in_flight: _in_flight,
+    } = ready;
     // Packets of rwsplit's own sent before the backend's (supplied column
     // definitions): the client's sequence ids are the backend's plus this.
     let mut inserted = 0u8;
@@ -253,7 +274,10 @@ pub async fn relay(
         prepared,
         gtid: scanner.gtid().cloned(),
         columns,
-        digest: digest.map(|d| d.finish()),
+        digest: how.digest.then(|| match digest {
+            Some(digest) => Digested::Bytes(digest.finish()),
+            None => Digested::LocalInfile,
+        }),
         held,
     };
     backend.response_ended(relayed.status, relayed.error);

@@ -21,7 +21,7 @@
 use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
 
-use super::relay::{Definitions, Relayed};
+use super::relay::{Definitions, Digested, Relayed};
 use super::{End, RESULTS, Session, Untouched};
 use crate::protocol::command::com;
 use crate::protocol::messages::ErrorPacket;
@@ -51,13 +51,18 @@ impl Session {
         // Outside a transaction (most statements: autocommit, or its end)
         // the log only forgets: the statement is not lexed.
         let text = match request.get(4) {
-            Some(&com::QUERY) if in_transaction && relayed.digest.is_some() => {
+            Some(&com::QUERY)
+                if in_transaction && matches!(relayed.digest, Some(Digested::Bytes(_))) =>
+            {
                 let effect = sql::transaction_effect(&sql::decode(&request[5..]));
                 Some((request, effect))
             }
             _ => None,
         };
-        let digest = relayed.digest.map_or(0, |d| d.get());
+        let digest = match relayed.digest {
+            Some(Digested::Bytes(digest)) => digest.get(),
+            _ => 0,
+        };
         self.routing
             .transaction
             .record(target, text, digest, in_transaction);
@@ -167,7 +172,7 @@ impl Session {
                     return self.run_moved(to, frame).await;
                 }
                 self.routing.transaction.clear();
-                return Err(self.backend_lost(from, lost, seq).await);
+                return Err(self.lost(from, lost, Some(seq)));
             }
         };
         // ERR 1290: the server turned read-only (fenced), or some other
@@ -186,7 +191,7 @@ impl Session {
             Err(lost) => {
                 self.discard(from);
                 self.routing.transaction.clear();
-                return Err(self.backend_lost(from, lost, seq).await);
+                return Err(self.lost(from, lost, Some(seq)));
             }
         }
         self.deliver_held(from, frame.as_bytes(), relayed, held)
@@ -255,6 +260,7 @@ impl Session {
                 Err(End::BackendLost {
                     backend: from_name,
                     error: format!("transaction not replayed on {to_name}: {why}"),
+                    tell: None,
                 })
             }
         }
