@@ -199,10 +199,9 @@ impl Session {
                 backend = self.proxy.endpoints[failed].name,
                 "an execution's backend connection failed before it answered; it runs elsewhere"
             );
-            target = match self.write_pending() {
-                true => self.primary_target(),
-                false => self.execution_target_avoiding(id, &kind, 1 << failed),
-            };
+            target = self.retry_target(failed, |session, avoid| {
+                session.execution_target_avoiding(id, &kind, avoid)
+            });
             retryable = false;
         };
         if let Some(columns) = &relayed.columns
@@ -490,13 +489,9 @@ impl Session {
             return Ok(());
         };
         if let Err(error) = super::relay::send_only(backend, request).await {
-            let name = self.proxy.endpoints[target].name.clone();
             self.discard(target);
-            return Err(End::BackendLost {
-                backend: name,
-                error: error.to_string(),
-                tell: None,
-            });
+            // The command has no response: no ERR for the client either.
+            return Err(self.lost(target, error, None));
         }
         Ok(())
     }

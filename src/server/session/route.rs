@@ -152,11 +152,7 @@ impl Session {
                     error = %lost,
                     "a read's backend connection failed before it answered; the read runs elsewhere"
                 );
-                // After a write, the retry goes where the write is.
-                target = match self.write_pending() {
-                    true => self.primary_target(),
-                    false => reroute(self, 1 << backend),
-                };
+                target = self.retry_target(backend, reroute);
                 retryable = false;
             }
         } else if let Some(backend) = in_recorded_transaction {
@@ -393,6 +389,21 @@ impl Session {
         }
     }
 
+    /// Where a read goes once `failed` could not take it (its connection
+    /// failed, or could not be opened): after a write the read must see,
+    /// where that write is; else where `reroute` sends it, avoiding
+    /// `failed`.
+    pub(super) fn retry_target(
+        &self,
+        failed: usize,
+        reroute: impl Fn(&Self, u64) -> Target,
+    ) -> Target {
+        match self.write_pending() {
+            true => self.primary_target(),
+            false => reroute(self, 1 << failed),
+        }
+    }
+
     /// `target`'s backend when its connection is open, as it nearly always
     /// is: then [`Session::backend_for`] need not be awaited, whose future
     /// costs about a hundred instructions even when it has nothing to do.
@@ -437,10 +448,9 @@ impl Session {
         if !read || Some(backend) == primary || self.transaction().is_some() {
             return Err(error);
         }
-        let fallback = match self.write_pending() {
-            true => self.primary_target(),
-            false => self.target_avoiding(&StatementKind::Read, None, b"", 1 << backend),
-        };
+        let fallback = self.retry_target(backend, |session, avoid| {
+            session.target_avoiding(&StatementKind::Read, None, b"", avoid)
+        });
         let Target::Backend(fallback) = fallback else {
             return Err(error);
         };
