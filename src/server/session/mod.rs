@@ -31,7 +31,6 @@ mod transactions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use tokio::net::TcpStream;
@@ -43,6 +42,7 @@ use super::client::{ClientConn, ClientError};
 use super::login::{self, Identity, LoginError};
 use super::registry::Registration;
 use crate::backend::conn::{BackendConn, BackendError};
+use crate::metrics::Stopwatch;
 use crate::protocol::command::{Command, com};
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::{Frame, FrameError};
@@ -273,11 +273,11 @@ impl Session {
             },
             Command::InitDb(db) => {
                 let change = SessionChange::Database(String::from_utf8_lossy(db).into_owned());
-                self.session_state(frame, Expect::Single, Some(change), Instant::now())
+                self.session_state(frame, Expect::Single, Some(change), Stopwatch::start())
                     .await
             }
             Command::SetOption => {
-                self.session_state(frame, Expect::Single, None, Instant::now())
+                self.session_state(frame, Expect::Single, None, Stopwatch::start())
                     .await
             }
             Command::FieldList => {

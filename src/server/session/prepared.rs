@@ -132,7 +132,7 @@ impl Session {
         statement: u32,
         run: Run,
     ) -> Result<Flow, End> {
-        let started = std::time::Instant::now();
+        let started = crate::metrics::Stopwatch::start();
         let seq = frame.last_seq().wrapping_add(1);
         let Some(id) = self.statements.resolve(statement) else {
             // MariaDB names the same handler for a bulk execution.

@@ -3,7 +3,6 @@
 //! consistent on every backend it holds.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use mysql_common::constants::StatusFlags;
 use tracing::{info, warn};
@@ -12,7 +11,7 @@ use super::relay::{self, Definitions};
 use super::transaction_log::Unreplayable;
 use super::{End, Flow, RESULTS, Session, Untouched};
 use crate::config::ReplicaAffinity;
-use crate::metrics::{KindLabel, Route, ThreadMetrics};
+use crate::metrics::{KindLabel, Route, Stopwatch, ThreadMetrics};
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
@@ -80,7 +79,7 @@ impl Session {
     /// COM_QUERY: classify, route, relay, then keep what the statement
     /// changed about the session.
     pub(super) async fn query(&mut self, frame: Frame) -> Result<Flow, End> {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let text = sql::decode(&frame.first_payload()[1..]);
         let Classified { kind, hint } = sql::classify(&text);
         let kind = match kind {
@@ -195,7 +194,7 @@ impl Session {
 
     /// Counts a statement for the metrics: where it ran (the previous
     /// backend) when it `ran`, else as refused.
-    pub(super) fn count(&self, kind: KindLabel, started: Instant, ran: bool) {
+    pub(super) fn count(&self, kind: KindLabel, started: Stopwatch, ran: bool) {
         let metrics = self.metrics();
         match self.routing.previous.filter(|_| ran) {
             Some(backend) => {
@@ -204,7 +203,7 @@ impl Session {
                 } else {
                     Route::Replica
                 };
-                metrics.statement(route, kind, started.elapsed());
+                metrics.statement(route, kind, started.micros());
             }
             None => metrics.refused(),
         }
@@ -258,7 +257,7 @@ impl Session {
         frame: Frame,
         expect: Expect,
         change: Option<SessionChange>,
-        started: Instant,
+        started: Stopwatch,
     ) -> Result<Flow, End> {
         // Replaying the session's state and then its transaction would
         // apply this twice.
