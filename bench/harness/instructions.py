@@ -34,7 +34,8 @@ def options():
     parser = argparse.ArgumentParser(prog="bench/instructions", description=__doc__)
     parser.add_argument("--case", default="point_select ps t1", help="sysbench case by exact name")
     parser.add_argument("--seconds", type=int, default=10, help="length of the counted run (default 10)")
-    parser.add_argument("--binary", default="target/release/rwsplit", help="the rwsplit binary")
+    parser.add_argument("--binary", default="target/pgo/rwsplit",
+                        help="the rwsplit binary (default: as it ships, built by scripts/release)")
     parser.add_argument("--cache-sim", action="store_true",
                         help="also simulate the caches (callgrind --cache-sim=yes) and count "
                              "first-level instruction and data misses and last-level misses "

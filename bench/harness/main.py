@@ -35,7 +35,7 @@ def options():
     parser.add_argument("--seconds", type=int, help="length of each sysbench run (default 20, smoke 2)")
     parser.add_argument("--rounds", type=int, help="rounds of direct/HAProxy/rwsplit per case (default 3, smoke 1)")
     parser.add_argument("--cases", help="only cases whose name contains this text")
-    parser.add_argument("--binary", help="the rwsplit binary (default target/release/rwsplit, built first)")
+    parser.add_argument("--binary", help="the rwsplit binary (default target/pgo/rwsplit, built first by scripts/release)")
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/benchmarks.md and the chart from a saved run")
     parser.add_argument("--max-steal", type=float, default=MAX_STEAL_PCT, metavar="PCT",
@@ -45,7 +45,7 @@ def options():
     args = parser.parse_args()
     args.seconds = args.seconds or (2 if args.smoke else 20)
     args.rounds = args.rounds or (1 if args.smoke else 3)
-    args.binary = os.path.abspath(args.binary or os.path.join(ROOT, "target/release/rwsplit"))
+    args.binary = os.path.abspath(args.binary or os.path.join(ROOT, "target/pgo/rwsplit"))
     args.out = args.out or (tempfile.mkdtemp(prefix="rwsplit-bench-out-") if args.smoke else os.path.join(ROOT, "bench/results"))
     return args
 

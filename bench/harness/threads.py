@@ -28,7 +28,8 @@ def options():
                         help="sysbench cases by exact name, comma-separated")
     parser.add_argument("--seconds", type=int, default=10, help="length of each run (default 10)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of every target per case (default 5)")
-    parser.add_argument("--binary", default="target/release/rwsplit", help="the rwsplit binary")
+    parser.add_argument("--binary", default="target/pgo/rwsplit",
+                        help="the rwsplit binary (default: as it ships, built by scripts/release)")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY:THREADS",
                         help="also run another rwsplit binary (e.g. an older commit's build) with "
                              "THREADS session threads, shown as LABEL; repeatable")
