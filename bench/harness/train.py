@@ -15,15 +15,27 @@ def options():
     parser = argparse.ArgumentParser(prog="bench/harness/train.py", description=__doc__)
     parser.add_argument("--binary", required=True, help="rwsplit built with -Cprofile-generate")
     parser.add_argument("--seconds", type=int, default=5, help="length of each sysbench run (default 5)")
+    parser.add_argument("--cases", help="only these sysbench cases, by exact name, comma-separated (default all)")
     return parser.parse_args()
+
+
+def cases(names):
+    if names is None:
+        return sysbench.CASES
+    wanted = names.split(",")
+    unknown = set(wanted) - {case.name for case in sysbench.CASES}
+    if unknown:
+        sys.exit(f"unknown cases {sorted(unknown)}; the cases are {[c.name for c in sysbench.CASES]}")
+    return [case for case in sysbench.CASES if case.name in wanted]
 
 
 def main():
     args = options()
+    chosen = cases(args.cases)
     with sandbox_with_targets(args.binary) as (sandbox, targets):
         bench.load_data(sandbox)
         targets["rwsplit"] = Rwsplit(args.binary, sandbox)
-        for case in sysbench.CASES:
+        for case in chosen:
             result, _ = sysbench.run(case, targets["rwsplit"].port, args.seconds)
             print(f"==> trained on {case.name}: {result.queries:,} queries", file=sys.stderr, flush=True)
         # Leaving the block stops rwsplit with SIGTERM: it shuts down
