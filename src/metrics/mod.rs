@@ -8,6 +8,10 @@
 //! [`render`] writes them in the Prometheus text exposition format
 //! (version 0.0.4), together with the topology's health and lag.
 
+mod stopwatch;
+
+pub use stopwatch::Stopwatch;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -73,39 +77,6 @@ impl KindLabel {
             | StatementKind::ExecutePrepared(_) => KindLabel::Write,
         }
     }
-}
-
-/// When a statement started, to time it for the latency histogram.
-///
-/// Not [`std::time::Instant`]: its `now` and `elapsed`, with the
-/// conversion to microseconds, cost some 230 instructions a statement over
-/// cache lines nothing else on the path touches (docs/benchmarks.md, step
-/// 25). This reads the same monotonic clock, through libc, and subtracts
-/// integers.
-#[derive(Debug, Clone, Copy)]
-pub struct Stopwatch(u64);
-
-impl Stopwatch {
-    pub fn start() -> Stopwatch {
-        Stopwatch(monotonic_micros())
-    }
-
-    /// Microseconds since [`Stopwatch::start`].
-    pub fn micros(self) -> u64 {
-        monotonic_micros().saturating_sub(self.0)
-    }
-}
-
-/// The monotonic clock (`CLOCK_MONOTONIC`, never negative), in microseconds.
-fn monotonic_micros() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill, and
-    // CLOCK_MONOTONIC exists on every Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }
 
 /// Upper bounds of the latency histogram's buckets, in microseconds.
@@ -233,7 +204,7 @@ impl ThreadMetrics {
         }
     }
 
-    /// Counts a statement that ran, and how long it took.
+    /// Counts a statement that ran, and how long it took (microseconds).
     pub fn statement(&self, route: Route, kind: KindLabel, micros: u64) {
         self.statements[route as usize][kind as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(bucket) = BUCKETS_MICROS.iter().position(|&b| micros <= b) {
@@ -510,20 +481,6 @@ mod tests {
             ],
             alarm: None,
         }
-    }
-
-    #[test]
-    fn a_stopwatch_counts_the_microseconds_that_pass() {
-        let stopwatch = Stopwatch::start();
-        let instant = std::time::Instant::now();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let (micros, reference) = (stopwatch.micros(), instant.elapsed().as_micros() as u64);
-        // The same clock as `Instant`, read a few nanoseconds apart.
-        assert!(micros >= 20_000, "{micros} µs for a 20 ms sleep");
-        assert!(
-            micros.abs_diff(reference) <= 1_000,
-            "{micros} µs, Instant says {reference}"
-        );
     }
 
     #[test]
