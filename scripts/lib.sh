@@ -1,4 +1,4 @@
-# Shared by scripts/*: installing system packages on Debian/Ubuntu.
+# Shared by scripts/* and bench/*: installing system packages on Debian/Ubuntu, and Python modules.
 # shellcheck shell=bash
 
 # Runs a command as root (directly, or through sudo when we are not root).
@@ -53,4 +53,16 @@ ensure_packages() {
 # The MariaDB server and client the sandbox needs.
 ensure_mariadb() {
     ensure_packages mariadbd:mariadb-server mariadb:mariadb-client
+}
+
+# ensure_python_modules MODULE:PACKAGE... installs from PyPI, for the
+# python3 on PATH, each PACKAGE whose MODULE does not import.
+ensure_python_modules() {
+    local pair
+    for pair in "$@"; do
+        if ! python3 -c "import ${pair%%:*}" 2>/dev/null; then
+            echo "==> installing ${pair#*:} for $(command -v python3)" >&2
+            python3 -m pip install --quiet --disable-pip-version-check "${pair#*:}"
+        fi
+    done
 }
