@@ -27,13 +27,19 @@ MARK_END = "<!-- results:end -->"
 # benchmarks.md, step 16).
 MAX_STEAL_PCT = 5.0
 ATTEMPTS = 3
+# Six rounds of 10 s rather than three of 20: the same time per case and
+# target, twice the samples of the machine's state, which is what moves a
+# round's ratio by ±10 % (docs/benchmarks.md, step 26); and a multiple of
+# the three targets, so each runs twice in every place of the rotation.
+ROUNDS = 6
+SECONDS = 10
 
 
 def options():
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="2 s per case, 1 round, small idle test; no docs")
-    parser.add_argument("--seconds", type=int, help="length of each sysbench run (default 20, smoke 2)")
-    parser.add_argument("--rounds", type=int, help="rounds of direct/HAProxy/rwsplit per case (default 3, smoke 1)")
+    parser.add_argument("--seconds", type=int, help=f"length of each sysbench run (default {SECONDS}, smoke 2)")
+    parser.add_argument("--rounds", type=int, help=f"rounds of direct/HAProxy/rwsplit per case (default {ROUNDS}, smoke 1)")
     parser.add_argument("--cases", help="only cases whose name contains this text")
     parser.add_argument("--binary", help="the rwsplit binary (default target/pgo/rwsplit, built first by scripts/release)")
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
@@ -43,8 +49,8 @@ def options():
                              f"stolen by the hypervisor during it (default {MAX_STEAL_PCT:g}, at most "
                              f"{ATTEMPTS} attempts; the discarded rounds are kept in the JSON)")
     args = parser.parse_args()
-    args.seconds = args.seconds or (2 if args.smoke else 20)
-    args.rounds = args.rounds or (1 if args.smoke else 3)
+    args.seconds = args.seconds or (2 if args.smoke else SECONDS)
+    args.rounds = args.rounds or (1 if args.smoke else ROUNDS)
     args.binary = os.path.abspath(args.binary or os.path.join(ROOT, "target/pgo/rwsplit"))
     args.out = args.out or (tempfile.mkdtemp(prefix="rwsplit-bench-out-") if args.smoke else os.path.join(ROOT, "bench/results"))
     return args
