@@ -570,6 +570,56 @@ async fn an_unreachable_replica_sends_reads_to_the_primary() {
     }
 }
 
+/// Logs in to `opts` with database `db`, which must fail; the server's error.
+async fn login_error(opts: mysql_async::Opts, db: &str) -> mysql_async::ServerError {
+    let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(Some(db));
+    match Conn::new(opts).await {
+        Err(mysql_async::Error::Server(error)) => error,
+        other => panic!("a login to database {db} should fail with a server error: {other:?}"),
+    }
+}
+
+/// The primary's count of failed logins.
+async fn failed_logins(sandbox: &Sandbox) -> u64 {
+    let mut admin = sandbox.primary().admin().await.unwrap();
+    let row: (String, u64) = admin
+        .query_first("SHOW GLOBAL STATUS WHERE Variable_name = 'Aborted_connects'")
+        .await
+        .unwrap()
+        .unwrap();
+    row.1
+}
+
+#[tokio::test]
+async fn a_login_to_a_missing_database_gets_the_servers_error_from_one_try() {
+    let sandbox = common::shared_sandbox();
+    let direct = login_error(sandbox.primary().opts(&APP), "routing_missing").await;
+    assert_eq!((direct.code, direct.state.as_str()), (1049, "42000"));
+
+    // With replicas: one of them refuses first, then the primary has the
+    // last word; the client reads what the server said.
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let through = login_error(proxy.opts(), "routing_missing").await;
+    assert_eq!(
+        (through.code, through.state, through.message),
+        (direct.code, direct.state.clone(), direct.message.clone())
+    );
+
+    // With the primary as the only reader, its answer is final: one login.
+    let proxy = common::start_proxy(common::primary_only_config(&sandbox));
+    let before = failed_logins(&sandbox).await;
+    let through = login_error(proxy.opts(), "routing_missing").await;
+    assert_eq!(
+        (through.code, through.message),
+        (direct.code, direct.message)
+    );
+    assert_eq!(
+        failed_logins(&sandbox).await - before,
+        1,
+        "the primary is asked once"
+    );
+}
+
 /// How many of `n` reads each server (by id) ran.
 async fn read_servers(conn: &mut Conn, n: usize) -> [usize; 4] {
     let mut counts = [0usize; 4];

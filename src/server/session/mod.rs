@@ -173,8 +173,13 @@ impl Session {
     async fn start(&mut self, seq: u8) -> Result<(), End> {
         if self.identity.db.is_some() {
             let opened = match self.next_read_target() {
-                Target::Backend(reader) if self.ensure_backend(reader).await.is_ok() => Ok(reader),
-                _ => self.backend_for(self.primary_target(), false).await,
+                Target::Backend(reader) => match self.ensure_backend(reader).await {
+                    Ok(()) => Ok(reader),
+                    // The reader was the primary: its answer stands.
+                    Err(error) if Some(reader) == self.proxy.primary() => Err(error),
+                    Err(_) => self.backend_for(self.primary_target(), false).await,
+                },
+                no_reader => self.backend_for(no_reader, false).await,
             };
             match opened {
                 Ok(backend) => self.note_reader(backend),
