@@ -67,6 +67,10 @@ pub enum CheckError {
 pub struct Checker {
     opts: Opts,
     conn: Option<Conn>,
+    /// Whether the server behind `conn` is MariaDB, from its first check:
+    /// after that, one statement reads the version, `read_only` and the
+    /// GTID position, whose variable depends on it.
+    mariadb: Option<bool>,
     connect_timeout: Duration,
     query_timeout: Duration,
     /// `SELECT ts FROM <heartbeat table> WHERE writer = '<this rwsplit>'`.
@@ -82,6 +86,7 @@ impl Checker {
         Checker {
             opts: monitor_opts(backend, monitor),
             conn: None,
+            mariadb: None,
             connect_timeout: monitor.connect_timeout,
             query_timeout: monitor.query_timeout,
             heartbeat_query,
@@ -107,24 +112,36 @@ impl Checker {
     async fn observe(&mut self) -> Result<Observation, CheckError> {
         if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
+            self.mariadb = None;
         }
         let query_timeout = self.query_timeout;
         let Some(conn) = self.conn.as_mut() else {
             return Err(CheckError::Failed("no connection".into()));
         };
-        let (version, read_only): (String, bool) = limit(
-            query_timeout,
-            conn.query_first("SELECT @@version, @@read_only"),
-        )
-        .await?
-        .ok_or_else(|| CheckError::Failed("no answer to SELECT @@version".into()))?;
-        let mariadb = version.contains("MariaDB");
-        let (gtid_query, status_query) = if mariadb {
-            ("SELECT @@gtid_current_pos", "SHOW SLAVE STATUS")
-        } else {
-            ("SELECT @@global.gtid_executed", "SHOW REPLICA STATUS")
+        let mariadb = match self.mariadb {
+            Some(mariadb) => mariadb,
+            None => {
+                let version: String = limit(query_timeout, conn.query_first("SELECT @@version"))
+                    .await?
+                    .ok_or_else(|| CheckError::Failed("no answer to SELECT @@version".into()))?;
+                *self.mariadb.insert(version.contains("MariaDB"))
+            }
         };
-        let gtid: Option<String> = limit(query_timeout, conn.query_first(gtid_query)).await?;
+        let (state_query, status_query) = if mariadb {
+            (
+                "SELECT @@version, @@read_only, @@gtid_current_pos",
+                "SHOW SLAVE STATUS",
+            )
+        } else {
+            (
+                "SELECT @@version, @@read_only, @@global.gtid_executed",
+                "SHOW REPLICA STATUS",
+            )
+        };
+        let (version, read_only, gtid): (String, bool, Option<String>) =
+            limit(query_timeout, conn.query_first(state_query))
+                .await?
+                .ok_or_else(|| CheckError::Failed(format!("no answer to {state_query}")))?;
         let status: Option<Row> = limit(query_timeout, conn.query_first(status_query)).await?;
         let replication = status.as_ref().and_then(|row| {
             replication(|name| {
