@@ -66,11 +66,7 @@ pub enum CheckError {
 /// Checks one backend again and again, keeping its connection.
 pub struct Checker {
     opts: Opts,
-    conn: Option<Conn>,
-    /// Whether the server behind `conn` is MariaDB, from its first check:
-    /// after that, one statement reads the version, `read_only` and the
-    /// GTID position, whose variable depends on it.
-    mariadb: Option<bool>,
+    conn: Option<Watched>,
     connect_timeout: Duration,
     query_timeout: Duration,
     /// `SELECT ts FROM <heartbeat table> WHERE writer = '<this rwsplit>'`.
@@ -86,7 +82,6 @@ impl Checker {
         Checker {
             opts: monitor_opts(backend, monitor),
             conn: None,
-            mariadb: None,
             connect_timeout: monitor.connect_timeout,
             query_timeout: monitor.query_timeout,
             heartbeat_query,
@@ -109,25 +104,27 @@ impl Checker {
         limit(self.connect_timeout, Conn::new(self.opts.clone())).await
     }
 
+    /// Opens the connection checks run on, and learns the server's flavour.
+    async fn open(&self) -> Result<Watched, CheckError> {
+        let mut conn = self.connect().await?;
+        let version: String = limit(self.query_timeout, conn.query_first("SELECT @@version"))
+            .await?
+            .ok_or_else(|| CheckError::Failed("no answer to SELECT @@version".into()))?;
+        Ok(Watched {
+            mariadb: version.contains("MariaDB"),
+            conn,
+        })
+    }
+
     async fn observe(&mut self) -> Result<Observation, CheckError> {
         if self.conn.is_none() {
-            self.conn = Some(self.connect().await?);
-            self.mariadb = None;
+            self.conn = Some(self.open().await?);
         }
         let query_timeout = self.query_timeout;
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(Watched { conn, mariadb }) = self.conn.as_mut() else {
             return Err(CheckError::Failed("no connection".into()));
         };
-        let mariadb = match self.mariadb {
-            Some(mariadb) => mariadb,
-            None => {
-                let version: String = limit(query_timeout, conn.query_first("SELECT @@version"))
-                    .await?
-                    .ok_or_else(|| CheckError::Failed("no answer to SELECT @@version".into()))?;
-                *self.mariadb.insert(version.contains("MariaDB"))
-            }
-        };
-        let (state_query, status_query) = if mariadb {
+        let (state_query, status_query) = if *mariadb {
             (
                 "SELECT @@version, @@read_only, @@gtid_current_pos",
                 "SHOW SLAVE STATUS",
@@ -171,6 +168,14 @@ impl Checker {
             heartbeat,
         })
     }
+}
+
+/// The connection a [`Checker`] keeps, and whether its server is MariaDB:
+/// which GTID variable and status statement it has, so that one statement
+/// reads the version, `read_only` and the GTID position at every check.
+struct Watched {
+    conn: Conn,
+    mariadb: bool,
 }
 
 /// Runs a mysql_async call with a time limit.
