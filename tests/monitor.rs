@@ -83,30 +83,29 @@ async fn root(sandbox: &Sandbox, index: usize, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// `n` prepared reads through `conn`; how many each server ran (by id).
-async fn reads(conn: &mut Conn, n: usize) -> [usize; 4] {
-    let mut counts = [0; 4];
-    for _ in 0..n {
-        let id: u32 = conn
-            .exec_first("SELECT @@server_id", ())
-            .await
-            .expect("a read")
-            .unwrap();
-        counts[id as usize] += 1;
-    }
-    counts
+/// Which protocol a test's reads use.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Binary,
+    Text,
 }
 
-/// `n` text reads through `conn`; how many each server ran (by id).
-async fn text_reads(conn: &mut Conn, n: usize) -> [usize; 4] {
+/// `n` prepared reads through `conn`; how many each server ran (by id).
+async fn reads(conn: &mut Conn, n: usize) -> [usize; 4] {
+    reads_over(Protocol::Binary, conn, n).await
+}
+
+/// `n` reads through `conn` over `protocol`; how many each server ran (by id).
+async fn reads_over(protocol: Protocol, conn: &mut Conn, n: usize) -> [usize; 4] {
+    const READ: &str = "SELECT @@server_id";
     let mut counts = [0; 4];
     for _ in 0..n {
-        let id: u32 = conn
-            .query_first("SELECT @@server_id")
-            .await
-            .expect("a read")
-            .unwrap();
-        counts[id as usize] += 1;
+        let id: Option<u32> = match protocol {
+            Protocol::Binary => conn.exec_first(READ, ()).await,
+            Protocol::Text => conn.query_first(READ).await,
+        }
+        .expect("a read");
+        counts[id.expect("a row") as usize] += 1;
     }
     counts
 }
@@ -299,7 +298,7 @@ async fn a_killed_replica_costs_its_readers_nothing() {
     assert_eq!(counts, [0, 0, 2, 2], "the session holds both replicas");
     // And one that reads with text queries.
     let mut text = Conn::new(proxy.opts()).await.unwrap();
-    let counts = text_reads(&mut text, 4).await;
+    let counts = reads_over(Protocol::Text, &mut text, 4).await;
     assert_eq!(counts, [0, 0, 2, 2], "the text session holds both replicas");
     let victim = sandbox.servers()[2].pid();
     send_signal(victim, libc::SIGKILL).unwrap();
@@ -312,7 +311,7 @@ async fn a_killed_replica_costs_its_readers_nothing() {
     );
     let counts = reads(&mut conn, 6).await;
     assert_eq!(counts, [0, 0, 6, 0], "the read on db3 ran again on db2");
-    let counts = text_reads(&mut text, 6).await;
+    let counts = reads_over(Protocol::Text, &mut text, 6).await;
     assert_eq!(
         counts,
         [0, 0, 6, 0],
