@@ -607,3 +607,59 @@ async fn counter(sandbox: &Sandbox, index: usize, name: &str) -> u64 {
         .unwrap();
     value
 }
+
+/// A server's `Questions` and `Com_show_slave_status`, read over `conn`
+/// (one statement, counted in `Questions` itself).
+async fn statements(conn: &mut Conn) -> (u64, u64) {
+    let rows: Vec<(String, u64)> = conn
+        .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_show_slave_status')")
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("{name} in {rows:?}"))
+            .1
+    };
+    (value("Questions"), value("Com_show_slave_status"))
+}
+
+/// What every sidecar costs every server, per interval (docs/monitor.md):
+/// a replica answers three statements a check; the primary two, and two
+/// more for the heartbeat (`SELECT @@read_only`, then the write). Each
+/// check runs exactly one `SHOW SLAVE STATUS`, so the servers' own counters
+/// give the checks made and the statements they cost, with no one else
+/// connected.
+#[tokio::test]
+async fn an_interval_costs_a_replica_three_statements_and_the_primary_four() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let _proxy = start(&sandbox, |_| {});
+    // Past the first check of each connection, which also asks @@version.
+    tokio::time::sleep(3 * INTERVAL).await;
+    let mut admins = Vec::new();
+    for server in sandbox.servers() {
+        admins.push(server.admin().await.unwrap());
+    }
+    let mut before = Vec::new();
+    for admin in &mut admins {
+        before.push(statements(admin).await);
+    }
+    tokio::time::sleep(15 * INTERVAL).await;
+    for (index, admin) in admins.iter_mut().enumerate() {
+        let (questions, checks) = statements(admin).await;
+        // Less the test's own second SHOW GLOBAL STATUS.
+        let questions = questions - before[index].0 - 1;
+        let checks = checks - before[index].1;
+        assert!(checks >= 10, "db{}: {checks} checks in 3 s", index + 1);
+        let per_check = if index == 0 { 4 } else { 3 };
+        // A check or heartbeat under way at either reading may be counted
+        // in part.
+        let expected = per_check * checks;
+        assert!(
+            questions.abs_diff(expected) <= 4,
+            "db{}: {questions} statements for {checks} checks, not {expected}",
+            index + 1
+        );
+    }
+}

@@ -49,6 +49,7 @@ def options():
                              "emptied the caches since its last statement")
     parser.add_argument("--keep", metavar="DIR",
                         help="copy each target's counted profile to DIR/<target>.callgrind, "
+                             "and its profile of as long idle to DIR/<target>.idle.callgrind, "
                              "to read with callgrind_annotate")
     return parser.parse_args()
 
@@ -97,7 +98,7 @@ def count(case, target, seconds: int, workdir: str, columns: list[str]) -> dict:
     sysbench.run(case, target.port, 2)  # warm-up: connections, pools, caches
     dump(target.pid, workdir)
     time.sleep(seconds)
-    idle, _ = dump(target.pid, workdir)
+    idle, idle_profile = dump(target.pid, workdir)
     result, _ = sysbench.run(case, target.port, seconds)
     busy, profile = dump(target.pid, workdir)
     per_query = {
@@ -109,6 +110,7 @@ def count(case, target, seconds: int, workdir: str, columns: list[str]) -> dict:
         "per_query": per_query,
         "idle_per_second": idle["Ir"] / seconds,
         "profile": profile,
+        "idle_profile": idle_profile,
     }
 
 
@@ -149,6 +151,8 @@ def main():
             if args.keep:
                 os.makedirs(args.keep, exist_ok=True)
                 shutil.copy(counted["profile"], os.path.join(args.keep, f"{name}.callgrind"))
+                shutil.copy(counted["idle_profile"],
+                            os.path.join(args.keep, f"{name}.idle.callgrind"))
 
 
 if __name__ == "__main__":
