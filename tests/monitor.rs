@@ -1,6 +1,6 @@
 //! The monitor against real servers that misbehave: stopped replication, a
-//! delayed replica, a frozen one, a killed one, two writable servers; and
-//! read-your-writes. Each test breaks a sandbox of its own. Where reads
+//! delayed replica, a frozen one, a killed one, two writable servers;
+//! read-your-writes; and what the checks cost the servers. Each test breaks a sandbox of its own. Where reads
 //! ran is read from the servers: `@@server_id` in results (db1 = 1 is the
 //! primary) and their `Com_stmt_execute` counters (the monitor never
 //! prepares statements, so only the test's reads count there).
