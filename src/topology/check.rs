@@ -104,38 +104,34 @@ impl Checker {
         limit(self.connect_timeout, Conn::new(self.opts.clone())).await
     }
 
-    /// Opens the connection checks run on, and learns the server's flavour.
+    /// Opens the connection checks run on, and learns the server's version.
     async fn open(&self) -> Result<Watched, CheckError> {
         let mut conn = self.connect().await?;
         let version: String = limit(self.query_timeout, conn.query_first("SELECT @@version"))
             .await?
             .ok_or_else(|| CheckError::Failed("no answer to SELECT @@version".into()))?;
-        Ok(Watched {
-            mariadb: version.contains("MariaDB"),
-            conn,
-        })
+        Ok(Watched { conn, version })
     }
 
     async fn observe(&mut self) -> Result<Observation, CheckError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.open().await?);
-        }
         let query_timeout = self.query_timeout;
-        let Some(Watched { conn, mariadb }) = self.conn.as_mut() else {
-            return Err(CheckError::Failed("no connection".into()));
+        let watched = match self.conn.take() {
+            Some(watched) => watched,
+            None => self.open().await?,
         };
-        let (state_query, status_query) = if *mariadb {
+        let Watched { conn, version } = self.conn.insert(watched);
+        let (state_query, status_query) = if version.contains("MariaDB") {
             (
-                "SELECT @@version, @@read_only, @@gtid_current_pos",
+                "SELECT @@read_only, @@gtid_current_pos",
                 "SHOW SLAVE STATUS",
             )
         } else {
             (
-                "SELECT @@version, @@read_only, @@global.gtid_executed",
+                "SELECT @@read_only, @@global.gtid_executed",
                 "SHOW REPLICA STATUS",
             )
         };
-        let (version, read_only, gtid): (String, bool, Option<String>) =
+        let (read_only, gtid): (bool, Option<String>) =
             limit(query_timeout, conn.query_first(state_query))
                 .await?
                 .ok_or_else(|| CheckError::Failed(format!("no answer to {state_query}")))?;
@@ -161,7 +157,7 @@ impl Checker {
             None => None,
         };
         Ok(Observation {
-            version,
+            version: version.clone(),
             read_only,
             gtid: gtid.and_then(|g| GtidPosition::parse(&g)),
             replication,
@@ -170,12 +166,13 @@ impl Checker {
     }
 }
 
-/// The connection a [`Checker`] keeps, and whether its server is MariaDB:
-/// which GTID variable and status statement it has, so that one statement
-/// reads the version, `read_only` and the GTID position at every check.
+/// The connection a [`Checker`] keeps, and its server's version, read
+/// once when it opened: the version cannot change while the connection
+/// lasts, and it says which GTID variable and status statement the server
+/// has (MariaDB's or MySQL's).
 struct Watched {
     conn: Conn,
-    mariadb: bool,
+    version: String,
 }
 
 /// Runs a mysql_async call with a time limit.
