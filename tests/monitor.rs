@@ -609,7 +609,8 @@ async fn counter(sandbox: &Sandbox, index: usize, name: &str) -> u64 {
 }
 
 /// A server's `Questions` and `Com_show_slave_status`, read over `conn`
-/// (one statement, counted in `Questions` itself).
+/// (one statement, counted in `Questions` itself) — not with [`counter`],
+/// whose new connection would add its own statements to `Questions`.
 async fn statements(conn: &mut Conn) -> (u64, u64) {
     let rows: Vec<(String, u64)> = conn
         .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_show_slave_status')")
