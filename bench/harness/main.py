@@ -15,6 +15,7 @@ import time
 import pymysql
 
 import idle
+import pool
 import report
 import sysbench
 from processes import Haproxy, Rwsplit, Sandbox, cpu_seconds, machine_ticks, migrations
@@ -44,6 +45,10 @@ def options():
     parser.add_argument("--binary", help="the rwsplit binary (default target/pgo/rwsplit, built first by scripts/release)")
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/benchmarks.md and the chart from a saved run")
+    parser.add_argument("--pool", metavar="JSON", nargs="+",
+                        help="only print the ratio targets over the rounds of these saved runs together: the "
+                             "median ratio, an interval for it and the rounds that met each target (runs of one "
+                             "build, or of builds with the same hot path)")
     parser.add_argument("--max-steal", type=float, default=MAX_STEAL_PCT, metavar="PCT",
                         help="measure a round again when more than PCT %% of the machine's CPU time was "
                              f"stolen by the hypervisor during it (default {MAX_STEAL_PCT:g}, at most "
@@ -247,6 +252,13 @@ def main():
             result = json.load(f)
         update_docs(result)
         print(report.markdown(result))
+        return
+    if args.pool:
+        results = []
+        for path in args.pool:
+            with open(path) as f:
+                results.append(json.load(f))
+        print(pool.markdown(results, [os.path.relpath(p, ROOT) for p in args.pool]))
         return
     # The idle test holds 10 000 client sockets here and as many in rwsplit.
     idle.raise_fd_limit(1000 if args.smoke else 12000)
