@@ -1,5 +1,5 @@
-"""`bench/run --pool`: the ratio targets over the rounds of several saved
-runs. One run's median of six rounds moves by more than the margins left
+"""`bench/run --pool`: the targets over the rounds of several saved runs.
+One run's median of six rounds moves by more than the margins left
 between the two proxies (docs/benchmarks.md, step 23); pooled, the rounds
 of several runs say where the ratio itself stands, and how sure that is."""
 
@@ -8,17 +8,19 @@ import statistics
 
 import report
 
-# Resamples for the interval of the median: enough that its ends move by
-# under 0.001 from one seed to another at 30 rounds.
+# Resamples for the interval of the median. Its ends are rounds' values
+# (or midpoints of two), so another seed moves them by a step between
+# neighbouring rounds: up to about 0.01 in a ratio at 36 rounds.
 RESAMPLES = 10_000
 
 
-def median_interval(ratios: list, rng: random.Random) -> tuple:
-    """A 95 % percentile-bootstrap interval for the median of `ratios`,
+def median_interval(values: list) -> tuple:
+    """A 95 % percentile-bootstrap interval for the median of `values`,
     resampling rounds as if independent. Rounds of one run share the
     machine's state of those minutes, so the true interval is somewhat
-    wider."""
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(RESAMPLES))
+    wider. Seeded: the same runs give the same table."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(RESAMPLES))
     return medians[int(0.025 * RESAMPLES)], medians[int(0.975 * RESAMPLES) - 1]
 
 
@@ -32,39 +34,81 @@ def verdict(low: float, high: float, met) -> str:
     return "within the noise"
 
 
+class Target:
+    """A target compared round by round: `compare` makes one value of a
+    round's (rwsplit, HAProxy) pair of `field`, `met` judges a value, and
+    `show` writes one."""
+
+    def __init__(self, name, case, field, compare, met, show):
+        self.name, self.case, self.field = name, case, field
+        self.compare, self.met, self.show = compare, met, show
+
+    def values(self, runs: list) -> list:
+        return [self.compare(mine, theirs) for mine, theirs in report.round_pairs(runs, self.case, self.field)]
+
+
+def ratio(mine, theirs):
+    return mine / theirs
+
+
+def times(value):
+    return f"{value:.3f}x"
+
+
+def added_us(mine, theirs):
+    """rwsplit's p50 less HAProxy's, in µs: the added latency of one less
+    the other's, since both add to the same direct connection's."""
+    return (mine - theirs) * 1000
+
+
+def micros(value):
+    return f"{value:+.0f} µs"
+
+
 def targets(runs: list) -> list:
-    """(target, field, test) for every ratio target the pooled runs measured."""
+    """The targets the pooled runs measured, as `bench/run` judges each run."""
     cases = list(dict.fromkeys(r["case"] for r in runs))
-    out = [(f"{c}: rwsplit throughput >= HAProxy's", c, "tps", lambda r: r >= 1.0)
-           for c in cases if c.startswith("point_select")]
-    out += [(f"{c}: CPU per query <= 1.1x HAProxy's", c, "cpu_us_per_query", lambda r: r <= 1.1) for c in cases]
-    return out
+    points = [c for c in cases if c.startswith("point_select")]
+    return [
+        *(Target(f"{c}: rwsplit throughput >= HAProxy's", c, "tps", ratio, lambda v: v >= 1.0, times)
+          for c in points),
+        *(Target(f"{c}: CPU per query <= 1.1x HAProxy's", c, "cpu_us_per_query", ratio, lambda v: v <= 1.1, times)
+          for c in cases),
+        *(Target(f"{c}: added p50 <= HAProxy's (rwsplit's p50 less HAProxy's)", c, "p50_ms", added_us,
+                 lambda v: v <= 0, micros)
+          for c in points if c.endswith(" t1")),
+    ]
 
 
 def markdown(results: list, files: list) -> str:
     """The pooled table of `results` (saved runs, read from `files`)."""
     # Rounds renumbered run by run, so that each pairs only with its own.
     runs = [{**r, "round": (i, r["round"])} for i, result in enumerate(results) for r in result["runs"]]
-    builds = ", ".join(dict.fromkeys(result["machine"]["rwsplit"] for result in results))
+    # "<commit> (<binary>)" each: the binary once when it is the same.
+    builds = [result["machine"]["rwsplit"].partition(" ") for result in results]
+    binaries = {binary for _, _, binary in builds}
+    builds = ", ".join(dict.fromkeys(commit if len(binaries) == 1 else f"{commit} {binary}"
+                                     for commit, _, binary in builds))
+    builds += f" {binaries.pop()}" if len(binaries) == 1 else ""
     lines = [
         f"{len(results)} runs pooled ({', '.join(f'`{f}`' for f in files)}); rwsplit {builds}.",
         "",
-        "Each round's ratio of the two proxies, measured minutes apart at most; the median over all "
+        "Each round compares the two proxies measured minutes apart at most; the median over all "
         "rounds, a 95 % bootstrap interval for it (rounds resampled as if independent), how many "
         "rounds met the target, and how many runs did by the median of their own rounds.",
         "",
-        "| target | rounds | median ratio | 95 % interval | rounds met | runs met | verdict |",
+        "| target | rounds | median | 95 % interval | rounds met | runs met | verdict |",
         "|---|---:|---:|---|---:|---:|---|",
     ]
-    rng = random.Random(0)
-    for name, case, field, met in targets(runs):
-        ratios = report.round_ratios(runs, case, field)
-        if not ratios:
+    for target in targets(runs):
+        values = target.values(runs)
+        if not values:
             continue
-        low, high = median_interval(ratios, rng)
-        by_run = [report.round_ratios(result["runs"], case, field) for result in results]
-        runs_met = sum(met(statistics.median(r)) for r in by_run if r)
-        lines.append(f"| {name} | {len(ratios)} | {statistics.median(ratios):.3f}x | {low:.3f}–{high:.3f}x "
-                     f"| {sum(map(met, ratios))} of {len(ratios)} | {runs_met} of {sum(map(bool, by_run))} "
-                     f"| {verdict(low, high, met)} |")
+        low, high = median_interval(values)
+        by_run = [target.values(result["runs"]) for result in results]
+        runs_met = sum(target.met(statistics.median(v)) for v in by_run if v)
+        lines.append(f"| {target.name} | {len(values)} | {target.show(statistics.median(values))} "
+                     f"| {target.show(low)} to {target.show(high)} "
+                     f"| {sum(map(target.met, values))} of {len(values)} | {runs_met} of {sum(map(bool, by_run))} "
+                     f"| {verdict(low, high, target.met)} |")
     return "\n".join(lines)

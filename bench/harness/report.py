@@ -33,14 +33,19 @@ def row_of(summary: list, case: str, target: str):
     return next((r for r in summary if r["case"] == case and r["target"] == target), None)
 
 
-def round_ratios(runs: list, case: str, field: str) -> list:
-    """rwsplit's `field` over HAProxy's, round by round: each pair measured
+def round_pairs(runs: list, case: str, field: str) -> list:
+    """rwsplit's `field` and HAProxy's, round by round: each pair measured
     minutes apart at most, where the medians of a run may come from
     different rounds."""
     def by_round(target):
         return {r["round"]: r[field] for r in runs if r["case"] == case and r["target"] == target and r.get(field)}
     mine, theirs = by_round("rwsplit"), by_round("haproxy")
-    return [mine[n] / theirs[n] for n in sorted(mine.keys() & theirs.keys())]
+    return [(mine[n], theirs[n]) for n in sorted(mine.keys() & theirs.keys())]
+
+
+def round_ratios(runs: list, case: str, field: str) -> list:
+    """rwsplit's `field` over HAProxy's, round by round."""
+    return [mine / theirs for mine, theirs in round_pairs(runs, case, field)]
 
 
 def spread(ratios: list, met) -> str:
