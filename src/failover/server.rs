@@ -89,7 +89,7 @@ impl Server {
             )
             .await?
             .ok_or_else(|| self.failed("SELECT @@version", "no row"))?;
-        let mariadb = version.contains("MariaDB");
+        let mariadb = crate::backend::is_mariadb(version.as_bytes());
         let applied = parse_position(&applied).map_err(|e| self.failed("@@gtid_current_pos", e))?;
         let replication = match mariadb {
             true => self.source().await?,

@@ -120,7 +120,7 @@ impl Checker {
             None => self.open().await?,
         };
         let Watched { conn, version } = self.conn.insert(watched);
-        let (state_query, status_query) = if version.contains("MariaDB") {
+        let (state_query, status_query) = if crate::backend::is_mariadb(version.as_bytes()) {
             (
                 "SELECT @@read_only, @@gtid_current_pos",
                 "SHOW SLAVE STATUS",
