@@ -46,9 +46,10 @@ def options():
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/benchmarks.md and the chart from a saved run")
     parser.add_argument("--pool", metavar="JSON", nargs="+",
-                        help="only print the ratio targets over the rounds of these saved runs together: the "
-                             "median ratio, an interval for it and the rounds that met each target (runs of one "
-                             "build, or of builds with the same hot path)")
+                        help="only print the targets over the rounds of these saved runs together: for each, "
+                             "the median over all rounds, an interval for it, and the rounds and runs that met "
+                             "it (runs of one build, or of builds with the same hot path; docs/benchmarks.md, "
+                             "step 29)")
     parser.add_argument("--max-steal", type=float, default=MAX_STEAL_PCT, metavar="PCT",
                         help="measure a round again when more than PCT %% of the machine's CPU time was "
                              f"stolen by the hypervisor during it (default {MAX_STEAL_PCT:g}, at most "
