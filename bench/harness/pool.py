@@ -84,14 +84,12 @@ def markdown(results: list, files: list) -> str:
     """The pooled table of `results` (saved runs, read from `files`)."""
     # Rounds renumbered run by run, so that each pairs only with its own.
     runs = [{**r, "round": (i, r["round"])} for i, result in enumerate(results) for r in result["runs"]]
-    # "<commit> (<binary>)" each: the binary once when it is the same.
+    # Each run records "<commit> (<binary>)": every commit, every binary, once.
     builds = [result["machine"]["rwsplit"].partition(" ") for result in results]
-    binaries = {binary for _, _, binary in builds}
-    builds = ", ".join(dict.fromkeys(commit if len(binaries) == 1 else f"{commit} {binary}"
-                                     for commit, _, binary in builds))
-    builds += f" {binaries.pop()}" if len(binaries) == 1 else ""
+    commits = ", ".join(dict.fromkeys(commit for commit, _, _ in builds))
+    binaries = ", ".join(dict.fromkeys(binary for _, _, binary in builds))
     lines = [
-        f"{len(results)} runs pooled ({', '.join(f'`{f}`' for f in files)}); rwsplit {builds}.",
+        f"{len(results)} runs pooled ({', '.join(f'`{f}`' for f in files)}); rwsplit {commits} {binaries}.",
         "",
         "Each round compares the two proxies measured minutes apart at most; the median over all "
         "rounds, a 95 % bootstrap interval for it (rounds resampled as if independent), how many "
