@@ -41,7 +41,9 @@ def options():
     parser.add_argument("--smoke", action="store_true", help="2 s per case, 1 round, small idle test; no docs")
     parser.add_argument("--seconds", type=int, help=f"length of each sysbench run (default {SECONDS}, smoke 2)")
     parser.add_argument("--rounds", type=int, help=f"rounds of direct/HAProxy/rwsplit per case (default {ROUNDS}, smoke 1)")
-    parser.add_argument("--cases", help="only cases whose name contains this text")
+    parser.add_argument("--cases", help="only cases whose name contains this text: only those are measured "
+                                        "(no idle clients, no classification) and the docs are left as they are, "
+                                        "the JSON being for --pool")
     parser.add_argument("--binary", help="the rwsplit binary (default target/pgo/rwsplit, built first by scripts/release)")
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/benchmarks.md and the chart from a saved run")
@@ -270,7 +272,9 @@ def main():
     measured = machine(args.binary)
     with tempfile.TemporaryDirectory(prefix="rwsplit-bench-build-") as workdir:
         args.binary = frozen(args.binary, workdir)
-        if not args.smoke:
+        # A run of some cases is one more sample of them, for --pool.
+        full = not args.smoke and not args.cases
+        if full:
             # Built first, so that a build failure does not come after the runs.
             say("building the classification micro-benchmark")
             classify_bench = frozen(build_classification(), workdir)
@@ -296,22 +300,23 @@ def main():
             }
             # Saved now, so that a failure later loses none of the runs.
             save(result, args.out)
-            result["idle"] = idle_memory(args, sandbox)
-            save(result, args.out)
+            if not args.cases:
+                result["idle"] = idle_memory(args, sandbox)
+                save(result, args.out)
         finally:
             sandbox.close()
-        result["classify"] = None if args.smoke else classification(classify_bench)
+        result["classify"] = classification(classify_bench) if full else None
     save(result, args.out)
     if args.smoke:
         # Exercise the report code too, away from the docs.
         with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
             f.write(report.markdown(result))
         report.chart(result["summary"], os.path.join(args.out, "benchmarks.png"))
-    else:
+    elif full:
         update_docs(result)
     print(report.markdown(result))
     say(f"done in {time.time() - started:.0f} s; results in {args.out}/{result['file']}")
-    failed = [name for name, _, met, _ in report.verdicts(result["summary"], result["idle"]) if not met and "errors" in name]
+    failed = [name for name, _, met, _ in report.verdicts(result["summary"], result.get("idle")) if not met and "errors" in name]
     if failed:
         say("some runs reconnected: see the table")
         sys.exit(1)
