@@ -41,7 +41,8 @@ def options():
     parser.add_argument("--smoke", action="store_true", help="2 s per case, 1 round, small idle test; no docs")
     parser.add_argument("--seconds", type=int, help=f"length of each sysbench run (default {SECONDS}, smoke 2)")
     parser.add_argument("--rounds", type=int, help=f"rounds of direct/HAProxy/rwsplit per case (default {ROUNDS}, smoke 1)")
-    parser.add_argument("--cases", help="only cases whose name contains this text: only those are measured "
+    parser.add_argument("--cases", help="only cases whose name contains this text, or one of these "
+                                        "comma-separated texts: only those are measured "
                                         "(no idle clients, no classification) and the docs are left as they are, "
                                         "the JSON being for --pool")
     parser.add_argument("--binary", help="the rwsplit binary (default target/pgo/rwsplit, built first by scripts/release)")
@@ -57,11 +58,21 @@ def options():
                              f"stolen by the hypervisor during it (default {MAX_STEAL_PCT:g}, at most "
                              f"{ATTEMPTS} attempts; the discarded rounds are kept in the JSON)")
     args = parser.parse_args()
+    if not chosen_cases(args.cases):
+        parser.error(f"no case matches --cases {args.cases!r}; the cases are: "
+                     + ", ".join(c.name for c in sysbench.CASES))
     args.seconds = args.seconds or (2 if args.smoke else SECONDS)
     args.rounds = args.rounds or (1 if args.smoke else ROUNDS)
     args.binary = os.path.abspath(args.binary or os.path.join(ROOT, "target/pgo/rwsplit"))
     args.out = args.out or (tempfile.mkdtemp(prefix="rwsplit-bench-out-") if args.smoke else os.path.join(ROOT, "bench/results"))
     return args
+
+
+def chosen_cases(texts) -> list:
+    """The cases `--cases` names: those containing any of its
+    comma-separated texts; every case without it."""
+    wanted = texts.split(",") if texts else [""]
+    return [c for c in sysbench.CASES if any(text in c.name for text in wanted)]
 
 
 def say(message):
@@ -140,7 +151,7 @@ def run_cases(args, sandbox) -> tuple:
     over_primary = Haproxy([sandbox.primary], sandbox.dir)
     runs, discarded, commands = [], [], {}
     try:
-        cases = [c for c in sysbench.CASES if not args.cases or args.cases in c.name]
+        cases = chosen_cases(args.cases)
         for case in cases:
             direct = sandbox.primary.port if case.writes else sandbox.replicas[0].port
             haproxy = over_primary if case.writes else over_replicas
