@@ -14,13 +14,18 @@ import report
 RESAMPLES = 10_000
 
 
-def median_interval(values: list) -> tuple:
-    """A 95 % percentile-bootstrap interval for the median of `values`,
-    resampling rounds as if independent. Rounds of one run share the
-    machine's state of those minutes, so the true interval is somewhat
-    wider. Seeded: the same runs give the same table."""
+def median_interval(runs: list) -> tuple:
+    """A 95 % bootstrap interval for the median of all the rounds of
+    `runs` (each run's list of values). The rounds of one run share the
+    machine's state of those minutes and move together, so each
+    resample draws runs, then rounds within each run drawn: the interval
+    is as wide as the runs disagree, not only as the rounds do. Seeded:
+    the same runs give the same table."""
     rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(RESAMPLES))
+    medians = sorted(
+        statistics.median([value for run in rng.choices(runs, k=len(runs)) for value in rng.choices(run, k=len(run))])
+        for _ in range(RESAMPLES)
+    )
     return medians[int(0.025 * RESAMPLES)], medians[int(0.975 * RESAMPLES) - 1]
 
 
@@ -82,8 +87,6 @@ def targets(runs: list) -> list:
 
 def markdown(results: list, files: list) -> str:
     """The pooled table of `results` (saved runs, read from `files`)."""
-    # Rounds renumbered run by run, so that each pairs only with its own.
-    runs = [{**r, "round": (i, r["round"])} for i, result in enumerate(results) for r in result["runs"]]
     # Each run records "<commit> (<binary>)": every commit, every binary, once.
     builds = [result["machine"]["rwsplit"].partition(" ") for result in results]
     commits = ", ".join(dict.fromkeys(commit for commit, _, _ in builds))
@@ -92,21 +95,21 @@ def markdown(results: list, files: list) -> str:
         f"{len(results)} runs pooled ({', '.join(f'`{f}`' for f in files)}); rwsplit {commits} {binaries}.",
         "",
         "Each round compares the two proxies measured minutes apart at most; the median over all "
-        "rounds, a 95 % bootstrap interval for it (rounds resampled as if independent), how many "
+        "rounds, a 95 % bootstrap interval for it (runs resampled, then rounds within each), how many "
         "rounds met the target, and how many runs did by the median of their own rounds.",
         "",
         "| target | rounds | median | 95 % interval | rounds met | runs met | verdict |",
         "|---|---:|---:|---|---:|---:|---|",
     ]
-    for target in targets(runs):
-        values = target.values(runs)
-        if not values:
+    for target in targets([r for result in results for r in result["runs"]]):
+        by_run = [v for v in (target.values(result["runs"]) for result in results) if v]
+        if not by_run:
             continue
-        low, high = median_interval(values)
-        by_run = [target.values(result["runs"]) for result in results]
-        runs_met = sum(target.met(statistics.median(v)) for v in by_run if v)
+        values = [value for run in by_run for value in run]
+        low, high = median_interval(by_run)
+        runs_met = sum(target.met(statistics.median(v)) for v in by_run)
         lines.append(f"| {target.name} | {len(values)} | {target.show(statistics.median(values))} "
                      f"| {target.show(low)} to {target.show(high)} "
-                     f"| {sum(map(target.met, values))} of {len(values)} | {runs_met} of {sum(map(bool, by_run))} "
+                     f"| {sum(map(target.met, values))} of {len(values)} | {runs_met} of {len(by_run)} "
                      f"| {verdict(low, high, target.met)} |")
     return "\n".join(lines)
