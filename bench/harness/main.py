@@ -41,10 +41,9 @@ def options():
     parser.add_argument("--smoke", action="store_true", help="2 s per case, 1 round, small idle test; no docs")
     parser.add_argument("--seconds", type=int, help=f"length of each sysbench run (default {SECONDS}, smoke 2)")
     parser.add_argument("--rounds", type=int, help=f"rounds of direct/HAProxy/rwsplit per case (default {ROUNDS}, smoke 1)")
-    parser.add_argument("--cases", help="only cases whose name contains this text, or one of these "
-                                        "comma-separated texts: only those are measured "
-                                        "(no idle clients, no classification) and the docs are left as they are, "
-                                        "the JSON being for --pool")
+    parser.add_argument("--cases", help="only the cases whose name contains this text (or one of several, "
+                                        "comma-separated), without the idle and classification tests and "
+                                        "leaving the docs alone: a sample of those cases for --pool")
     parser.add_argument("--binary", help="the rwsplit binary (default target/pgo/rwsplit, built first by scripts/release)")
     parser.add_argument("--out", help="directory for the JSON (default bench/results, smoke a temp dir)")
     parser.add_argument("--report", metavar="JSON", help="only rewrite docs/benchmarks.md and the chart from a saved run")
