@@ -22,10 +22,12 @@ def median_interval(runs: list) -> tuple:
     is as wide as the runs disagree, not only as the rounds do. Seeded:
     the same runs give the same table."""
     rng = random.Random(0)
-    medians = sorted(
-        statistics.median([value for run in rng.choices(runs, k=len(runs)) for value in rng.choices(run, k=len(run))])
-        for _ in range(RESAMPLES)
-    )
+
+    def resample():
+        drawn = rng.choices(runs, k=len(runs))
+        return statistics.median([value for run in drawn for value in rng.choices(run, k=len(run))])
+
+    medians = sorted(resample() for _ in range(RESAMPLES))
     return medians[int(0.025 * RESAMPLES)], medians[int(0.975 * RESAMPLES) - 1]
 
 
