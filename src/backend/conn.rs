@@ -16,9 +16,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::net::Stream;
 use crate::protocol::digest::Digest;
-use crate::protocol::messages::{ErrorPacket, single_text_value};
+use crate::protocol::messages::{ErrorPacket, text_row};
 use crate::protocol::packet::{
-    Frame, FrameError, HEADER_LEN, packet_ranges, put_packet, take_frame,
+    Frame, FrameError, HEADER_LEN, packet_ranges, put_packet, read_lenenc, take_frame,
 };
 use crate::protocol::response::{Expect, ResponseScanner, Scan, ScanError};
 
@@ -144,6 +144,8 @@ pub enum BackendError {
     },
     #[error("the backend sent an invalid packet: {0}")]
     Protocol(String),
+    #[error("the connection cannot be reused: {0}")]
+    NotReusable(&'static str),
     #[error("connection to the backend lost: {0}")]
     Io(#[from] io::Error),
 }
@@ -391,20 +393,37 @@ impl BackendConn {
 
     /// The value of a one-row, one-column query such as `SELECT DATABASE()`.
     pub async fn query_value(&mut self, sql: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let mut row = self.query_row(sql).await?;
+        match row.len() {
+            1 => Ok(row.remove(0)),
+            _ => Err(BackendError::Protocol("expected one column".into())),
+        }
+    }
+
+    /// The values of a one-row query of rwsplit's own, `None` for NULL.
+    pub async fn query_row(&mut self, sql: &str) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
         let mut payload = vec![crate::protocol::command::com::QUERY];
         payload.extend_from_slice(sql.as_bytes());
         let (response, _) = self
             .run(&payload, Expect::Results { cursor: false })
             .await?;
-        // Packets: column count, one definition (a text result always has
+        // Packets: column count, its definitions (a text result always has
         // them), [EOF], the row, terminator.
-        let row_index = if self.deprecate_eof() { 2 } else { 3 };
-        let row = packet_ranges(&response)
-            .nth(row_index)
-            .map(|packet| &response[packet.start + HEADER_LEN..packet.end])
+        let mut packets =
+            packet_ranges(&response).map(|packet| &response[packet.start + HEADER_LEN..packet.end]);
+        let columns = packets
+            .next()
+            .and_then(read_lenenc)
+            .map(|(count, _)| count)
+            .ok_or_else(|| BackendError::Protocol("expected a result set".into()))?;
+        let before_row = usize::try_from(columns).unwrap_or(usize::MAX);
+        let before_row = before_row.saturating_add(usize::from(!self.deprecate_eof()));
+        let row = packets
+            .nth(before_row)
             .ok_or_else(|| BackendError::Protocol("expected one row".into()))?;
-        single_text_value(row)
-            .map(|v| v.map(<[u8]>::to_vec))
+        text_row(row)
+            .filter(|values| values.len() as u64 == columns)
+            .map(|values| values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect())
             .ok_or_else(|| BackendError::Protocol("bad row".into()))
     }
 }

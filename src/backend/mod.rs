@@ -3,9 +3,11 @@
 //! | module | owns |
 //! |---|---|
 //! | [`conn`] | one connection: TLS, login as the client's user, packet exchange |
+//! | [`fresh`] | a used connection brought back to a fresh login's state |
 //! | [`pool`] | idle connections per backend, reset before reuse |
 
 pub mod conn;
+mod fresh;
 pub mod pool;
 
 /// Whether a server is MariaDB rather than MySQL, by its version

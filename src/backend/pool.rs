@@ -1,8 +1,8 @@
 //! Idle backend connections, kept for reuse by later sessions.
 //!
-//! A connection enters the pool only after `COM_RESET_CONNECTION` succeeded
-//! and its current database was read back, so it carries nothing of the
-//! session that used it. A connection whose state is unknown (a client that
+//! A connection enters the pool only once it is in the state of a fresh
+//! login ([`super::fresh`]), so it carries nothing of the session that used
+//! it. A connection whose state is unknown (a client that
 //! vanished mid-response, an error mid-stream) is closed, never pooled.
 //! Pools are keyed by everything a connection was opened with that changes
 //! what it sends back — the user, the capability flags and the collation —
@@ -13,8 +13,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use mysql_common::constants::StatusFlags;
 
 use super::conn::{BackendConn, BackendError};
 
@@ -74,20 +72,10 @@ impl Pool {
         Some((found.conn, found.db))
     }
 
-    /// Resets `conn` and keeps it for reuse. Any failure closes it instead.
+    /// Resets `conn` to the state of a fresh login and keeps it for
+    /// reuse. Any failure closes it instead.
     pub async fn put(&self, key: PoolKey, mut conn: BackendConn) -> Result<(), BackendError> {
-        conn.reset().await?;
-        let db = conn
-            .query_value("SELECT DATABASE()")
-            .await?
-            .map(|d| String::from_utf8_lossy(&d).into_owned());
-        if conn.status().contains(StatusFlags::SERVER_STATUS_IN_TRANS)
-            || !conn.buffered().is_empty()
-        {
-            return Err(BackendError::Protocol(
-                "connection not clean after reset".into(),
-            ));
-        }
+        let db = super::fresh::reset_for_reuse(&mut conn).await?;
         let mut idle = self.lock();
         let list = idle.entry(key).or_default();
         if list.len() < self.max_idle_per_key {

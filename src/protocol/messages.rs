@@ -3,7 +3,7 @@
 
 use mysql_common::constants::StatusFlags;
 
-use super::packet::{put_lenenc, read_lenenc};
+use super::packet::{put_lenenc, read_lenenc_bytes};
 
 /// An error to send to a client as an ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,16 +212,22 @@ pub fn ok_payload(status: StatusFlags, warnings: u16) -> Vec<u8> {
     out
 }
 
-/// Reads the first column of a one-row text result set (the response to an
-/// internal `SELECT x`): `None` for SQL NULL.
-pub fn single_text_value(row: &[u8]) -> Option<Option<&[u8]>> {
-    match row.first()? {
-        0xFB => Some(None),
-        _ => {
-            let (len, used) = read_lenenc(row)?;
-            row.get(used..used + usize::try_from(len).ok()?).map(Some)
+/// The values of a text-protocol row (the response to an internal
+/// `SELECT x, y`): `None` for SQL NULL. `None` when the row is malformed
+/// or has bytes after its last value.
+pub fn text_row(mut row: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let mut values = Vec::new();
+    while let Some(&first) = row.first() {
+        if first == 0xFB {
+            values.push(None);
+            row = &row[1..];
+        } else {
+            let (value, used) = read_lenenc_bytes(row)?;
+            values.push(Some(value));
+            row = &row[used..];
         }
     }
+    Some(values)
 }
 
 #[cfg(test)]
@@ -254,9 +260,9 @@ mod tests {
 
     #[test]
     fn text_values() {
-        assert_eq!(single_text_value(b"\x04test"), Some(Some(&b"test"[..])));
-        assert_eq!(single_text_value(b"\xfb"), Some(None));
-        assert_eq!(single_text_value(b"\x05te"), None);
-        assert_eq!(single_text_value(b""), None);
+        assert_eq!(text_row(b"\x04test"), Some(vec![Some(&b"test"[..])]));
+        assert_eq!(text_row(b"\xfb\x011"), Some(vec![None, Some(&b"1"[..])]));
+        assert_eq!(text_row(b"\x05te"), None);
+        assert_eq!(text_row(b""), Some(vec![]));
     }
 }
