@@ -191,7 +191,7 @@ fn name(token: Option<Token<'_>>) -> Option<String> {
 fn with_query(text: &str) -> StatementKind {
     use sqlparser::ast::{SetExpr, Statement};
     use sqlparser::dialect::MySqlDialect;
-    match sqlparser::parser::Parser::parse_sql(&MySqlDialect {}, text) {
+    match sqlparser::parser::Parser::parse_sql(&MySqlDialect {}, &super::lexer::code(text)) {
         // A CTE's main statement may also be an UPDATE, DELETE or INSERT.
         Ok(statements) => match statements.as_slice() {
             [Statement::Query(query)]
@@ -417,7 +417,11 @@ fn prepare(mut tokens: Lexer<'_>) -> StatementKind {
         return StatementKind::Write;
     }
     let source = tokens.rest();
-    let reads = literal(source).is_some_and(|text| kind(&text) == StatementKind::Read);
+    // A prepared read of user variables runs where they may have been
+    // assigned (see `sql::reads_user_variable`).
+    let reads = literal(source).is_some_and(|text| {
+        kind(&text) == StatementKind::Read && !super::reads_user_variable(text.as_bytes())
+    });
     StatementKind::SessionState(SessionChange::Prepare {
         name: statement,
         reads,

@@ -66,6 +66,9 @@ pub struct Lexer<'a> {
     /// Inside an executable comment: its `*/` ends it rather than being
     /// punctuation.
     in_executable_comment: bool,
+    /// Where executable comments open (`/*!50100`) and close (`*/`), when
+    /// [`code`] asks for them.
+    markers: Option<Vec<std::ops::Range<usize>>>,
 }
 
 impl<'a> Lexer<'a> {
@@ -74,6 +77,7 @@ impl<'a> Lexer<'a> {
             text,
             pos: 0,
             in_executable_comment: false,
+            markers: None,
         }
     }
 
@@ -128,6 +132,7 @@ impl<'a> Lexer<'a> {
                 (Some(b'/'), Some(b'*'), _) => self.skip_block_comment(),
                 (Some(b'*'), Some(b'/'), _) if self.in_executable_comment => {
                     self.in_executable_comment = false;
+                    self.mark(self.pos..self.pos + 2);
                     self.pos += 2;
                 }
                 _ => return,
@@ -151,13 +156,32 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// `/*!`, or MariaDB's `/*M!`, and an optional version number: the
+    /// server runs the comment's contents when it is at least that
+    /// version. rwsplit reads them as code whatever the version (when in
+    /// doubt, code is what sends a statement to the primary), except for
+    /// a version no server has: mariadb-dump starts its files with
+    /// `/*M!999999\- enable the sandbox mode */`, a command for the
+    /// `mariadb` client that every server skips.
     fn enter_executable_comment(&mut self, prefix: usize) {
+        let start = self.pos;
         self.pos += prefix;
-        // An optional version number: /*!50100 ... */
+        let digits = self.pos;
         while self.peek(0).is_some_and(|c| c.is_ascii_digit()) {
             self.pos += 1;
         }
+        if self.text[digits..self.pos].starts_with("99") && self.pos - digits == 6 {
+            self.pos = start;
+            return self.skip_block_comment();
+        }
+        self.mark(start..self.pos);
         self.in_executable_comment = true;
+    }
+
+    fn mark(&mut self, range: std::ops::Range<usize>) {
+        if let Some(markers) = &mut self.markers {
+            markers.push(range);
+        }
     }
 
     /// Consumes a quoted run starting at the current position and ending
@@ -259,6 +283,26 @@ impl<'a> Lexer<'a> {
         };
         Some((start, token))
     }
+}
+
+/// `text` with the markers of its executable comments (`/*!50100`,
+/// `/*M!100100`, their `*/`) blanked out, so that a parser that takes
+/// comments for comments (sqlparser) reads their contents as the server
+/// does. Borrowed when there are none.
+pub fn code(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("/*!") && !text.contains("/*M!") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut lexer = Lexer::new(text);
+    lexer.markers = Some(Vec::new());
+    while lexer.next().is_some() {}
+    lexer.skip_trivia();
+    let mut code = text.as_bytes().to_vec();
+    for marker in lexer.markers.unwrap_or_default() {
+        code[marker].fill(b' ');
+    }
+    // Only ASCII bytes were replaced, by ASCII spaces.
+    std::borrow::Cow::Owned(String::from_utf8(code).unwrap_or_else(|_| text.to_owned()))
 }
 
 /// A routing hint in a leading comment.
@@ -366,6 +410,39 @@ mod tests {
     }
 
     #[test]
+    fn a_version_no_server_has_makes_a_plain_comment() {
+        assert_eq!(
+            tokens("/*M!999999\\- enable the sandbox mode */ /*!40101 SET @a=@@b */"),
+            vec![
+                Word("SET"),
+                UserVariable("a"),
+                Punct('='),
+                SystemVariable("b")
+            ]
+        );
+        assert_eq!(
+            tokens("/*!990000 DROP TABLE t */ SELECT 1"),
+            vec![Word("SELECT"), Number]
+        );
+    }
+
+    #[test]
+    fn code_is_the_text_without_executable_comment_markers() {
+        assert_eq!(code("SET @a = 1"), "SET @a = 1");
+        assert!(matches!(code("SELECT '/*!'"), std::borrow::Cow::Owned(_)));
+        assert_eq!(code("SELECT '/*!'"), "SELECT '/*!'");
+        assert_eq!(code("/*M!100000 SET @v = 1 */"), "           SET @v = 1   ");
+        assert_eq!(
+            code("/*!40101 SET @a = 1 */ /* note */ /*!SELECT 2*/"),
+            "         SET @a = 1    /* note */    SELECT 2  "
+        );
+        assert_eq!(
+            code("/*M!999999\\- sandbox */ /*!40101 SET @a=1 */"),
+            "/*M!999999\\- sandbox */          SET @a=1   "
+        );
+    }
+
+    #[test]
     fn hints_come_from_leading_comments() {
         assert_eq!(
             leading_hint("/* rwsplit:primary */ SELECT 1"),
@@ -390,6 +467,7 @@ mod tests {
             let count = Lexer::new(&text).take(1000).count();
             prop_assert!(count < 1000);
             let _ = leading_hint(&text);
+            prop_assert_eq!(code(&text).len(), text.len());
         }
     }
 }

@@ -110,6 +110,60 @@ pub fn mentions_any(sql: &[u8], tables: &[String]) -> bool {
     })
 }
 
+/// Whether a server's report that statement `text` of `kind` changed the
+/// session's state is accounted for already: session-state statements are
+/// replayed, temporary tables are followed, what pins the session pins it,
+/// and `SET STATEMENT ... FOR` sets its variables back after the statement
+/// (MariaDB reports that as a change too). Any other report is a change
+/// rwsplit did not see coming.
+pub fn state_change_expected(kind: &StatementKind, text: &str) -> bool {
+    match kind {
+        StatementKind::SessionState(_)
+        | StatementKind::PinsToPrimary
+        | StatementKind::CreateTemporaryTable(_)
+        | StatementKind::DropTables(_) => true,
+        _ => {
+            let mut tokens = lexer::Lexer::new(text);
+            let mut word = |keyword: &str| matches!(tokens.next(), Some(lexer::Token::Word(w)) if w.eq_ignore_ascii_case(keyword));
+            word("SET") && word("STATEMENT")
+        }
+    }
+}
+
+/// Whether `text` reads a user variable (`@name`). A session's user
+/// variables are the same everywhere while only replayed SETs assign
+/// them; once a statement that may assign them ran on the primary (a
+/// write, a `CALL`, a stored function, `SELECT ... INTO @v`), reads of
+/// them go there. Looks only at texts with an `@` in them.
+pub fn reads_user_variable(text: &[u8]) -> bool {
+    text.contains(&b'@')
+        && lexer::Lexer::new(&decode(text)).any(|t| matches!(t, lexer::Token::UserVariable(_)))
+}
+
+/// Whether `text` may call a stored procedure: `CALL`, or one of the
+/// statements that run other statements (`EXECUTE`, `BEGIN NOT ATOMIC`).
+pub fn may_call_procedure(text: &str) -> bool {
+    matches!(
+        lexer::Lexer::new(text).next(),
+        Some(lexer::Token::Word(w))
+            if w.eq_ignore_ascii_case("CALL") || w.eq_ignore_ascii_case("EXECUTE") || w.eq_ignore_ascii_case("BEGIN")
+    )
+}
+
+/// Whether `text` names `session_track_state_change`, the server's
+/// state-change tracker, which rwsplit keeps on for itself.
+pub fn names_state_tracker(text: &str) -> bool {
+    const TRACKER: &str = "session_track_state_change";
+    lexer::Lexer::new(text).any(|token| match token {
+        lexer::Token::Word(w) | lexer::Token::Quoted(w) => w.eq_ignore_ascii_case(TRACKER),
+        lexer::Token::SystemVariable(v) => {
+            let name = v.rsplit('.').next().unwrap_or(v);
+            name.eq_ignore_ascii_case(TRACKER)
+        }
+        _ => false,
+    })
+}
+
 /// What a statement does to the transaction it runs in, as transaction
 /// replay needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +257,77 @@ mod tests {
             ("", Other),
         ] {
             assert_eq!(transaction_effect(sql), effect, "{sql}");
+        }
+    }
+
+    #[test]
+    fn which_reported_state_changes_are_expected() {
+        use StatementKind::*;
+        let variables = SessionState(SessionChange::Variables);
+        for (kind, text, expected) in [
+            (&variables, "SET @a = 1", true),
+            (&PinsToPrimary, "SELECT @a := 1", true),
+            (
+                &CreateTemporaryTable("t".into()),
+                "CREATE TEMPORARY TABLE t (a INT)",
+                true,
+            ),
+            (&DropTables(vec!["t".into()]), "DROP TABLE t", true),
+            (
+                &Read,
+                "SET STATEMENT max_statement_time = 1 FOR SELECT 1",
+                true,
+            ),
+            (
+                &Write,
+                "/* c */ set statement sql_mode = '' FOR UPDATE t SET a = 1",
+                true,
+            ),
+            (&Write, "CALL p(@a)", false),
+            (&Write, "EXECUTE IMMEDIATE 'SET @a = 1'", false),
+            (&ExecutePrepared("s".into()), "EXECUTE s", false),
+            (&Read, "SELECT 1", false),
+        ] {
+            assert_eq!(state_change_expected(kind, text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_of_user_variables_are_found() {
+        for text in [
+            "SELECT @v",
+            "SELECT * FROM t WHERE id = @`odd name`",
+            "EXECUTE s USING @a",
+        ] {
+            assert!(reads_user_variable(text.as_bytes()), "{text}");
+        }
+        for text in [
+            "SELECT @@sql_mode",
+            "SELECT '@v'",
+            "SELECT 1 -- @v",
+            "SELECT c FROM t",
+        ] {
+            assert!(!reads_user_variable(text.as_bytes()), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_state_tracker_is_found_by_name() {
+        for text in [
+            "SET session_track_state_change = 1",
+            "SET SESSION session_track_state_change = OFF",
+            "set @@session.Session_Track_State_Change = 0",
+            "SET @@session_track_state_change = 1, @a = 2",
+            "/*!50000 SET session_track_state_change = 1 */",
+        ] {
+            assert!(names_state_tracker(text), "{text}");
+        }
+        for text in [
+            "SET session_track_schema = 1",
+            "SET @session_track_state_change = 1",
+            "SET @a = 'session_track_state_change'",
+        ] {
+            assert!(!names_state_tracker(text), "{text}");
         }
     }
 

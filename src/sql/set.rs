@@ -50,7 +50,7 @@ pub fn classify_set(text: &str) -> StatementKind {
     if is(0, "STATEMENT") {
         return set_statement(text);
     }
-    match Parser::parse_sql(&MySqlDialect {}, text) {
+    match Parser::parse_sql(&MySqlDialect {}, &super::lexer::code(text)) {
         Ok(statements) => match statements.as_slice() {
             [Statement::Set(set)] => assignments(set),
             _ => StatementKind::Write,

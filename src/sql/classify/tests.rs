@@ -145,6 +145,7 @@ fn the_classification_table() {
         ("TABLE t", r()),
         ("SELECT @@server_id, @@hostname, @@version", r()),
         ("SELECT @@session.sql_mode, @@global.read_only", r()),
+        // Reads of user variables (see `sql::reads_user_variable`).
         ("SELECT @user_variable", r()),
         ("SELECT @a + @b AS total", r()),
         ("SELECT seq FROM seq_1_to_10", r()),
@@ -356,6 +357,17 @@ fn the_classification_table() {
         ("SELECT ';' ; SELECT 2", w()),
         // Session state.
         ("SET @a = 1", vars()),
+        // Executable comments are code (MySQL's and MariaDB's).
+        ("/*M!100000 SET @v = 1 */", vars()),
+        ("/*!40101 SET NAMES utf8mb4 */", vars()),
+        ("/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */", vars()),
+        ("/*!40101 SET @a = 1 */ /*!40101 , @b = 2 */", vars()),
+        ("SET @a = 1 /*!, @b = SYSDATE() */", pin()),
+        // mariadb-dump's first line, which no server runs, then its second.
+        (
+            "/*M!999999\\- enable the sandbox mode */ \n/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */",
+            vars(),
+        ),
         ("SET @a = 1, @b = 'x'", vars()),
         ("set @a = -5.5", vars()),
         ("SET @a = @b", vars()),
@@ -400,6 +412,7 @@ fn the_classification_table() {
             prep("s", false),
         ),
         ("PREPARE s FROM \"SELECT 1\"", prep("s", true)),
+        ("PREPARE s FROM 'SELECT @v'", prep("s", false)),
         ("PREPARE s FROM 'SELECT ''quoted'''", prep("s", true)),
         ("PREPARE s FROM @sql", prep("s", false)),
         ("PREPARE s FROM CONCAT('SELECT ', 1)", prep("s", false)),
