@@ -43,6 +43,7 @@ async fn login(
         mariadb: MariadbCapabilities::empty(),
         collation,
         attributes: None,
+        track_state: false,
     };
     within("login", BackendConn::connect(&endpoint, &login))
         .await

@@ -332,14 +332,23 @@ async fn a_session_that_only_reads_never_connects_to_the_primary() {
     assert_eq!((v, charset.as_str(), server), (42, "utf8mb4", PRIMARY));
     // From now on session state runs on the primary first, and still
     // reaches the replica.
-    conn.query_drop("SET @w = 7").await.unwrap();
-    let (w, server): (u32, u32) = conn
-        .query_first("SELECT @w, @@server_id")
+    conn.query_drop("SET SESSION time_zone = '+01:00'")
+        .await
+        .unwrap();
+    let (zone, server): (String, u32) = conn
+        .query_first("SELECT @@time_zone, @@server_id")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(w, 7);
+    assert_eq!(zone, "+01:00");
     assert!(is_replica(server));
+    // User variables are read where a write (a trigger, a function) may
+    // have assigned them since.
+    conn.query_drop("SET @w = 7").await.unwrap();
+    assert_eq!(
+        server_of(&mut conn, "SELECT @w, @@server_id").await,
+        PRIMARY
+    );
     assert_eq!(backend_connections(&proxy).await[0], 1);
 }
 

@@ -119,6 +119,24 @@ const STATEMENTS: &[&str] = &[
     "DO SLEEP(0)",
     "SET @@session.time_zone = '+02:00'",
     "SELECT c_timestamp FROM all_types ORDER BY id",
+    // rwsplit keeps the server's state-change tracker on for itself; what
+    // the client gets of the session-state changes is what it asked for.
+    "USE fidelity",
+    "PREPARE ps FROM 'SELECT 1'",
+    "EXECUTE ps",
+    "DEALLOCATE PREPARE ps",
+    "SET STATEMENT sql_mode = '' FOR UPDATE tmp SET v = v",
+    "CREATE TEMPORARY TABLE tmp2 (a INT)",
+    "DROP TEMPORARY TABLE tmp2",
+    "EXECUTE IMMEDIATE 'SET @ei = 1'",
+    "SET autocommit = 0",
+    "SET autocommit = 1",
+    // A client that turns the tracker on itself gets all of it.
+    "SET session_track_state_change = 1",
+    "SET @z = 1",
+    "USE fidelity",
+    "SET session_track_state_change = 0",
+    "SET @z = 2",
 ];
 
 /// A direct connection and one through rwsplit, with the same capabilities.

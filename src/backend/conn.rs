@@ -26,6 +26,9 @@ mod login;
 
 pub use login::mariadb_capabilities;
 
+/// What turns the server's state-change tracker on for a session.
+pub(crate) const TRACK_STATE: &str = "SET SESSION session_track_state_change = 1";
+
 /// Largest packet accepted from a backend (the protocol's own limit).
 const MAX_BACKEND_PACKET: usize = 1 << 30;
 /// Smallest spare room kept in the read buffer before each read.
@@ -92,6 +95,11 @@ pub struct Login<'a> {
     pub mariadb: MariadbCapabilities,
     pub collation: u8,
     pub attributes: Option<&'a HashMap<String, String>>,
+    /// Negotiate CLIENT_SESSION_TRACK whatever the client said and turn
+    /// the server's state-change tracker on, so that rwsplit learns of
+    /// every change of session state (a session's connections; not
+    /// rwsplit's own or a test's raw client).
+    pub track_state: bool,
 }
 
 /// What a backend said about itself in its greeting.
@@ -175,6 +183,9 @@ pub struct BackendConn {
     mariadb: MariadbCapabilities,
     /// Status flags of the last complete response.
     status: StatusFlags,
+    /// The server's state-change tracker is on: every OK packet of a
+    /// statement that changed session state says so.
+    tracks_state: bool,
     _counted: Counted,
 }
 
@@ -197,6 +208,31 @@ impl BackendConn {
     /// The MariaDB extended capabilities this connection was opened with.
     pub fn mariadb_capabilities(&self) -> MariadbCapabilities {
         self.mariadb
+    }
+
+    /// Whether the server reports every change of session state on this
+    /// connection (see [`Login::track_state`]).
+    pub fn tracks_state(&self) -> bool {
+        self.tracks_state
+    }
+
+    /// Turns the server's state-change tracker on, after a login or a
+    /// reset; a server without one (older than MariaDB 10.2 or MySQL 5.7)
+    /// leaves it off.
+    pub async fn track_state(&mut self) -> Result<(), BackendError> {
+        match self.run_query(TRACK_STATE).await {
+            Ok(()) => self.tracks_state = true,
+            Err(BackendError::Refused(_)) => self.tracks_state = false,
+            Err(other) => return Err(other),
+        }
+        Ok(())
+    }
+
+    /// Runs a statement of rwsplit's own that returns no rows.
+    pub async fn run_query(&mut self, sql: &str) -> Result<(), BackendError> {
+        let mut payload = vec![crate::protocol::command::com::QUERY];
+        payload.extend_from_slice(sql.as_bytes());
+        self.run(&payload, Expect::Single).await.map(drop)
     }
 
     /// Whether the connection negotiated CLIENT_DEPRECATE_EOF.
@@ -339,6 +375,8 @@ impl BackendConn {
             self.consume(progress.consumed);
             match progress.scan {
                 Scan::Done => break,
+                // rwsplit's own reads rewrite nothing.
+                Scan::Paused => {}
                 Scan::NeedMore => {
                     if self.fill().await? == 0 {
                         return Err(BackendError::Io(io::ErrorKind::UnexpectedEof.into()));

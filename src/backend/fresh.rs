@@ -17,12 +17,13 @@
 //!   has one, connections are closed instead of reused.
 //! - the current database is kept: the pool records it, and the next
 //!   session selects its own.
+//!
+//! The reset also turns off the state-change tracker rwsplit keeps on
+//! (see [`super::conn::Login::track_state`]); it is turned on again.
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 
 use super::conn::{BackendConn, BackendError};
-use crate::protocol::command::com;
-use crate::protocol::response::Expect;
 
 /// What a session may leave that a reset keeps, read before the reset:
 /// the database, the role, profiling and its history, `init_connect`.
@@ -38,10 +39,8 @@ pub(crate) async fn reset_for_reuse(
     let values = conn.query_row(LEFTOVERS).await?;
     let db = reusable(&values).map_err(BackendError::NotReusable)?;
     conn.reset().await?;
-    if let Some(sql) = after_reset(conn.capabilities()) {
-        let mut payload = vec![com::QUERY];
-        payload.extend_from_slice(sql.as_bytes());
-        conn.run(&payload, Expect::Single).await?;
+    if let Some(sql) = after_reset(conn.capabilities(), conn.tracks_state()) {
+        conn.run_query(&sql).await?;
     }
     if conn.status().contains(StatusFlags::SERVER_STATUS_IN_TRANS) || !conn.buffered().is_empty() {
         return Err(BackendError::Protocol(
@@ -74,9 +73,13 @@ fn reusable(values: &[Option<Vec<u8>>]) -> Result<Option<String>, &'static str> 
 }
 
 /// The statement that gives a reset connection what a login with
-/// `capabilities` sets and a reset clears, if any.
-fn after_reset(capabilities: CapabilityFlags) -> Option<String> {
+/// `capabilities` sets and a reset clears, if any, and turns the
+/// state-change tracker on again if it `tracks_state`.
+fn after_reset(capabilities: CapabilityFlags, tracks_state: bool) -> Option<String> {
     let mut assignments = Vec::new();
+    if tracks_state {
+        assignments.push("session_track_state_change = 1");
+    }
     if capabilities.contains(CapabilityFlags::CLIENT_IGNORE_SPACE) {
         assignments.push("sql_mode = CONCAT(@@global.sql_mode, ',IGNORE_SPACE')");
     }
@@ -122,18 +125,26 @@ mod tests {
 
     #[test]
     fn what_the_login_derived_from_the_flags_is_set_again() {
-        assert_eq!(after_reset(CapabilityFlags::CLIENT_PROTOCOL_41), None);
         assert_eq!(
-            after_reset(CapabilityFlags::CLIENT_IGNORE_SPACE).as_deref(),
-            Some("SET SESSION sql_mode = CONCAT(@@global.sql_mode, ',IGNORE_SPACE')")
+            after_reset(CapabilityFlags::CLIENT_PROTOCOL_41, false),
+            None
         );
         assert_eq!(
-            after_reset(CapabilityFlags::CLIENT_IGNORE_SPACE | CapabilityFlags::CLIENT_INTERACTIVE)
-                .as_deref(),
+            after_reset(CapabilityFlags::CLIENT_IGNORE_SPACE, false).as_deref(),
+            Some("SET SESSION sql_mode = CONCAT(@@global.sql_mode, ',IGNORE_SPACE')")
+        );
+        let both = CapabilityFlags::CLIENT_IGNORE_SPACE | CapabilityFlags::CLIENT_INTERACTIVE;
+        assert_eq!(
+            after_reset(both, true).as_deref(),
             Some(
-                "SET SESSION sql_mode = CONCAT(@@global.sql_mode, ',IGNORE_SPACE'), \
+                "SET SESSION session_track_state_change = 1, \
+                 sql_mode = CONCAT(@@global.sql_mode, ',IGNORE_SPACE'), \
                  wait_timeout = @@global.interactive_timeout"
             )
+        );
+        assert_eq!(
+            after_reset(CapabilityFlags::CLIENT_PROTOCOL_41, true).as_deref(),
+            Some("SET SESSION session_track_state_change = 1")
         );
     }
 }

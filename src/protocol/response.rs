@@ -11,8 +11,12 @@
 
 use mysql_common::constants::StatusFlags;
 
-use super::packet::{HEADER_LEN, MAX_CHUNK, number_packets, packet_ranges, read_lenenc};
-use super::session_track::{tracked_gtids, tracked_variable};
+use super::packet::{
+    HEADER_LEN, MAX_CHUNK, number_packets, packet_ranges, put_packet, read_lenenc,
+};
+use super::session_track::{
+    ClientTracking, reports_state_change, strip, tracked_gtids, tracked_variable,
+};
 use crate::gtid::Committed;
 
 /// What kind of response a command gets.
@@ -42,6 +46,9 @@ pub enum Scan {
     LocalInfile,
     /// The response is complete.
     Done,
+    /// Scanning stopped after a packet to be sent rewritten
+    /// ([`ResponseScanner::take_rewrite`]); scan the rest of the input.
+    Paused,
 }
 
 /// How far a call to [`ResponseScanner::scan`] got.
@@ -76,6 +83,17 @@ pub struct ColumnCount {
     /// The column definitions follow it (false: the client's cached ones
     /// apply).
     pub follows: bool,
+}
+
+/// An OK packet to send the client in place of the backend's (see
+/// [`ResponseScanner::stripping`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Offset of its header in the input of the `scan` call that saw it;
+    /// that call consumed up to its end.
+    pub start: usize,
+    /// The packet to send instead, header included.
+    pub packet: Vec<u8>,
 }
 
 /// The backend sent something no valid response contains.
@@ -153,6 +171,14 @@ pub struct ResponseScanner {
     captured: Option<Vec<u8>>,
     /// The opaque packet being passed over is being copied.
     capturing: bool,
+    /// Rewrite OK packets that report session-state changes for a client
+    /// that is to see these of them.
+    strip: Option<ClientTracking>,
+    /// An OK packet had a state-change tracker's entry, or an EOF packet
+    /// said SERVER_SESSION_STATE_CHANGED.
+    state_changed: bool,
+    /// The rewritten OK packet, until taken.
+    rewrite: Option<Rewrite>,
 }
 
 impl ResponseScanner {
@@ -185,7 +211,32 @@ impl ResponseScanner {
             results: 0,
             captured: None,
             capturing: false,
+            strip: None,
+            state_changed: false,
+            rewrite: None,
         }
+    }
+
+    /// For a connection where rwsplit negotiated CLIENT_SESSION_TRACK and
+    /// turned the state-change tracker on: OK packets that report changes
+    /// are given ([`ResponseScanner::take_rewrite`]) as the server would
+    /// have sent them to a client `tracking` as this one does.
+    pub fn stripping(mut self, tracking: ClientTracking) -> Self {
+        self.strip = Some(tracking);
+        self
+    }
+
+    /// The rewritten OK packet, once, after the `scan` call that saw it
+    /// (which stopped with [`Scan::Paused`] after it).
+    pub fn take_rewrite(&mut self) -> Option<Rewrite> {
+        self.rewrite.take()
+    }
+
+    /// Whether the response said the session's state changed: an OK
+    /// packet with an entry of the state-change tracker, or an EOF packet
+    /// with SERVER_SESSION_STATE_CHANGED.
+    pub fn state_changed(&self) -> bool {
+        self.state_changed
     }
 
     /// For a connection that negotiated MARIADB_CLIENT_CACHE_METADATA:
@@ -347,6 +398,9 @@ impl ResponseScanner {
             self.last_seq = Some(header[3]);
             self.on_packet(payload, pos + HEADER_LEN)?;
             pos += HEADER_LEN + len;
+            if self.rewrite.is_some() {
+                return Ok(self.progress(pos, Scan::Paused));
+            }
         }
     }
 
@@ -391,6 +445,7 @@ impl ResponseScanner {
             (State::Single, _) => {
                 if let Some(status) = self.terminator_status(payload) {
                     self.status = Some(status);
+                    self.note_state(payload, offset, status);
                 }
                 State::Done
             }
@@ -403,6 +458,7 @@ impl ResponseScanner {
                 if self.track_gtid && status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
                     self.note_gtid(payload);
                 }
+                self.note_state(payload, offset, status);
                 self.after_terminator(status)
             }
             (State::First, Some(0xFB)) => State::LocalInfile,
@@ -420,6 +476,7 @@ impl ResponseScanner {
                 let status = self
                     .terminator_status(payload)
                     .ok_or(ScanError("bad terminator"))?;
+                self.note_state(payload, offset, status);
                 self.after_terminator(status)
             }
             (State::PrepareFirst, Some(0x00)) => self.on_prepare_ok(payload, offset)?,
@@ -450,6 +507,31 @@ impl ResponseScanner {
             false if self.deprecate_eof => State::Rows,
             false => State::MetaEof,
         })
+    }
+
+    /// Notes a state change an OK or EOF packet (payload at `offset`)
+    /// reports, and rewrites an OK packet for the client if it must. An
+    /// OK packet says which trackers saw a change (a change of state is
+    /// the state-change tracker's entry); an EOF packet only has the flag.
+    fn note_state(&mut self, payload: &[u8], offset: usize, status: StatusFlags) {
+        if !status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
+            return;
+        }
+        let ok_format = payload.first() == Some(&0x00) || self.deprecate_eof;
+        if !ok_format {
+            self.state_changed = true;
+            return;
+        }
+        self.state_changed |= reports_state_change(payload);
+        let Some(tracking) = self.strip else {
+            return;
+        };
+        if let Some(ok) = strip(payload, tracking) {
+            let start = offset - HEADER_LEN;
+            let mut packet = Vec::with_capacity(HEADER_LEN + ok.len());
+            put_packet(&mut packet, self.last_seq.unwrap_or(1), &ok);
+            self.rewrite = Some(Rewrite { start, packet });
+        }
     }
 
     fn note_gtid(&mut self, ok: &[u8]) {

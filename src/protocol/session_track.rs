@@ -1,6 +1,8 @@
 //! Session-state information in OK packets (CLIENT_SESSION_TRACK): which
 //! value a tracked system variable took, such as MariaDB's `last_gtid`,
-//! and the GTIDs MySQL reports for a session's commits.
+//! the GTIDs MySQL reports for a session's commits, and the entries of the
+//! state-change tracker that rwsplit turns on for itself, taken out of
+//! what the client receives ([`strip`]).
 //!
 //! Layout of an OK packet on a connection with CLIENT_SESSION_TRACK:
 //! header (0x00, or 0xFE when it ends a result set), affected rows and last
@@ -14,10 +16,12 @@
 
 use mysql_common::constants::StatusFlags;
 
-use super::packet::{read_lenenc, read_lenenc_bytes};
+use super::packet::{put_lenenc, read_lenenc, read_lenenc_bytes};
 
 /// Entry type of a changed system variable.
 const SYSTEM_VARIABLES: u8 = 0;
+/// Entry type of the state-change tracker (`session_track_state_change`).
+const STATE_CHANGE: u8 = 2;
 /// Entry type of MySQL's GTID tracker (`session_track_gtids`).
 const GTIDS: u8 = 3;
 /// The one GTID encoding MySQL defines: the set as text.
@@ -49,24 +53,112 @@ pub fn tracked_gtids(ok: &[u8]) -> Option<&[u8]> {
         .last()
 }
 
+/// Whether this OK packet has an entry of the state-change tracker: the
+/// statement changed the session's state (a variable, the database, a
+/// temporary table, a prepared statement), as opposed to only moving a
+/// tracked variable such as `last_gtid`. Never panics on arbitrary bytes.
+pub fn reports_state_change(ok: &[u8]) -> bool {
+    changes(ok).is_some_and(|mut entries| entries.any(|(kind, _)| kind == STATE_CHANGE))
+}
+
 /// The session-state entries of an OK packet: none unless its status
 /// says the state changed.
 fn changes(ok: &[u8]) -> Option<Changes<'_>> {
-    let mut at = 1;
-    for _ in 0..2 {
-        let (_, used) = read_lenenc(ok.get(at..)?)?;
-        at += used;
+    Layout::of(ok).map(|layout| Changes(layout.changes))
+}
+
+/// What of the session-state changes an OK packet reports a client gets,
+/// on a backend connection where rwsplit negotiated CLIENT_SESSION_TRACK
+/// and turned the state-change tracker on for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTracking {
+    /// The client did not negotiate CLIENT_SESSION_TRACK: nothing.
+    Nothing,
+    /// It did: every entry but the state-change tracker's.
+    Requested,
+    /// It did, and turned the state-change tracker on itself: everything.
+    Everything,
+}
+
+/// The OK packet `ok` as the server would have sent it to a client
+/// tracking what `tracking` says; `None` when that is `ok` itself. As a
+/// server does, the info text is left out when it is empty and no state
+/// change is reported, and the SERVER_SESSION_STATE_CHANGED flag goes with
+/// the last entry. Never panics on arbitrary bytes (a packet it cannot
+/// read is left as it is).
+pub fn strip(ok: &[u8], tracking: ClientTracking) -> Option<Vec<u8>> {
+    let layout = Layout::of(ok)?;
+    let keep = |kind: u8| match tracking {
+        ClientTracking::Nothing => false,
+        ClientTracking::Requested => kind != STATE_CHANGE,
+        ClientTracking::Everything => true,
+    };
+    let mut entries = Vec::with_capacity(layout.changes.len());
+    let mut all_kept = true;
+    let mut walked = Changes(layout.changes);
+    for (kind, data) in walked.by_ref() {
+        if keep(kind) {
+            entries.push(kind);
+            put_lenenc(&mut entries, data.len() as u64);
+            entries.extend_from_slice(data);
+        } else {
+            all_kept = false;
+        }
     }
-    let status = ok.get(at..at + 2)?;
-    let status = StatusFlags::from_bits_truncate(u16::from_le_bytes([status[0], status[1]]));
-    if !status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
+    if all_kept || !walked.0.is_empty() {
         return None;
     }
-    at += 4;
-    let (_, used) = read_lenenc_bytes(ok.get(at..)?)?;
-    at += used;
-    let (changes, _) = read_lenenc_bytes(ok.get(at..)?)?;
-    Some(Changes(changes))
+    let mut out = Vec::with_capacity(ok.len());
+    out.extend_from_slice(&ok[..layout.status]);
+    let mut status = u16::from_le_bytes([ok[layout.status], ok[layout.status + 1]]);
+    if entries.is_empty() {
+        status &= !StatusFlags::SERVER_SESSION_STATE_CHANGED.bits();
+    }
+    out.extend_from_slice(&status.to_le_bytes());
+    out.extend_from_slice(&ok[layout.status + 2..layout.status + 4]);
+    if !entries.is_empty() || !layout.info.is_empty() {
+        put_lenenc(&mut out, layout.info.len() as u64);
+        out.extend_from_slice(layout.info);
+    }
+    if !entries.is_empty() {
+        put_lenenc(&mut out, entries.len() as u64);
+        out.extend_from_slice(&entries);
+    }
+    Some(out)
+}
+
+/// Where the parts of an OK packet that reports session-state changes are.
+struct Layout<'a> {
+    /// Offset of the status flags.
+    status: usize,
+    info: &'a [u8],
+    changes: &'a [u8],
+}
+
+impl<'a> Layout<'a> {
+    /// `None` unless `ok` is a whole OK packet with the state-changed flag.
+    fn of(ok: &'a [u8]) -> Option<Layout<'a>> {
+        let mut at = 1;
+        for _ in 0..2 {
+            let (_, used) = read_lenenc(ok.get(at..)?)?;
+            at += used;
+        }
+        let status = at;
+        let flags = ok.get(at..at + 2)?;
+        let flags = StatusFlags::from_bits_truncate(u16::from_le_bytes([flags[0], flags[1]]));
+        if !flags.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
+            return None;
+        }
+        at += 4;
+        let (info, used) = read_lenenc_bytes(ok.get(at..)?)?;
+        at += used;
+        let (changes, used) = read_lenenc_bytes(ok.get(at..)?)?;
+        (at + used == ok.len()).then_some(Layout {
+            status,
+            info,
+            changes,
+        })
+    }
 }
 
 /// Walks `(type, data)` entries; stops at the first malformed one.
@@ -173,11 +265,78 @@ mod tests {
         }
     }
 
+    /// OK packets MariaDB 10.11 sent with the state-change tracker on, and
+    /// what it sends with it off (captured with a raw client).
+    const SET_USER_VARIABLE: &[u8] = b"\x00\x00\x00\x02\x40\x00\x00\x00\x03\x02\x01\x31";
+    const SET_USER_VARIABLE_UNTRACKED: &[u8] = b"\x00\x00\x00\x02\x00\x00\x00";
+    const SET_AUTOCOMMIT: &[u8] =
+        b"\x00\x00\x00\x00\x40\x00\x00\x00\x14\x00\x0f\x0aautocommit\x03OFF\x02\x01\x31";
+    const SET_AUTOCOMMIT_UNTRACKED: &[u8] =
+        b"\x00\x00\x00\x00\x40\x00\x00\x00\x11\x00\x0f\x0aautocommit\x03OFF";
+    /// `PREPARE`: an info text ("Statement prepared") and the tracker's entry.
+    const PREPARED: &[u8] = b"\x00\x00\x00\x02\x40\x00\x00\x12Statement prepared\x03\x02\x01\x31";
+    const PREPARED_UNTRACKED: &[u8] = b"\x00\x00\x00\x02\x00\x00\x00\x12Statement prepared";
+    /// A result set's last packet with CLIENT_DEPRECATE_EOF.
+    const SET_STATEMENT_END: &[u8] = b"\xfe\x00\x00\x02\x40\x00\x00\x00\x03\x02\x01\x31";
+
+    #[test]
+    fn the_state_change_trackers_entry_is_taken_out() {
+        use ClientTracking::*;
+        for (tracked, requested, nothing) in [
+            (
+                SET_USER_VARIABLE,
+                SET_USER_VARIABLE_UNTRACKED,
+                SET_USER_VARIABLE_UNTRACKED,
+            ),
+            (
+                SET_AUTOCOMMIT,
+                SET_AUTOCOMMIT_UNTRACKED,
+                &b"\x00\x00\x00\x00\x00\x00\x00"[..],
+            ),
+            (PREPARED, PREPARED_UNTRACKED, PREPARED_UNTRACKED),
+        ] {
+            assert_eq!(strip(tracked, Requested).as_deref(), Some(requested));
+            assert_eq!(strip(tracked, Nothing).as_deref(), Some(nothing));
+            assert_eq!(strip(tracked, Everything), None);
+            assert!(reports_state_change(tracked));
+            assert!(!reports_state_change(requested));
+        }
+        assert!(
+            !reports_state_change(INSERT_OK),
+            "last_gtid moves by itself"
+        );
+        assert_eq!(
+            strip(SET_STATEMENT_END, Requested).as_deref(),
+            Some(&b"\xfe\x00\x00\x02\x00\x00\x00"[..])
+        );
+        // Without the flag, or without entries to take out: as it is.
+        assert_eq!(strip(SET_USER_VARIABLE_UNTRACKED, Nothing), None);
+        assert_eq!(strip(SET_AUTOCOMMIT_UNTRACKED, Requested), None);
+        assert_eq!(strip(INSERT_OK, Requested), None);
+    }
+
+    #[test]
+    fn a_packet_it_cannot_read_is_left_alone() {
+        for end in 0..SET_AUTOCOMMIT.len() {
+            assert_eq!(
+                strip(&SET_AUTOCOMMIT[..end], ClientTracking::Nothing),
+                None,
+                "{end}"
+            );
+        }
+        let mut trailing = SET_USER_VARIABLE.to_vec();
+        trailing.push(0);
+        assert_eq!(strip(&trailing, ClientTracking::Nothing), None);
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = tracked_variable(&bytes, b"last_gtid");
             let _ = tracked_gtids(&bytes);
+            let _ = strip(&bytes, ClientTracking::Nothing);
+            let _ = strip(&bytes, ClientTracking::Requested);
+            let _ = reports_state_change(&bytes);
         }
     }
 }

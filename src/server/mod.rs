@@ -255,6 +255,7 @@ async fn probe_backends(proxy: &Arc<Proxy>) {
                 mariadb: MariadbCapabilities::empty(),
                 collation: ServerInfo::fallback().collation,
                 attributes: None,
+                track_state: false,
             };
             let endpoint = &proxy.endpoints[backend];
             match BackendConn::connect(endpoint, &login).await {

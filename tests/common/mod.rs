@@ -259,6 +259,7 @@ pub async fn raw_mariadb_client(
         mariadb,
         collation: 45,
         attributes: None,
+        track_state: false,
     };
     BackendConn::connect(&endpoint, &login)
         .await

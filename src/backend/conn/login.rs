@@ -94,6 +94,7 @@ impl BackendConn {
             capabilities: CapabilityFlags::empty(),
             mariadb: MariadbCapabilities::empty(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            tracks_state: false,
             _counted: Counted::new(&endpoint.open),
         };
         let handshake = conn.read_frame().await?;
@@ -132,6 +133,14 @@ impl BackendConn {
             // Clear "CLIENT_MYSQL", or the server ignores the extended ones.
             capabilities -= CapabilityFlags::CLIENT_LONG_PASSWORD;
         }
+        let track_state = login.track_state
+            && conn
+                .greeting
+                .capabilities
+                .contains(CapabilityFlags::CLIENT_SESSION_TRACK);
+        if track_state {
+            capabilities |= CapabilityFlags::CLIENT_SESSION_TRACK;
+        }
         conn.mariadb = login.mariadb;
         let mut seq = 1;
         if let Some(tls) = &endpoint.tls {
@@ -142,6 +151,9 @@ impl BackendConn {
         let response = handshake_response(&greeting, login, capabilities, plugin, &nonce);
         conn.send(seq, &response).await?;
         conn.authenticate(login.password, plugin, nonce).await?;
+        if track_state {
+            conn.track_state().await?;
+        }
         Ok(conn)
     }
 
@@ -327,6 +339,7 @@ mod tests {
             mariadb,
             collation: 45,
             attributes: None,
+            track_state: false,
         }
     }
 

@@ -71,6 +71,7 @@ impl Session {
             mariadb: self.identity.mariadb,
             collation: self.identity.collation,
             attributes: self.identity.attributes.as_ref(),
+            track_state: true,
         };
         match BackendConn::connect(endpoint, &login).await {
             Ok(conn) => {

@@ -84,6 +84,7 @@ impl Session {
             mariadb: self.identity.mariadb,
             collation: self.identity.collation,
             attributes: None,
+            track_state: false,
         };
         let endpoint = &self.proxy.endpoints[backend];
         let result = match BackendConn::connect(endpoint, &login).await {
@@ -106,7 +107,13 @@ impl Session {
             let Some(conn) = self.backends[index].as_mut() else {
                 continue;
             };
-            if let Err(error) = conn.reset().await {
+            // The reset turns off the state-change tracker rwsplit keeps on.
+            let tracks_state = conn.tracks_state();
+            let reset = match conn.reset().await {
+                Ok(()) if tracks_state => conn.track_state().await,
+                done => done,
+            };
+            if let Err(error) = reset {
                 warn!(backend = self.proxy.endpoints[index].name, %error, "reset failed; connection closed");
                 self.discard(index);
             }

@@ -47,6 +47,7 @@ use crate::protocol::command::{Command, com};
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::{Frame, FrameError};
 use crate::protocol::response::Expect;
+use crate::protocol::session_track::ClientTracking;
 use crate::routing::Target;
 use crate::sql::kill::{Kill, parse_kill};
 use crate::sql::{SessionChange, StatementKind};
@@ -400,6 +401,11 @@ impl Session {
         let hold_read_only = digest
             && request.get(4) == Some(&com::QUERY)
             && self.replayable_transaction() == Some(target);
+        let hold = hold_read_only.then_some(relay::READ_ONLY_ERROR);
+        let tracking = self.backends[target]
+            .as_ref()
+            .filter(|conn| conn.tracks_state())
+            .map(|_| self.client_tracking());
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
@@ -412,10 +418,27 @@ impl Session {
                 track_gtid,
                 definitions,
                 digest,
-                hold_read_only,
+                hold,
+                tracking,
             },
             in_flight: self.proxy.metrics.thread(self.thread).relaying(target),
         })
+    }
+
+    /// What of the session-state changes a backend reports the client
+    /// receives: rwsplit keeps the state-change tracker on for itself.
+    fn client_tracking(&self) -> ClientTracking {
+        if !self
+            .identity
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_SESSION_TRACK)
+        {
+            ClientTracking::Nothing
+        } else if self.routing.owns_state_tracker {
+            ClientTracking::Everything
+        } else {
+            ClientTracking::Requested
+        }
     }
 
     /// Takes in the end of a relay made with [`Session::relay_for`]:

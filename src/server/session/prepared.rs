@@ -81,6 +81,10 @@ impl Session {
         let seq = frame.last_seq().wrapping_add(1);
         let text = sql::decode(&sql);
         let classified = sql::classify(&text);
+        if sql::may_call_procedure(&text) {
+            // Noted before it runs: see `Session::hold_missing_table`.
+            self.routing.called_procedure = true;
+        }
         let reads = classified.kind == StatementKind::Read;
         let kind = prepared_kind(classified.kind);
         let target = self.target(&kind, classified.hint, &sql);
@@ -105,6 +109,7 @@ impl Session {
             .await?;
         if let Some(ok) = relayed.prepared {
             let columns: Option<ColumnDefs> = relayed.columns.map(Into::into);
+            let reads_user_variable = sql::reads_user_variable(&sql);
             let statement = Statement {
                 sql,
                 params: ok.params,
@@ -119,6 +124,7 @@ impl Session {
                 kind,
                 last: None,
                 long_data: false,
+                reads_user_variable,
                 held_columns: columns,
             };
             self.statements.insert(id, statement);
@@ -140,6 +146,11 @@ impl Session {
             return self.reply_error(seq, &error).await;
         };
         let (kind, long_data) = match (run, self.statements.get(id)) {
+            (Run::Execute(_), Some(s))
+                if s.reads_user_variable && self.routing.user_variables_on_primary =>
+            {
+                (StatementKind::Write, s.long_data)
+            }
             (Run::Execute(_), Some(s)) => (s.kind.clone(), s.long_data),
             (Run::Bulk, _) | (_, None) => (StatementKind::Write, false),
         };
@@ -181,10 +192,18 @@ impl Session {
                         (true, Some(columns)) => Definitions::Supply(columns),
                     };
                     self.routing.previous = Some(backend);
-                    let ready =
+                    let hold = reads.then(|| self.hold_missing_table(backend)).flatten();
+                    let mut ready =
                         self.relay_for(backend, request, run.expect(), None, definitions)?;
+                    ready.how.hold = ready.how.hold.or(hold);
                     let relayed = relay::relay(ready, request).await;
                     match self.relay_ended(backend, request, relayed)? {
+                        Ok(relayed) if relayed.held => {
+                            self.take_held(backend);
+                            target = self.primary_target();
+                            retryable = false;
+                            continue;
+                        }
                         Ok(relayed) => break (backend, relayed),
                         Err(Untouched(_)) if retryable && Some(backend) != self.proxy.primary() => {
                             backend
@@ -210,6 +229,16 @@ impl Session {
             statement.columns_sent(backend, ColumnDefs::from(columns.as_slice()));
         }
         self.count(crate::metrics::KindLabel::of(&kind), started, true);
+        if relayed.state_changed {
+            let text = self
+                .statements
+                .get(id)
+                .map(|s| sql::decode(&s.sql).into_owned());
+            self.state_reported(&kind, &text.unwrap_or_default());
+        }
+        if matches!(kind, StatementKind::Write) {
+            self.routing.user_variables_on_primary = true;
+        }
         self.note_write(backend, !reads && relayed.error.is_none(), relayed.gtid);
         if reads {
             self.note_reader(backend);

@@ -14,7 +14,10 @@ use crate::gtid::Committed;
 use crate::metrics::InFlight;
 use crate::protocol::digest::Digest;
 use crate::protocol::packet::{Renumber, number_packets};
-use crate::protocol::response::{Expect, PrepareOk, ResponseScanner, Scan, column_definitions};
+use crate::protocol::response::{
+    Expect, PrepareOk, ResponseScanner, Rewrite, Scan, column_definitions,
+};
+use crate::protocol::session_track::ClientTracking;
 use crate::server::client::{ClientConn, ClientError};
 
 /// What a relayed response said.
@@ -35,9 +38,13 @@ pub struct Relayed {
     pub columns: Option<Vec<u8>>,
     /// With [`Relay::digest`]: what transaction replay keeps of it.
     pub digest: Option<Digested>,
-    /// With [`Relay::hold_read_only`]: the response is an ERR 1290, not
-    /// sent to the client; it is left in the backend's read buffer.
+    /// With [`Relay::hold`]: the response is that ERR alone, not sent to
+    /// the client; it is left in the backend's read buffer.
     pub held: bool,
+    /// The server said the statement changed the session's state (on a
+    /// connection that tracks it, any change; see
+    /// [`BackendConn::tracks_state`]).
+    pub state_changed: bool,
 }
 
 /// What a relay with [`Relay::digest`] made of the response.
@@ -82,14 +89,20 @@ pub struct Relay<'a> {
     pub definitions: Definitions<'a>,
     /// Compute [`Relayed::digest`] (transaction replay).
     pub digest: bool,
-    /// Keep a response that is a lone ERR 1290 (read-only) from the
-    /// client and say so in [`Relayed::held`]: the transaction it
-    /// interrupts may be replayed on a new primary instead.
-    pub hold_read_only: bool,
+    /// Keep a response that is a lone ERR with this code from the client
+    /// and say so in [`Relayed::held`]: the statement may go elsewhere
+    /// instead (a transaction interrupted by [`READ_ONLY_ERROR`] to a new
+    /// primary, a read that missed a temporary table to the primary).
+    pub hold: Option<u16>,
+    /// On a connection that tracks state changes for rwsplit: what of
+    /// them the client is to receive.
+    pub tracking: Option<ClientTracking>,
 }
 
 /// ER_OPTION_PREVENTS_STATEMENT: what a read-only server answers a write.
 pub const READ_ONLY_ERROR: u16 = 1290;
+/// ER_NO_SUCH_TABLE.
+pub const NO_SUCH_TABLE: u16 = 1146;
 
 /// Why a relay stopped early. Either way the backend connection is in an
 /// unknown state and must be closed.
@@ -155,6 +168,9 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
     if how.definitions != Definitions::Pass {
         scanner = scanner.capturing_definitions();
     }
+    if let Some(tracking) = how.tracking {
+        scanner = scanner.stripping(tracking);
+    }
     if let Err(e) = backend.write_all(request).await {
         return Err(lost(e.into(), &scanner, 0));
     }
@@ -201,10 +217,10 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
             renumber = Some(Renumber::new(inserted));
             supplied = Some(columns.to_vec());
         }
-        if how.hold_read_only
+        if how.hold.is_some()
             && progress.scan == Scan::Done
             && scanner.last_seq() == Some(1)
-            && scanner.error() == Some(READ_ONLY_ERROR)
+            && scanner.error() == how.hold
         {
             // The whole response is that ERR, and none of it was sent.
             if backend.buffered().len() > consumed {
@@ -224,15 +240,19 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
             if let Some(renumber) = &mut renumber {
                 renumber.apply(&mut backend.buffered_mut()[..consumed]);
             }
-            let more = progress.scan == Scan::NeedMore;
-            client
-                .write_relayed(&backend.buffered()[..consumed], more)
-                .await
-                .map_err(|e| RelayError::Client(e.into()))?;
+            let more = matches!(progress.scan, Scan::NeedMore | Scan::Paused);
+            let relayed = &backend.buffered()[..consumed];
+            let written = match scanner.take_rewrite() {
+                None => client.write_relayed(relayed, more).await,
+                // Boxed: rare, and it would take room in every session's future.
+                Some(rewrite) => Box::pin(write_rewritten(client, relayed, rewrite, more)).await,
+            };
+            written.map_err(|e| RelayError::Client(e.into()))?;
             backend.consume(consumed);
         }
         match progress.scan {
             Scan::Done => break,
+            Scan::Paused => {}
             Scan::LocalInfile => {
                 digest = None;
                 let last_seq = relay_local_infile(client, backend).await?;
@@ -279,9 +299,25 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
             None => Digested::LocalInfile,
         }),
         held,
+        state_changed: scanner.state_changed(),
     };
     backend.response_ended(relayed.status, relayed.error);
     Ok(relayed)
+}
+
+/// Writes `relayed`, whose last packet is sent as `rewrite` says, with the
+/// sequence id it has in `relayed` (renumbered, if packets were inserted).
+async fn write_rewritten(
+    client: &mut ClientConn,
+    relayed: &[u8],
+    rewrite: Rewrite,
+    more: bool,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(rewrite.start + rewrite.packet.len());
+    out.extend_from_slice(&relayed[..rewrite.start]);
+    out.extend_from_slice(&rewrite.packet);
+    out[rewrite.start + 3] = relayed[rewrite.start + 3];
+    client.write_relayed(&out, more).await
 }
 
 /// Relays the client's LOCAL INFILE packets to the backend, up to and

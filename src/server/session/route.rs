@@ -84,6 +84,10 @@ impl Session {
         let Classified { kind, hint } = sql::classify(&text);
         let kind = match kind {
             StatementKind::SessionState(change) => {
+                if sql::names_state_tracker(&text) {
+                    self.routing.owns_state_tracker = true;
+                    self.pin("the client sets session_track_state_change, which rwsplit relies on");
+                }
                 drop(text);
                 return self
                     .session_state(frame, RESULTS, Some(change), started)
@@ -93,6 +97,15 @@ impl Session {
                 Some(true) => StatementKind::Read,
                 _ => StatementKind::Write,
             },
+            kind => kind,
+        };
+        let kind = match kind {
+            StatementKind::Read
+                if self.routing.user_variables_on_primary
+                    && sql::reads_user_variable(text.as_bytes()) =>
+            {
+                StatementKind::Write
+            }
             kind => kind,
         };
         if self.routing.transaction.backend().is_some() {
@@ -136,9 +149,17 @@ impl Session {
                 };
                 self.routing.previous = Some(backend);
                 let request = frame.as_bytes();
-                let ready = self.relay_for(backend, request, RESULTS, None, Definitions::Pass)?;
+                let hold = self.hold_missing_table(backend);
+                let mut ready =
+                    self.relay_for(backend, request, RESULTS, None, Definitions::Pass)?;
+                ready.how.hold = ready.how.hold.or(hold);
                 let relayed = relay::relay(ready, request).await;
                 let lost = match self.relay_ended(backend, request, relayed)? {
+                    Ok(relayed) if relayed.held => {
+                        self.take_held(backend);
+                        target = self.primary_target();
+                        continue;
+                    }
                     Ok(relayed) => break Some(relayed),
                     Err(Untouched(lost)) => lost,
                 };
@@ -162,6 +183,15 @@ impl Session {
             self.run_on(target, &frame, RESULTS, false).await?
         };
         self.count(KindLabel::of(&kind), started, relayed.is_some());
+        if relayed.as_ref().is_some_and(|r| r.state_changed) {
+            self.state_reported(&kind, &text);
+        }
+        if matches!(kind, StatementKind::Write) {
+            self.routing.user_variables_on_primary = true;
+            if sql::may_call_procedure(&text) {
+                self.routing.called_procedure = true;
+            }
+        }
         let succeeded = relayed.as_ref().is_some_and(|r| r.error.is_none());
         if let (Some(relayed), Some(backend)) = (relayed, self.routing.previous) {
             self.note_write(backend, !read && succeeded, relayed.gtid);
@@ -171,6 +201,33 @@ impl Session {
         }
         self.apply(kind, succeeded);
         Ok(Flow::Continue)
+    }
+
+    /// The server reported that a statement of `kind`, `text`, changed
+    /// the session's state. What rwsplit recognised is replayed or
+    /// followed already; any other change (a SET inside a procedure or an
+    /// `EXECUTE IMMEDIATE`, say) cannot be replayed elsewhere, so the
+    /// session stays where that happened: on the primary.
+    pub(super) fn state_reported(&mut self, kind: &StatementKind, text: &str) {
+        if !sql::state_change_expected(kind, text) {
+            if self.routing.previous != self.proxy.primary() {
+                warn!(
+                    id = self.registration.id(),
+                    statement = text,
+                    "a statement rwsplit sent to a replica changed the session's state"
+                );
+            }
+            self.pin("the server reported a change of session state rwsplit cannot replay");
+        }
+    }
+
+    /// What a read on `backend` must not pass to the client: after the
+    /// session called a procedure, which may have created temporary tables
+    /// that the server does not report, a replica's "no such table" sends
+    /// the read to the primary instead.
+    pub(super) fn hold_missing_table(&self, backend: usize) -> Option<u16> {
+        (self.routing.called_procedure && Some(backend) != self.proxy.primary())
+            .then_some(relay::NO_SUCH_TABLE)
     }
 
     /// Remembers the replica a read ran on, for the session's next reads.

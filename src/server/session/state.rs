@@ -16,8 +16,20 @@ pub struct RoutingState {
     /// Everything runs on the primary from now on (state that cannot be
     /// reproduced on other backends).
     pub pinned: bool,
+    /// The client set `session_track_state_change` itself: it receives
+    /// the state-change tracker's reports that rwsplit otherwise keeps to
+    /// itself (and the session is pinned: the tracker may be off now).
+    pub owns_state_tracker: bool,
     /// Between LOCK TABLES and UNLOCK TABLES.
     pub locked_tables: bool,
+    /// A statement that may assign user variables ran on the primary (a
+    /// write, a `CALL`, a stored function): reads of user variables go
+    /// there from now on (see `sql::reads_user_variable`).
+    pub user_variables_on_primary: bool,
+    /// The session called a stored procedure: it may have created
+    /// temporary tables, which the server does not report as it does
+    /// those created by statements (see `Session::hold_missing_table`).
+    pub called_procedure: bool,
     /// Temporary tables the session created (statements naming them run on
     /// the primary, where they exist).
     pub temporary_tables: Vec<String>,
@@ -37,7 +49,10 @@ impl RoutingState {
     pub fn new(config: &RoutingConfig) -> RoutingState {
         RoutingState {
             pinned: false,
+            owns_state_tracker: false,
             locked_tables: false,
+            called_procedure: false,
+            user_variables_on_primary: false,
             temporary_tables: Vec::new(),
             previous: None,
             reader: None,

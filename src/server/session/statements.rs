@@ -39,6 +39,9 @@ pub struct Statement {
     /// COM_STMT_SEND_LONG_DATA went to the primary since the last
     /// execution, so the next one must run there.
     pub long_data: bool,
+    /// It reads user variables: once they may have been assigned on the
+    /// primary, its executions go there (see `sql::reads_user_variable`).
+    pub reads_user_variable: bool,
     /// The column definitions the client holds (connections that cache
     /// metadata only).
     pub held_columns: Option<ColumnDefs>,
@@ -183,6 +186,7 @@ mod tests {
             kind: StatementKind::Read,
             last: None,
             long_data: false,
+            reads_user_variable: false,
             held_columns: None,
         }
     }
