@@ -26,7 +26,7 @@ use common::{TestCerts, TestProxy, program};
 
 fn sha2_proxy(tls: Option<&TestCerts>) -> TestProxy {
     let mut config = common::proxy_config(&common::shared_sandbox());
-    config.listen.auth_plugin = AuthPluginChoice::CachingSha2Password;
+    config.listen.auth_plugin = Some(AuthPluginChoice::CachingSha2Password);
     config.listen.tls = tls.map(|certs| ListenTlsConfig {
         cert: certs.cert.clone(),
         key: certs.key.clone(),
@@ -174,6 +174,85 @@ fn an_unknown_plugin_gets_an_auth_switch() {
     assert_eq!((seq, ok[0]), (4, 0x00), "logged in: {ok:?}");
 }
 
+/// Logs in over raw TCP as the application user, answering the greeting
+/// with `plugin`'s scramble and a switch to mysql_native_password if one
+/// comes; returns the stream after the OK, the capabilities it used and
+/// whether it was switched.
+fn raw_login(
+    proxy: &TestProxy,
+    plugin: WireAuthPlugin<'static>,
+) -> (TcpStream, CapabilityFlags, bool) {
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (_, greeting) = read_packet(&mut tcp);
+    let greeting: HandshakePacket = ParseBuf(&greeting).parse(()).unwrap();
+    let capabilities =
+        greeting.capabilities() - CapabilityFlags::CLIENT_SSL - CapabilityFlags::CLIENT_COMPRESS;
+    let nonce = greeting.nonce();
+    let scramble = match plugin {
+        WireAuthPlugin::CachingSha2Password => {
+            AuthPlugin::CachingSha2Password.scramble(&nonce, APP.password)
+        }
+        _ => AuthPlugin::NativePassword.scramble(&nonce, APP.password),
+    };
+    let response = HandshakeResponse::new(
+        Some(scramble.as_slice()),
+        (10, 11, 0),
+        Some(APP.user.as_bytes()),
+        None::<&[u8]>,
+        Some(plugin),
+        capabilities,
+        None,
+        1 << 24,
+    );
+    let mut payload = Vec::new();
+    response.serialize(&mut payload);
+    write_packet(&mut tcp, 1, &payload);
+    let (mut seq, mut answer) = read_packet(&mut tcp);
+    let switched = answer[0] == 0xFE;
+    if switched {
+        let switch: AuthSwitchRequest = ParseBuf(&answer).parse(()).unwrap();
+        assert_eq!(switch.auth_plugin().as_bytes(), b"mysql_native_password");
+        let reply = AuthPlugin::NativePassword.scramble(switch.plugin_data(), APP.password);
+        write_packet(&mut tcp, seq + 1, &reply);
+        (seq, answer) = read_packet(&mut tcp);
+    }
+    assert_eq!(answer[0], 0x00, "logged in (packet {seq}): {answer:?}");
+    (tcp, capabilities, switched)
+}
+
+/// A client that starts with caching_sha2_password, or names it in
+/// COM_CHANGE_USER, is switched to the user's plugin — MariaDB's default,
+/// mysql_native_password — as a MariaDB server switches it; it never
+/// needs TLS or an RSA key for that (mysql-connector-python's C
+/// extension refuses the RSA exchange).
+#[test]
+fn clients_are_switched_to_the_users_plugin_at_login_and_change_user() {
+    let proxy = common::start_proxy(common::proxy_config(&common::shared_sandbox()));
+    let (mut tcp, capabilities, switched) = raw_login(&proxy, WireAuthPlugin::CachingSha2Password);
+    assert!(switched, "a caching_sha2_password answer is switched");
+    let mut change = vec![0x11];
+    change.extend_from_slice(APP.user.as_bytes());
+    change.push(0);
+    let sha2 = AuthPlugin::CachingSha2Password.scramble(&[7; 20], APP.password);
+    change.push(sha2.len() as u8);
+    change.extend_from_slice(&sha2);
+    change.push(0); // no database
+    change.extend_from_slice(&45u16.to_le_bytes());
+    change.extend_from_slice(b"caching_sha2_password\0");
+    if capabilities.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
+        change.push(0);
+    }
+    write_packet(&mut tcp, 0, &change);
+    let (seq, switch) = read_packet(&mut tcp);
+    let switch: AuthSwitchRequest = ParseBuf(&switch).parse(()).expect("an AuthSwitchRequest");
+    assert_eq!(switch.auth_plugin().as_bytes(), b"mysql_native_password");
+    let reply = AuthPlugin::NativePassword.scramble(switch.plugin_data(), APP.password);
+    write_packet(&mut tcp, seq + 1, &reply);
+    let (_, ok) = read_packet(&mut tcp);
+    assert_eq!(ok[0], 0x00, "changed user: {ok:?}");
+}
+
 fn read_packet(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut header = [0u8; 4];
     tcp.read_exact(&mut header).unwrap();
@@ -201,6 +280,7 @@ async fn change_user_re_authenticates_and_starts_a_fresh_session() {
     config.users.push(rwsplit::config::UserConfig {
         name: "other".into(),
         password: "other-pw".into(),
+        auth_plugin: None,
     });
     let proxy = common::start_proxy(config);
     let mut conn = Conn::new(proxy.opts()).await.unwrap();

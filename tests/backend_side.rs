@@ -109,10 +109,11 @@ fn chained(certs: Option<&TestCerts>) -> (TestProxy, TestProxy) {
     // The back serves only the primary, so that the front's monitor,
     // which checks it through the back, discovers a primary.
     let mut back = common::primary_only_config(&sandbox);
-    back.listen.auth_plugin = AuthPluginChoice::CachingSha2Password;
+    back.listen.auth_plugin = Some(AuthPluginChoice::CachingSha2Password);
     back.users.push(UserConfig {
         name: MONITOR.user.into(),
         password: MONITOR.password.into(),
+        auth_plugin: None,
     });
     back.listen.tls = certs.map(|c| ListenTlsConfig {
         cert: c.cert.clone(),

@@ -133,6 +133,7 @@ async fn kill_refuses_unknown_ids_other_users_and_untranslatable_forms() {
     config.users.push(rwsplit::config::UserConfig {
         name: "other".into(),
         password: "other-pw".into(),
+        auth_plugin: None,
     });
     let proxy = common::start_proxy(config);
     let other_opts = mysql_async::OptsBuilder::from_opts(proxy.opts())

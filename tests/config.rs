@@ -43,7 +43,10 @@ fn a_minimal_file_gets_the_documented_defaults() {
     assert_eq!(config.listen.max_client_connections, 4096);
     assert_eq!(config.listen.handshake_timeout, Duration::from_secs(10));
     assert_eq!(config.listen.read_timeout, Duration::from_secs(30));
-    assert_eq!(config.listen.auth_plugin, AuthPluginChoice::NativePassword);
+    assert_eq!(
+        config.listen.auth_plugin, None,
+        "auto: the primary's flavour"
+    );
     assert_eq!(config.listen.max_allowed_packet, 64 << 20);
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(config.listen.threads, cpus, "auto: one per CPU");
@@ -137,7 +140,7 @@ failover: { auto: true, failure_threshold: 7, lock_quorum: majority_of_running }
     assert_eq!(config.listen.read_timeout, Duration::from_secs(5));
     assert_eq!(
         config.listen.auth_plugin,
-        AuthPluginChoice::CachingSha2Password
+        Some(AuthPluginChoice::CachingSha2Password)
     );
     assert_eq!(config.listen.max_allowed_packet, 16 << 20);
     assert_eq!(config.listen.threads, 4);

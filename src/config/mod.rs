@@ -51,8 +51,11 @@ pub struct ListenConfig {
     pub handshake_timeout: Duration,
     /// Time a client may take to send the rest of a packet it has started.
     pub read_timeout: Duration,
-    /// The password plugin offered in the greeting.
-    pub auth_plugin: AuthPluginChoice,
+    /// The password plugin offered in the greeting, and the one users
+    /// log in with unless they name their own; `None` (`auto`): the one
+    /// the primary's flavour defaults to (MariaDB: mysql_native_password,
+    /// MySQL 8 and later: caching_sha2_password).
+    pub auth_plugin: Option<AuthPluginChoice>,
     /// Largest command packet accepted from a client, in bytes.
     pub max_allowed_packet: usize,
     /// Session threads, each with its own single-threaded runtime.
@@ -61,8 +64,8 @@ pub struct ListenConfig {
     pub pin_threads: bool,
 }
 
-/// The password plugin rwsplit offers clients first. Both are always
-/// accepted; this decides what a client that follows the server's lead uses.
+/// A password plugin, as a server's account has one: a client that starts
+/// with another is switched to it, as a server switches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthPluginChoice {
     /// `mysql_native_password`: MariaDB's default, understood by every client.
@@ -98,6 +101,9 @@ pub struct UserConfig {
     pub name: String,
     /// Password, used to check client logins and to log in to backends.
     pub password: String,
+    /// The plugin the user logs in with (as its account on the servers
+    /// has one); `None`: `listen.auth_plugin`.
+    pub auth_plugin: Option<AuthPluginChoice>,
 }
 
 impl fmt::Debug for UserConfig {

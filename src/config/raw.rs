@@ -51,6 +51,7 @@ pub struct RawAdmin {
 pub struct RawUser {
     pub name: Scalar,
     pub password: Scalar,
+    pub auth_plugin: Scalar,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -140,23 +140,7 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
             64 << 20,
             packet_size,
         ),
-        auth_plugin: check.parse(
-            "listen.auth_plugin",
-            raw.auth_plugin,
-            AuthPluginChoice::NativePassword,
-            |s| {
-                one_of(
-                    s,
-                    &[
-                        ("mysql_native_password", AuthPluginChoice::NativePassword),
-                        (
-                            "caching_sha2_password",
-                            AuthPluginChoice::CachingSha2Password,
-                        ),
-                    ],
-                )
-            },
-        ),
+        auth_plugin: check.parse("listen.auth_plugin", raw.auth_plugin, None, auth_plugin),
         threads: {
             let cpus = available_cpus();
             check.parse("listen.threads", raw.threads, one_per_cpu(cpus), |s| {
@@ -206,6 +190,24 @@ fn admin(check: &mut Checker, raw: RawAdmin) -> AdminConfig {
     }
 }
 
+/// A password plugin by name, or `auto`.
+fn auth_plugin(s: &str) -> Result<Option<AuthPluginChoice>, String> {
+    one_of(
+        s,
+        &[
+            ("auto", None),
+            (
+                "mysql_native_password",
+                Some(AuthPluginChoice::NativePassword),
+            ),
+            (
+                "caching_sha2_password",
+                Some(AuthPluginChoice::CachingSha2Password),
+            ),
+        ],
+    )
+}
+
 fn users(check: &mut Checker, raw: Option<Vec<RawUser>>) -> Vec<UserConfig> {
     let raw = raw.unwrap_or_default();
     if raw.is_empty() {
@@ -232,7 +234,17 @@ fn users(check: &mut Checker, raw: Option<Vec<RawUser>>) -> Vec<UserConfig> {
             );
         }
         let password = check.required(&format!("{path}.password"), user.password, "a password");
-        users.push(UserConfig { name, password });
+        let auth_plugin = check.parse(
+            &format!("{path}.auth_plugin"),
+            user.auth_plugin,
+            None,
+            auth_plugin,
+        );
+        users.push(UserConfig {
+            name,
+            password,
+            auth_plugin,
+        });
     }
     users
 }

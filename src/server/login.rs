@@ -219,13 +219,15 @@ pub async fn authenticate(
     response: &[u8],
     seq: &mut u8,
 ) -> Result<bool, LoginError> {
+    let account = proxy.account_plugin(user);
     let (plugin, nonce, response) =
         match plugin.map_or(Some(AuthPlugin::NativePassword), AuthPlugin::from_name) {
-            Some(plugin) => (plugin, nonce.to_vec(), response.to_vec()),
-            None => {
-                // The client started with a plugin rwsplit does not verify:
-                // switch it to the default one, with a fresh nonce.
-                let plugin = proxy.default_plugin();
+            Some(plugin) if plugin == account => (plugin, nonce.to_vec(), response.to_vec()),
+            _ => {
+                // The client started with another plugin than the user's
+                // (one rwsplit may not even verify): switch it, with a
+                // fresh nonce, as a server does.
+                let plugin = account;
                 let fresh = auth::nonce();
                 let mut data = fresh.to_vec();
                 data.push(0);

@@ -33,6 +33,29 @@ use crate::tls::{self, TlsError};
 use crate::topology::{Topology, TopologyCell};
 use registry::Registry;
 
+fn plugin(choice: AuthPluginChoice) -> AuthPlugin {
+    match choice {
+        AuthPluginChoice::NativePassword => AuthPlugin::NativePassword,
+        AuthPluginChoice::CachingSha2Password => AuthPlugin::CachingSha2Password,
+    }
+}
+
+/// The plugin a server of this version gives new accounts: MySQL's is
+/// caching_sha2_password from 8.0, MariaDB's mysql_native_password.
+fn flavour_plugin(version: &[u8]) -> AuthPlugin {
+    let major = version
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0u32, |n, &c| {
+            n.saturating_mul(10).saturating_add(u32::from(c - b'0'))
+        });
+    if crate::backend::is_mariadb(version) || major < 8 {
+        AuthPlugin::NativePassword
+    } else {
+        AuthPlugin::CachingSha2Password
+    }
+}
+
 /// Capabilities rwsplit offers clients, before intersecting with what the
 /// backends support. Compression and TLS are rwsplit's own, per side.
 /// CLIENT_LONG_PASSWORD doubles as "CLIENT_MYSQL": MySQL servers set it,
@@ -424,11 +447,22 @@ impl Proxy {
         OFFERED_MARIADB & self.server_info().mariadb
     }
 
-    /// The password plugin named in the greeting.
+    /// The password plugin named in the greeting: `listen.auth_plugin`,
+    /// or the one the primary's flavour defaults to.
     pub fn default_plugin(&self) -> AuthPlugin {
         match self.config.listen.auth_plugin {
-            AuthPluginChoice::NativePassword => AuthPlugin::NativePassword,
-            AuthPluginChoice::CachingSha2Password => AuthPlugin::CachingSha2Password,
+            Some(choice) => plugin(choice),
+            None => flavour_plugin(&self.server_info().version),
+        }
+    }
+
+    /// The plugin `user` logs in with (an unknown user: the default), as
+    /// a server's account has one: a client that starts with another, or
+    /// names another in COM_CHANGE_USER, is switched to it.
+    pub fn account_plugin(&self, user: Option<&UserConfig>) -> AuthPlugin {
+        match user.and_then(|u| u.auth_plugin) {
+            Some(choice) => plugin(choice),
+            None => self.default_plugin(),
         }
     }
 
@@ -478,6 +512,23 @@ mod tests {
             mariadb,
             collation: 45,
             thread_id: 1,
+        }
+    }
+
+    #[test]
+    fn the_default_plugin_is_the_flavours() {
+        for (version, expected) in [
+            (
+                "5.5.5-10.11.6-MariaDB-0+deb12u1",
+                AuthPlugin::NativePassword,
+            ),
+            ("11.4.2-MariaDB-log", AuthPlugin::NativePassword),
+            ("5.7.44-log", AuthPlugin::NativePassword),
+            ("8.0.36", AuthPlugin::CachingSha2Password),
+            ("8.4.0-commercial", AuthPlugin::CachingSha2Password),
+            ("9.1.0", AuthPlugin::CachingSha2Password),
+        ] {
+            assert_eq!(flavour_plugin(version.as_bytes()), expected, "{version}");
         }
     }
 

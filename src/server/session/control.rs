@@ -138,10 +138,9 @@ impl Session {
         };
         let name = String::from_utf8_lossy(request.user).into_owned();
         let user = self.proxy.user(&name);
-        let plugin = request
-            .plugin
-            .and_then(auth::AuthPlugin::from_name)
-            .unwrap_or_else(|| self.proxy.default_plugin());
+        // The user's plugin, whatever the client named, as a server
+        // switches it to its account's.
+        let plugin = self.proxy.account_plugin(user.as_deref());
         let nonce = auth::nonce();
         let mut data = nonce.to_vec();
         data.push(0);
