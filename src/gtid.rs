@@ -160,23 +160,29 @@ impl fmt::Display for GtidSet {
 /// What a session's write committed, as its server names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
-    /// MariaDB's `last_gtid`.
-    MariaDb(Gtid),
+    /// MariaDB's `last_gtid` (one GTID), or a primary's position (the
+    /// last GTID of each domain): everything up to each.
+    MariaDb(Vec<Gtid>),
     /// The GTID set MySQL reported for the statement.
     MySql(GtidSet),
 }
 
 impl Committed {
-    /// Parses MariaDB's `0-1-42` or a MySQL GTID set (told apart by the
-    /// `:` only MySQL sets have). `None` for empty text: nothing was
-    /// written to the binary log.
+    /// Parses MariaDB's `0-1-42` (or a position, `0-1-42,1-2-7`) or a
+    /// MySQL GTID set (told apart by the `:` only MySQL sets have). `None`
+    /// for empty text: nothing was written to the binary log.
     pub fn parse(text: &str) -> Option<Committed> {
         if text.contains(':') {
             GtidSet::parse(text)
                 .filter(|set| *set != GtidSet::default())
                 .map(Committed::MySql)
         } else {
-            Gtid::parse(text).map(Committed::MariaDb)
+            match GtidPosition::parse(text)? {
+                GtidPosition::MariaDb(gtids) if !gtids.is_empty() => {
+                    Some(Committed::MariaDb(gtids))
+                }
+                _ => None,
+            }
         }
     }
 
@@ -186,7 +192,7 @@ impl Committed {
     pub fn wait_query(&self, timeout: Duration) -> String {
         let seconds = timeout.as_secs_f64();
         match self {
-            Committed::MariaDb(gtid) => format!("SELECT MASTER_GTID_WAIT('{gtid}', {seconds:.3})"),
+            Committed::MariaDb(_) => format!("SELECT MASTER_GTID_WAIT('{self}', {seconds:.3})"),
             Committed::MySql(set) => {
                 format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{set}', {seconds:.3})")
             }
@@ -197,7 +203,7 @@ impl Committed {
 impl fmt::Display for Committed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Committed::MariaDb(gtid) => gtid.fmt(f),
+            Committed::MariaDb(gtids) => GtidPosition::MariaDb(gtids.clone()).fmt(f),
             Committed::MySql(set) => set.fmt(f),
         }
     }
@@ -240,9 +246,13 @@ impl GtidPosition {
     /// write of the other dialect never is).
     pub fn covers(&self, committed: &Committed) -> bool {
         match (self, committed) {
-            (GtidPosition::MariaDb(position), Committed::MariaDb(gtid)) => position
-                .iter()
-                .any(|g| g.domain == gtid.domain && g.sequence >= gtid.sequence),
+            (GtidPosition::MariaDb(position), Committed::MariaDb(gtids)) => {
+                gtids.iter().all(|gtid| {
+                    position
+                        .iter()
+                        .any(|g| g.domain == gtid.domain && g.sequence >= gtid.sequence)
+                })
+            }
             (GtidPosition::MySql(executed), Committed::MySql(set)) => executed.contains(set),
             _ => false,
         }
@@ -256,9 +266,9 @@ impl GtidPosition {
     pub fn includes(&self, other: &GtidPosition) -> bool {
         match (self, other) {
             (_, GtidPosition::MariaDb(theirs)) if theirs.is_empty() => true,
-            (GtidPosition::MariaDb(_), GtidPosition::MariaDb(theirs)) => theirs
-                .iter()
-                .all(|gtid| self.covers(&Committed::MariaDb(*gtid))),
+            (GtidPosition::MariaDb(_), GtidPosition::MariaDb(theirs)) => {
+                self.covers(&Committed::MariaDb(theirs.clone()))
+            }
             (GtidPosition::MySql(ours), GtidPosition::MySql(theirs)) => ours.contains(theirs),
             _ => false,
         }
@@ -328,6 +338,18 @@ mod tests {
             "an unknown domain is not covered"
         );
         assert!(!GtidPosition::default().covers(&committed("0-1-1")));
+        // A primary's whole position, as global read-your-writes waits for.
+        let primary = committed("0-1-42,1-2-8");
+        assert!(!position.covers(&primary), "domain 1 is behind");
+        assert!(
+            GtidPosition::parse("0-1-42,1-2-8")
+                .unwrap()
+                .covers(&primary)
+        );
+        assert_eq!(
+            primary.wait_query(Duration::from_secs(2)),
+            "SELECT MASTER_GTID_WAIT('0-1-42,1-2-8', 2.000)"
+        );
     }
 
     #[test]

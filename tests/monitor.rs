@@ -448,7 +448,8 @@ async fn read_your_writes_sees_every_write_and_off_does_not() {
     };
 
     let off = start(&sandbox, |c| {
-        c.routing.max_replication_lag = Duration::from_secs(3)
+        c.routing.read_your_writes = ReadYourWrites::Off;
+        c.routing.max_replication_lag = Duration::from_secs(3);
     });
     let mut conn = Conn::new(off.opts()).await.unwrap();
     let stale = stale_reads(&mut conn, "ryw.off", 200).await;
@@ -526,6 +527,50 @@ async fn read_your_writes_sees_every_write_and_off_does_not() {
         asked < 250,
         "{asked} selects on the primary: the GTIDs were asked for, not read from OK packets"
     );
+    drop((raw, proxy));
+
+    // `global`: one connection writes, another reads (an application's
+    // pool hands one request several): the read sees the write. With
+    // `session` it may not.
+    root(
+        &sandbox,
+        0,
+        "CREATE TABLE ryw.global (id INT PRIMARY KEY); CREATE TABLE ryw.other (id INT PRIMARY KEY)",
+    )
+    .await;
+    sandbox.sync_replicas().await.unwrap();
+    for (mode, table) in [
+        (ReadYourWrites::Session, "ryw.other"),
+        (ReadYourWrites::Global, "ryw.global"),
+    ] {
+        let proxy = start(&sandbox, |c| {
+            c.routing.read_your_writes = mode;
+            c.routing.max_replication_lag = Duration::from_secs(3);
+        });
+        let mut writer = Conn::new(proxy.opts()).await.unwrap();
+        let mut reader = Conn::new(proxy.opts()).await.unwrap();
+        let mut stale = 0;
+        for id in 1..=100u32 {
+            writer
+                .query_drop(format!("INSERT INTO {table} VALUES ({id})"))
+                .await
+                .unwrap();
+            let seen: Option<Option<u32>> = reader
+                .query_first(format!("SELECT MAX(id) FROM {table}"))
+                .await
+                .unwrap();
+            if seen != Some(Some(id)) {
+                stale += 1;
+            }
+        }
+        match mode {
+            ReadYourWrites::Global => assert_eq!(stale, 0, "global: another session's write"),
+            _ => assert!(
+                stale > 0,
+                "session: another session's writes are not waited for"
+            ),
+        }
+    }
 }
 
 /// Samples replica `index`'s lag for 3 s, every 50 ms: as `/status`

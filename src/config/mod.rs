@@ -206,13 +206,18 @@ pub enum ReplicaAffinity {
     Statement,
 }
 
-/// Whether a session's reads must see its own writes.
+/// Which writes a read must see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadYourWrites {
     /// Reads go to any eligible replica.
     Off,
-    /// After a write, reads go only to replicas that have applied it.
+    /// After a write, the session's reads go only to replicas that have
+    /// applied it.
     Session,
+    /// A read goes only to a replica that has applied every write any
+    /// session of this rwsplit had acknowledged when it started (an
+    /// application's pool hands one request several connections).
+    Global,
 }
 
 /// `routing:` — where statements go.

@@ -439,13 +439,14 @@ fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
         read_your_writes: check.parse(
             "routing.read_your_writes",
             raw.read_your_writes,
-            ReadYourWrites::Off,
+            ReadYourWrites::Session,
             |s| {
                 one_of(
                     s,
                     &[
                         ("off", ReadYourWrites::Off),
                         ("session", ReadYourWrites::Session),
+                        ("global", ReadYourWrites::Global),
                     ],
                 )
             },

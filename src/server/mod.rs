@@ -190,6 +190,9 @@ pub struct Proxy {
     pub listening: AtomicBool,
     /// Grows with every read routed (round robin, tie breaks).
     pub turn: AtomicU64,
+    /// The writes sessions had acknowledged, for
+    /// `routing.read_your_writes: global`.
+    pub writes: session::WriteClock,
     /// Present when `listen.tls` is configured.
     pub tls: Option<TlsAcceptor>,
     /// For caching_sha2_password full authentication without TLS.
@@ -251,6 +254,7 @@ pub async fn start(
         admin = ?admin_address,
         backends = proxy.endpoints.len(),
         session_threads = proxy.config.listen.threads,
+        read_your_writes = ?proxy.config.routing.read_your_writes,
         "rwsplit is serving"
     );
     proxy.listening.store(true, Ordering::Relaxed);
@@ -377,6 +381,7 @@ impl Proxy {
             listening: AtomicBool::new(false),
             changes: Default::default(),
             turn: AtomicU64::new(0),
+            writes: session::WriteClock::default(),
             topology: Arc::new(TopologyCell::new(Topology::from_config(&config))),
             reports: Arc::default(),
             endpoints,

@@ -1,5 +1,7 @@
-//! Read-your-writes (`routing.read_your_writes: session`): after a session
-//! writes, its reads go only to replicas that have applied the write.
+//! Read-your-writes (`routing.read_your_writes`): with `session`, after a
+//! session writes, its reads go only to replicas that have applied the
+//! write; with `global`, every read waits for every write any session had
+//! acknowledged when it started.
 //!
 //! The write's GTID comes from the OK packet when the server reports it
 //! (MariaDB tracking `last_gtid` in `session_track_system_variables`,
@@ -12,6 +14,15 @@
 //! the freshest replica (`MASTER_GTID_WAIT`, `WAIT_FOR_EXECUTED_GTID_SET`)
 //! up to `routing.causal_read_timeout`; failing that, the read runs on the
 //! primary.
+//!
+//! `global` counts the writes sessions acknowledge ([`WriteClock`]). A
+//! read that starts after the count moved asks the primary for its whole
+//! position (`@@gtid_binlog_pos`, MySQL's `@@global.gtid_executed`), which
+//! covers every write counted before it asked; reads that start before the
+//! next write share that answer.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::debug;
 
@@ -29,21 +40,69 @@ pub enum LastWrite {
     None,
     /// A write ran; its GTID is still to be asked for.
     Unknown,
-    /// What the session's last write committed, and the replicas (bit
-    /// set) known to have applied it.
-    Known { gtid: Committed, applied: u64 },
+    /// What the session's last write committed (with `global`: the
+    /// primary's position after `clock` writes), and the replicas (bit set)
+    /// known to have applied it.
+    Known {
+        gtid: Committed,
+        applied: u64,
+        clock: u64,
+    },
+}
+
+/// The writes every session of this rwsplit has acknowledged, for
+/// `read_your_writes: global`.
+#[derive(Debug, Default)]
+pub struct WriteClock {
+    /// Writes acknowledged to clients so far.
+    acknowledged: AtomicU64,
+    /// The primary's position read once `.0` writes had been acknowledged:
+    /// it covers them all.
+    known: Mutex<Option<(u64, Committed)>>,
+}
+
+impl WriteClock {
+    /// Counts a write, once its client has the answer.
+    fn tick(&self) {
+        self.acknowledged.fetch_add(1, Ordering::Release);
+    }
+
+    fn now(&self) -> u64 {
+        self.acknowledged.load(Ordering::Acquire)
+    }
+
+    /// A position that covers the first `count` writes, if one was learnt.
+    fn position_at(&self, count: u64) -> Option<Committed> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .as_ref()
+            .filter(|(at, _)| *at >= count)
+            .map(|(_, position)| position.clone())
+    }
+
+    /// Keeps `position`, read after `count` writes, unless a later one is kept.
+    fn learn(&self, count: u64, position: &Committed) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.as_ref().is_none_or(|(at, _)| *at < count) {
+            *known = Some((count, position.clone()));
+        }
+    }
 }
 
 impl Session {
     fn causal_reads(&self) -> bool {
-        self.proxy.config.routing.read_your_writes == ReadYourWrites::Session
+        self.proxy.config.routing.read_your_writes != ReadYourWrites::Off
+    }
+
+    fn global_reads(&self) -> bool {
+        self.proxy.config.routing.read_your_writes == ReadYourWrites::Global
     }
 
     /// Whether responses from `backend` should be read for GTIDs:
     /// reads respect writes, it is the primary, and its OK packets carry
     /// session-state changes.
     pub(super) fn tracks_gtid(&self, backend: usize) -> bool {
-        self.causal_reads()
+        self.proxy.config.routing.read_your_writes == ReadYourWrites::Session
             && Some(backend) == self.proxy.primary()
             && self.backends[backend].as_ref().is_some_and(|c| {
                 c.capabilities()
@@ -57,8 +116,20 @@ impl Session {
         if !self.causal_reads() || Some(backend) != self.proxy.primary() {
             return;
         }
+        if self.global_reads() {
+            if wrote {
+                self.proxy.writes.tick();
+            }
+            return;
+        }
         match gtid {
-            Some(gtid) => self.last_write = LastWrite::Known { gtid, applied: 0 },
+            Some(gtid) => {
+                self.last_write = LastWrite::Known {
+                    gtid,
+                    applied: 0,
+                    clock: 0,
+                }
+            }
             None if wrote => self.last_write = LastWrite::Unknown,
             None => {}
         }
@@ -66,7 +137,11 @@ impl Session {
 
     /// Whether a read must still respect an earlier write.
     pub(super) fn write_pending(&self) -> bool {
-        self.causal_reads() && self.last_write != LastWrite::None
+        match self.proxy.config.routing.read_your_writes {
+            ReadYourWrites::Off => false,
+            ReadYourWrites::Session => self.last_write != LastWrite::None,
+            ReadYourWrites::Global => self.proxy.writes.now() > 0,
+        }
     }
 
     /// Where a read that routing sent to `target` may run given the
@@ -87,7 +162,14 @@ impl Session {
         }
         let to_primary = self.primary_target();
         let Some(gtid) = self.write_gtid().await else {
-            return to_primary;
+            // Without a primary to ask (it failed, or two servers are
+            // writable), the most advanced replica is the closest to it.
+            return match primary {
+                Some(_) => to_primary,
+                None => {
+                    freshest_replica(&self.proxy.topology.load()).map_or(target, Target::Backend)
+                }
+            };
         };
         let topology = self.proxy.topology.load();
         let mut lacking = 0u64;
@@ -121,6 +203,9 @@ impl Session {
     /// What the session's last write committed, asking the primary when
     /// only the fact of a write is known. `None` when it cannot be learned.
     async fn write_gtid(&mut self) -> Option<Committed> {
+        if self.global_reads() {
+            return self.global_position().await;
+        }
         match &self.last_write {
             LastWrite::None => None,
             LastWrite::Known { gtid, .. } => Some(gtid.clone()),
@@ -139,6 +224,7 @@ impl Session {
                         self.last_write = LastWrite::Known {
                             gtid: gtid.clone(),
                             applied: 0,
+                            clock: 0,
                         }
                     }
                     // Empty: the write did not reach the binary log
@@ -149,6 +235,41 @@ impl Session {
                 gtid
             }
         }
+    }
+
+    /// A position that covers every write acknowledged so far: the one
+    /// this session last waited for, or one another session learnt, or
+    /// the primary's, asked for now. `None` when it cannot be learned.
+    async fn global_position(&mut self) -> Option<Committed> {
+        let count = self.proxy.writes.now();
+        if let LastWrite::Known { gtid, clock, .. } = &self.last_write
+            && *clock >= count
+        {
+            return Some(gtid.clone());
+        }
+        let gtid = match self.proxy.writes.position_at(count) {
+            Some(gtid) => gtid,
+            None => {
+                let primary = self.proxy.primary()?;
+                self.ensure_backend(primary).await.ok()?;
+                let conn = self.backends[primary].as_mut()?;
+                let ask = match conn.greeting().is_mariadb() {
+                    true => "SELECT @@gtid_binlog_pos",
+                    false => "SELECT @@global.gtid_executed",
+                };
+                let answer = conn.query_value(ask).await;
+                let value = self.answered(primary, answer)?;
+                let gtid = Committed::parse(std::str::from_utf8(&value).ok()?)?;
+                self.proxy.writes.learn(count, &gtid);
+                gtid
+            }
+        };
+        self.last_write = LastWrite::Known {
+            gtid: gtid.clone(),
+            applied: 0,
+            clock: count,
+        };
+        Some(gtid)
     }
 
     /// Waits on replica `backend` until it applied `gtid`, up to

@@ -51,6 +51,7 @@ use crate::protocol::session_track::ClientTracking;
 use crate::routing::Target;
 use crate::sql::kill::{Kill, parse_kill};
 use crate::sql::{SessionChange, StatementKind};
+pub use causal::WriteClock;
 use prepared::Run;
 use relay::{Definitions, Relay, RelayError, Relayed};
 use state::RoutingState;
