@@ -14,13 +14,16 @@ as_root() {
 }
 
 # ensure_packages PROGRAM:PACKAGE... installs each PACKAGE whose PROGRAM is
-# missing, with one apt-get run.
+# missing, with one apt-get run. A PROGRAM that starts with / is a file
+# the package provides (a library, a jar).
 ensure_packages() {
     local wanted=() pair program package
     for pair in "$@"; do
         program=${pair%%:*}
         package=${pair#*:}
-        if ! command -v "$program" >/dev/null && [ ! -x "/usr/sbin/$program" ]; then
+        if [[ $program == /* ]]; then
+            [ -e "$program" ] || wanted+=("$package")
+        elif ! command -v "$program" >/dev/null && [ ! -x "/usr/sbin/$program" ]; then
             wanted+=("$package")
         fi
     done

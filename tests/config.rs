@@ -67,7 +67,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
         config.routing.replica_selection,
         ReplicaSelection::RoundRobin
     );
-    assert_eq!(config.routing.read_your_writes, ReadYourWrites::Session);
+    assert_eq!(config.routing.read_your_writes, ReadYourWrites::Global);
     assert_eq!(config.routing.causal_read_timeout, Duration::from_secs(1));
     assert!(!config.routing.primary_serves_reads);
     assert_eq!(config.routing.session_history_limit, 1000);
@@ -174,7 +174,7 @@ failover: { auto: true, failure_threshold: 7, lock_quorum: majority_of_running }
         Duration::from_millis(1500)
     );
     assert_eq!(config.routing.replica_selection, ReplicaSelection::LeastLag);
-    assert_eq!(config.routing.read_your_writes, ReadYourWrites::Session);
+    assert_eq!(config.routing.read_your_writes, ReadYourWrites::Global);
     assert!(config.routing.primary_serves_reads);
     assert_eq!(config.routing.session_history_limit, 20);
     assert!(config.routing.transaction_replay);

@@ -439,7 +439,7 @@ fn routing(check: &mut Checker, raw: RawRouting) -> RoutingConfig {
         read_your_writes: check.parse(
             "routing.read_your_writes",
             raw.read_your_writes,
-            ReadYourWrites::Session,
+            ReadYourWrites::Global,
             |s| {
                 one_of(
                     s,
