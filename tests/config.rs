@@ -96,7 +96,7 @@ listen:
   threads: 4
 admin: { address: '127.0.0.1:7001', token: t0ken }
 users:
-  - { name: app, password: '${APP_PASSWORD}' }
+  - { name: app, password: '${APP_PASSWORD}', auth_plugin: mysql_native_password }
   - { name: reporting, password: '${REPORTING_PASSWORD:-fallback}' }
 backends:
   - { name: db1, address: '${PRIMARY}', role: primary }
@@ -146,6 +146,10 @@ failover: { auto: true, failure_threshold: 7, lock_quorum: majority_of_running }
     assert_eq!(config.listen.threads, 4);
     assert_eq!(config.admin.token.as_deref(), Some("t0ken"));
     assert_eq!(config.users[0].password, "from-env");
+    assert_eq!(
+        config.users[0].auth_plugin,
+        Some(AuthPluginChoice::NativePassword)
+    );
     assert_eq!(config.users[1].password, "fallback");
     assert_eq!(config.backends[0].address, "10.0.0.1:3306");
     assert_eq!(config.backends[0].role, Some(Role::Primary));
@@ -174,7 +178,7 @@ failover: { auto: true, failure_threshold: 7, lock_quorum: majority_of_running }
         Duration::from_millis(1500)
     );
     assert_eq!(config.routing.replica_selection, ReplicaSelection::LeastLag);
-    assert_eq!(config.routing.read_your_writes, ReadYourWrites::Global);
+    assert_eq!(config.routing.read_your_writes, ReadYourWrites::Session);
     assert!(config.routing.primary_serves_reads);
     assert_eq!(config.routing.session_history_limit, 20);
     assert!(config.routing.transaction_replay);

@@ -144,6 +144,26 @@ impl Session {
         }
     }
 
+    /// Whether a read must wait for a write before it runs on `target`:
+    /// one is pending and `target` is not known to have applied it (with
+    /// `global`, no write was acknowledged since). Tested on every read
+    /// before [`Session::causal_target`], whose future is not made when
+    /// nothing is to be waited for.
+    pub(super) fn must_wait_on(&self, target: Target) -> bool {
+        if !self.write_pending() {
+            return false;
+        }
+        let Target::Backend(backend) = target else {
+            return false;
+        };
+        match &self.last_write {
+            LastWrite::Known { applied, clock, .. } if applied & (1 << backend) != 0 => {
+                self.global_reads() && *clock < self.proxy.writes.now()
+            }
+            _ => true,
+        }
+    }
+
     /// Where a read that routing sent to `target` may run given the
     /// session's last write: `target` if it has applied the write (or
     /// waited for it), else another replica that has, else the primary.

@@ -159,7 +159,7 @@ impl Session {
         // A read outside a transaction whose replica fails before it
         // answers runs once more, elsewhere.
         let mut retryable = reads && self.transaction().is_none();
-        let mut target = if retryable && self.write_pending() {
+        let mut target = if retryable && self.must_wait_on(target) {
             self.causal_target(target, |session, avoid| {
                 session.execution_target_avoiding(id, &kind, avoid)
             })

@@ -124,7 +124,7 @@ impl Session {
         // A read-only transaction that starts on a replica must see the
         // session's writes as much as a single read. (Tested here first:
         // a future not made is cheaper than one that returns at once.)
-        let target = if outside_transaction && on_replica && self.write_pending() {
+        let target = if outside_transaction && on_replica && self.must_wait_on(target) {
             self.causal_target(target, reroute).await
         } else {
             target
