@@ -11,7 +11,7 @@
 //! @@global.gtid_executed` on MySQL (everything the primary committed, the
 //! write included). A read then goes to a replica whose position, as the
 //! monitor last saw it, covers the write; failing that, rwsplit waits on
-//! the freshest replica (`MASTER_GTID_WAIT`, `WAIT_FOR_EXECUTED_GTID_SET`)
+//! the replica routing chose (`MASTER_GTID_WAIT`, `WAIT_FOR_EXECUTED_GTID_SET`)
 //! up to `routing.causal_read_timeout`; failing that, the read runs on the
 //! primary.
 //!
@@ -201,7 +201,6 @@ impl Session {
                 lacking |= 1 << index;
             }
         }
-        let freshest = freshest_replica(&topology).unwrap_or(chosen);
         drop(topology);
         if lacking & (1 << chosen) == 0 {
             return target;
@@ -210,11 +209,12 @@ impl Session {
             Target::Backend(other) if Some(other) != primary => return Target::Backend(other),
             _ => {}
         }
-        // No replica is known to have the write: wait where it should
-        // arrive first.
-        if self.wait_for(freshest, &gtid).await {
-            self.applied(freshest);
-            Target::Backend(freshest)
+        // No replica is known to have the write yet (the monitor's view is
+        // up to an interval old): wait on the one routing chose, so that
+        // the session keeps its replica.
+        if self.wait_for(chosen, &gtid).await {
+            self.applied(chosen);
+            target
         } else {
             to_primary
         }
