@@ -11,7 +11,7 @@
 //! @@global.gtid_executed` on MySQL (everything the primary committed, the
 //! write included). A read then goes to a replica whose position, as the
 //! monitor last saw it, covers the write; failing that, rwsplit waits on
-//! the replica routing chose (`MASTER_GTID_WAIT`, `WAIT_FOR_EXECUTED_GTID_SET`)
+//! the replica routing chose (or a less lagging one) (`MASTER_GTID_WAIT`, `WAIT_FOR_EXECUTED_GTID_SET`)
 //! up to `routing.causal_read_timeout`; failing that, the read runs on the
 //! primary.
 //!
@@ -31,6 +31,12 @@ use crate::backend::conn::BackendError;
 use crate::config::ReadYourWrites;
 use crate::gtid::Committed;
 use crate::routing::{Target, freshest_replica};
+use crate::topology::Lag;
+
+/// Replicas whose measured lags differ by less than this are as far
+/// behind as each other (the heartbeat's resolution is a few
+/// milliseconds).
+const SAME_LAG: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The session's last write, as far as reads must respect it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,6 +207,21 @@ impl Session {
                 lacking |= 1 << index;
             }
         }
+        // No replica may be known to have the write yet (the monitor's
+        // view is up to an interval old): then wait where it arrives
+        // first — on the one routing chose, so that the session keeps its
+        // replica, unless another is clearly ahead of it.
+        let lag = |index: usize| match topology.backends[index].lag {
+            Lag::Measured(lag) => Some(lag),
+            Lag::Unknown => None,
+        };
+        let wait_on = match (freshest_replica(&topology), lag(chosen)) {
+            (Some(freshest), Some(ours)) if lag(freshest).is_some_and(|l| l + SAME_LAG < ours) => {
+                freshest
+            }
+            (Some(freshest), None) => freshest,
+            _ => chosen,
+        };
         drop(topology);
         if lacking & (1 << chosen) == 0 {
             return target;
@@ -209,12 +230,9 @@ impl Session {
             Target::Backend(other) if Some(other) != primary => return Target::Backend(other),
             _ => {}
         }
-        // No replica is known to have the write yet (the monitor's view is
-        // up to an interval old): wait on the one routing chose, so that
-        // the session keeps its replica.
-        if self.wait_for(chosen, &gtid).await {
-            self.applied(chosen);
-            target
+        if self.wait_for(wait_on, &gtid).await {
+            self.applied(wait_on);
+            Target::Backend(wait_on)
         } else {
             to_primary
         }
