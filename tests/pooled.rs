@@ -33,7 +33,7 @@ async fn login(
         address: address.into(),
         tls: None,
         connect_timeout: Duration::from_secs(10),
-        open: Default::default(),
+        sockets: Default::default(),
     };
     let login = Login {
         user: APP.user,
@@ -130,9 +130,7 @@ async fn settled(proxy: &common::TestProxy) {
     eventually(
         "the sessions ended and their connections settled",
         || async {
-            let open = proxy.proxy.endpoints[0]
-                .open
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let open = proxy.proxy.endpoints[0].sockets.open();
             proxy.proxy.registry.is_empty() && open == proxy.proxy.pools[0].idle_count() as u64
         },
     )

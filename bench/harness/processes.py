@@ -199,7 +199,7 @@ class Rwsplit:
     """`rwsplit serve` over a sandbox, reads split to its replicas."""
 
     def __init__(self, binary: str, sandbox: Sandbox, max_clients: int = 20000, threads=None, pin=False,
-                 ready_timeout: float = 30.0):
+                 ready_timeout: float = 30.0, routing: str = ""):
         self.port = free_port()
         self.admin_port = free_port()
         backends = "".join(
@@ -214,6 +214,7 @@ class Rwsplit:
             "users: [{ name: app, password: app }]\n"
             f"backends:\n{backends}"
             "monitor: { user: monitor, password: monitor }\n"
+            + (f"routing: {{ {routing} }}\n" if routing else "")
         )
         self.config_path = os.path.join(sandbox.dir, f"bench-{self.port}.yaml")
         with open(self.config_path, "w") as f:

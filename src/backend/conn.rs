@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -14,6 +13,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio_rustls::TlsConnector;
 
+use super::sockets::{Registered, Sockets};
 use crate::net::Stream;
 use crate::protocol::digest::Digest;
 use crate::protocol::messages::{ErrorPacket, text_row};
@@ -45,26 +45,10 @@ pub struct Endpoint {
     pub tls: Option<TlsTarget>,
     /// Limit on TCP connect plus login.
     pub connect_timeout: Duration,
-    /// Connections open to this backend (for metrics); each connection
-    /// counts itself while it lives.
-    pub open: Arc<AtomicU64>,
-}
-
-/// One count in an endpoint's open connections, released on drop.
-#[derive(Debug)]
-struct Counted(Arc<AtomicU64>);
-
-impl Counted {
-    fn new(open: &Arc<AtomicU64>) -> Counted {
-        open.fetch_add(1, Ordering::Relaxed);
-        Counted(open.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    /// The connections open to this backend: each registers itself while
+    /// it lives, to be counted and, when the backend stops being the
+    /// primary, cut.
+    pub sockets: Arc<Sockets>,
 }
 
 /// TLS settings for one backend.
@@ -173,6 +157,9 @@ impl From<ScanError> for BackendError {
 /// An authenticated connection to a backend.
 #[derive(Debug)]
 pub struct BackendConn {
+    /// Its socket in the endpoint's [`Sockets`]; first, so that it is
+    /// dropped (unregistered) before `stream` closes the socket.
+    _registered: Registered,
     stream: Stream,
     /// Bytes read from the backend and not yet consumed.
     buf: BytesMut,
@@ -186,7 +173,6 @@ pub struct BackendConn {
     /// The server's state-change tracker is on: every OK packet of a
     /// statement that changed session state says so.
     tracks_state: bool,
-    _counted: Counted,
 }
 
 impl BackendConn {

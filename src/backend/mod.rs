@@ -5,10 +5,12 @@
 //! | [`conn`] | one connection: TLS, login as the client's user, packet exchange |
 //! | [`fresh`] | a used connection brought back to a fresh login's state |
 //! | [`pool`] | idle connections per backend, reset before reuse |
+//! | [`sockets`] | the connections open to a backend, counted, and cut when it stops being the primary |
 
 pub mod conn;
 mod fresh;
 pub mod pool;
+pub mod sockets;
 
 /// Whether a server is MariaDB rather than MySQL, by its version
 /// (`@@version`, or the greeting's): MariaDB's always says so, with or

@@ -448,6 +448,7 @@ async fn fail(
     new.wait_for(&received, limit)
         .await
         .map_err(ChangeError::Untouched)?;
+    cut(proxy, plan.old, progress);
     promote(&mut new, old, progress).await?;
     repoint(config, plan, servers, progress).await;
     progress.step(format!(
@@ -455,6 +456,21 @@ async fn fail(
         new.name
     ));
     Ok(())
+}
+
+/// Cuts every connection this rwsplit holds to `old`, a primary being
+/// replaced, before anyone is promoted: a statement it holds (a frozen
+/// server resumes) can then never be acknowledged to a client after the
+/// new primary took over. Its client gets ERR 2013: whether it took effect
+/// is unknown, as when a server dies under it.
+pub(crate) fn cut(proxy: &Proxy, old: usize, progress: &Progress) {
+    let cut = proxy.endpoints[old].sockets.cut_all();
+    if cut > 0 {
+        progress.step(format!(
+            "cut rwsplit's {cut} connection(s) to {}: nothing it answers from now on reaches a client",
+            proxy.endpoints[old].name
+        ));
+    }
 }
 
 async fn promote(new: &mut Server, old: &str, progress: &Progress) -> Result<(), ChangeError> {

@@ -19,8 +19,20 @@ pub async fn watch(proxy: Arc<Proxy>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The last reason an automatic failover did not happen, logged once.
     let mut last_refusal: Option<String> = None;
+    let mut last_primary = proxy.topology.primary();
     loop {
         ticks.tick().await;
+        let primary = proxy.topology.primary();
+        if let (Some(before), Some(now)) = (last_primary, primary)
+            && before != now
+            && !proxy.topology.load().backends[before].healthy
+        {
+            // Another rwsplit failed over (this one cut its connections
+            // before promoting): what this one holds to the failed primary
+            // must not deliver its late answers either.
+            super::cut(&proxy, before, &Progress::default());
+        }
+        last_primary = primary.or(last_primary);
         if stray_seen(&proxy) {
             match fence_strays(&proxy).await {
                 Ok(_) | Err(ChangeError::Busy) => {}

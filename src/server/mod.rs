@@ -26,6 +26,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::backend::conn::{BackendConn, Endpoint, Greeting, Login, TlsTarget};
 use crate::backend::pool::Pool;
+use crate::backend::sockets::Sockets;
 use crate::config::{AuthPluginChoice, Config, UserConfig};
 use crate::metrics::Metrics;
 use crate::protocol::auth::{AuthPlugin, RsaKey};
@@ -363,7 +364,9 @@ impl Proxy {
                     address: backend.address.clone(),
                     tls,
                     connect_timeout: config.monitor.connect_timeout,
-                    open: metrics.backends[index].open_connections.clone(),
+                    sockets: Arc::new(Sockets::counting(
+                        metrics.backends[index].open_connections.clone(),
+                    )),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;

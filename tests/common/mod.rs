@@ -249,7 +249,7 @@ pub async fn raw_mariadb_client(
         address: address.into(),
         tls: None,
         connect_timeout: Duration::from_secs(10),
-        open: Default::default(),
+        sockets: Default::default(),
     };
     let login = Login {
         user: APP.user,

@@ -7,10 +7,12 @@ use mysql_common::packets::{
     AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
 };
 use mysql_common::proto::MySerialize;
+use std::os::fd::AsRawFd;
+
 use tokio::net::TcpStream;
 
 use super::{
-    BackendConn, BackendError, Counted, Endpoint, Greeting, Login, READ_CHUNK, TlsTarget, refusal,
+    BackendConn, BackendError, Endpoint, Greeting, Login, READ_CHUNK, TlsTarget, refusal,
     refusal_or_protocol,
 };
 use crate::net::Stream;
@@ -82,6 +84,7 @@ impl BackendConn {
             })?;
         tcp.set_nodelay(true)?;
         let mut conn = BackendConn {
+            _registered: endpoint.sockets.register(tcp.as_raw_fd()),
             stream: Stream::Tcp(tcp),
             buf: BytesMut::with_capacity(READ_CHUNK),
             greeting: Greeting {
@@ -95,7 +98,6 @@ impl BackendConn {
             mariadb: MariadbCapabilities::empty(),
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             tracks_state: false,
-            _counted: Counted::new(&endpoint.open),
         };
         let handshake = conn.read_frame().await?;
         let payload = handshake.first_payload();
