@@ -273,6 +273,84 @@ impl GtidPosition {
             _ => false,
         }
     }
+
+    /// The transactions of `logged` (a server's binary log,
+    /// `gtid_binlog_pos`) that a server whose own position is `self`
+    /// (`gtid_current_pos`) and whose replication position is `received`
+    /// (`gtid_slave_pos`: what it applied from its sources) may lack; none
+    /// when it certainly has them all. MariaDB numbers the transactions of
+    /// a domain across servers, so a larger number written by another
+    /// server says nothing: this server has `logged`'s last transaction of
+    /// a domain only when that is its own stream at least as far (same
+    /// server id), or a stream it replicated at least as far. A server
+    /// that wrote while another did has diverged from it, whatever the
+    /// numbers. For MySQL, the GTID sets say it exactly. Each lacking
+    /// range is `(domain-server, first, last)` of `logged`'s server.
+    pub fn lacks(&self, received: &GtidPosition, logged: &GtidPosition) -> Vec<Lacking> {
+        match (self, received, logged) {
+            (
+                GtidPosition::MariaDb(ours),
+                GtidPosition::MariaDb(replicated),
+                GtidPosition::MariaDb(theirs),
+            ) => theirs
+                .iter()
+                .filter_map(|gtid| {
+                    let reached = [ours, replicated]
+                        .into_iter()
+                        .flatten()
+                        .filter(|g| g.domain == gtid.domain && g.server == gtid.server)
+                        .map(|g| g.sequence)
+                        .max()
+                        .unwrap_or(0);
+                    (reached < gtid.sequence).then(|| Lacking {
+                        stream: format!("{}-{}", gtid.domain, gtid.server),
+                        first: reached + 1,
+                        last: gtid.sequence,
+                    })
+                })
+                .collect(),
+            (GtidPosition::MySql(ours), _, GtidPosition::MySql(theirs))
+                if ours.contains(theirs) =>
+            {
+                Vec::new()
+            }
+            _ if logged.is_empty() => Vec::new(),
+            _ => vec![Lacking {
+                stream: logged.to_string(),
+                first: 0,
+                last: 0,
+            }],
+        }
+    }
+
+    /// Whether it names no transaction.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            GtidPosition::MariaDb(gtids) => gtids.is_empty(),
+            GtidPosition::MySql(set) => *set == GtidSet::default(),
+        }
+    }
+}
+
+/// Transactions one server may lack of another's: in MariaDB, sequence
+/// numbers `first..=last` of one domain-server stream (at most; the
+/// numbers of a domain are shared by its servers); in MySQL, a GTID set
+/// (`first` and `last` 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lacking {
+    pub stream: String,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl fmt::Display for Lacking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.first, self.last) {
+            (0, 0) => f.write_str(&self.stream),
+            (first, last) if first == last => write!(f, "{}-{first}", self.stream),
+            (first, last) => write!(f, "{}-{first} to {}-{last}", self.stream, self.stream),
+        }
+    }
 }
 
 impl fmt::Display for GtidPosition {
@@ -368,6 +446,69 @@ mod tests {
         assert!(mysql.includes(&position(&format!("{A}:5-9"))));
         assert!(!mysql.includes(&position(&format!("{A}:101"))));
         assert!(!mysql.includes(&position("0-1-1")));
+    }
+
+    /// db1 (server 1) was the primary up to 0-1-5311 but db2, promoted
+    /// when db1 failed, had applied only up to 0-1-5301; db2 then wrote on,
+    /// up to 0-2-27690. db1's last ten transactions exist nowhere else,
+    /// although 27690 > 5311.
+    #[test]
+    fn a_larger_number_from_another_server_is_not_inclusion() {
+        let position = |text: &str| GtidPosition::parse(text).unwrap();
+        let new_applied = position("0-2-27690");
+        let new_received = position("0-1-5301");
+        let old_logged = position("0-1-5311");
+        assert!(
+            new_applied.includes(&old_logged),
+            "by number alone it would be"
+        );
+        let lacking = new_applied.lacks(&new_received, &old_logged);
+        assert_eq!(
+            lacking,
+            [Lacking {
+                stream: "0-1".into(),
+                first: 5302,
+                last: 5311
+            }]
+        );
+        assert_eq!(lacking[0].to_string(), "0-1-5302 to 0-1-5311");
+        // It had received all of db1's: nothing lacks.
+        assert!(
+            new_applied
+                .lacks(&position("0-1-5311"), &old_logged)
+                .is_empty()
+        );
+        // A server's own stream, further on.
+        assert!(
+            position("0-1-5400")
+                .lacks(&position(""), &old_logged)
+                .is_empty()
+        );
+        // Another domain it never saw.
+        assert_eq!(
+            position("0-1-5400")
+                .lacks(&position(""), &position("0-1-5311,1-1-3"))
+                .len(),
+            1
+        );
+        assert!(
+            position("0-2-9")
+                .lacks(&position("0-2-9"), &position(""))
+                .is_empty()
+        );
+        // MySQL's sets say it exactly.
+        let mysql = |text: String| GtidPosition::parse(&text).unwrap();
+        assert!(
+            mysql(format!("{A}:1-100"))
+                .lacks(&position(""), &mysql(format!("{A}:1-90")))
+                .is_empty()
+        );
+        assert_eq!(
+            mysql(format!("{A}:1-100"))
+                .lacks(&position(""), &mysql(format!("{A}:1-90,{B}:1")))
+                .len(),
+            1
+        );
     }
 
     #[test]

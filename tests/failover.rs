@@ -680,3 +680,62 @@ async fn a_frozen_primary_acknowledges_nothing_after_the_failover() {
         "the writers wrote: {acknowledged:?}"
     );
 }
+
+/// A failed primary that comes back with transactions no other server has
+/// (acknowledged, never replicated) has diverged from the promoted one,
+/// even though the promoted one's GTID sequence numbers have since grown
+/// past its own: it is made read-only and left out of replication, not
+/// pointed at the new primary.
+#[tokio::test]
+async fn a_diverged_old_primary_stays_fenced_and_out_of_replication() {
+    let _serial = one_at_a_time().await;
+    let mut sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    create_table(&proxy).await;
+    caught_up(&sandbox, 0, 1).await;
+    caught_up(&sandbox, 0, 2).await;
+    // Rows 1 to 3 reach only the primary: the replicas stopped listening.
+    for index in [1, 2] {
+        admin(&sandbox, index)
+            .await
+            .query_drop("STOP SLAVE IO_THREAD")
+            .await
+            .unwrap();
+    }
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    for id in 1..=3 {
+        conn.query_drop(format!("INSERT INTO app.t (id, writer) VALUES ({id}, 1)"))
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
+    eventually("the monitor marks the primary down", || async {
+        !proxy.proxy.topology.load().backends[0].healthy
+    })
+    .await;
+    let lines = ask(&proxy, "/failover").await.unwrap();
+    assert!(lines.last().unwrap().starts_with("done:"), "{lines:?}");
+    let new = proxy.proxy.topology.primary().unwrap();
+    // The new primary writes on, its sequence numbers past db1's.
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    for id in 100..120 {
+        conn.query_drop(format!("INSERT INTO app.t (id, writer) VALUES ({id}, 2)"))
+            .await
+            .unwrap();
+    }
+    sandbox.servers_mut()[0].restart().await.unwrap();
+    eventually("the old primary is fenced", || async {
+        role(&sandbox, 0).await.0
+    })
+    .await;
+    // Another round of the watch, at least, and it still does not replicate.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(role(&sandbox, 0).await, (true, None));
+    assert_eq!(
+        rows(&sandbox, 0).await,
+        [1, 2, 3],
+        "its rows are kept for an operator"
+    );
+    assert!(!rows(&sandbox, new).await.contains(&1));
+}

@@ -523,11 +523,19 @@ async fn rejoin(
 ) -> Result<(), String> {
     let logged = old.logged().await.map_err(|e| e.to_string())?;
     let applied = new.applied().await.map_err(|e| e.to_string())?;
-    if !applied.includes(&logged) {
+    let received = new.received().await.map_err(|e| e.to_string())?;
+    let lacking = applied.lacks(&received, &logged);
+    if !lacking.is_empty() {
+        let ranges: Vec<String> = lacking.iter().map(ToString::to_string).collect();
         return Err(format!(
-            "{} has transactions {} lacks (its binary log is at {logged}, {} at {applied}); it \
-             stays read-only and does not replicate: reconcile it by hand, or rebuild it from {}",
-            old.name, new.name, new.name, new.name
+            "{} has transactions {} lacks: {} (its binary log is at {logged}; {} has applied \
+             {applied}, and received {received} as a replica); it stays read-only and does not \
+             replicate: reconcile it by hand, or rebuild it from {}",
+            old.name,
+            new.name,
+            ranges.join(", "),
+            new.name,
+            new.name
         ));
     }
     let failover = &config.failover;

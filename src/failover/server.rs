@@ -138,6 +138,12 @@ impl Server {
         self.position("gtid_current_pos").await
     }
 
+    /// `@@gtid_slave_pos`: the last transaction of each domain it applied
+    /// as a replica (kept after a promotion).
+    pub async fn received(&mut self) -> Result<GtidPosition, StepError> {
+        self.position("gtid_slave_pos").await
+    }
+
     async fn position(&mut self, variable: &str) -> Result<GtidPosition, StepError> {
         let limit = self.limit;
         let text: String = self
