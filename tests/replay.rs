@@ -306,3 +306,47 @@ async fn a_transaction_rolled_back_by_a_deadlock_is_not_replayed() {
     assert_eq!(replays(&metrics, "done"), 0);
     assert_eq!(replays(&metrics, "failed"), 0);
 }
+
+/// A statement that ran slowly the first time (it waited for a lock) and
+/// fast on the new primary answers the same: only MariaDB's "slow query"
+/// status flag differs, which says how it ran, not what it answered. The
+/// transaction is replayed.
+#[tokio::test]
+async fn a_statement_slow_once_and_fast_on_replay_replays() {
+    let _serial = one_at_a_time().await;
+    let (sandbox, proxy) = setup().await;
+    for index in 0..3 {
+        admin(&sandbox, index)
+            .await
+            .query_drop("SET GLOBAL long_query_time = 0.2")
+            .await
+            .unwrap();
+    }
+    let mut setup_conn = Conn::new(proxy.opts()).await.unwrap();
+    setup_conn.query_drop(insert(5)).await.unwrap();
+    caught_up(&sandbox, 0, 1).await;
+    // Row 5 locked on the primary for half a second.
+    let mut holder = admin(&sandbox, 0).await;
+    holder.query_drop("BEGIN").await.unwrap();
+    holder
+        .query_drop("SELECT * FROM app.t WHERE id = 5 FOR UPDATE")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        holder.query_drop("COMMIT").await.unwrap();
+    });
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("UPDATE app.t SET writer = 50 WHERE id = 5")
+        .await
+        .unwrap();
+    release.await.unwrap();
+
+    let lines = ask(&proxy, "/switchover?to=db2").await.unwrap();
+    assert!(lines.last().unwrap().starts_with("done:"), "{lines:?}");
+    conn.query_drop(insert(6)).await.unwrap();
+    conn.query_drop("COMMIT").await.unwrap();
+    assert_eq!(rows(&sandbox, 1).await, [(5, 50), (6, 2)]);
+    assert_eq!(replays(&metrics(&proxy).await, "done"), 1);
+}

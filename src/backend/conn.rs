@@ -324,7 +324,7 @@ impl BackendConn {
         self.send(0, payload).await?;
         let mut response = Vec::new();
         let scanner = self
-            .read_response(expect, |bytes| response.extend_from_slice(bytes))
+            .read_response(expect, |bytes, _| response.extend_from_slice(bytes))
             .await?;
         Ok((response, scanner))
     }
@@ -335,17 +335,18 @@ impl BackendConn {
     pub async fn replay(&mut self, request: &[u8], expect: Expect) -> Result<u64, BackendError> {
         self.write_all(request).await?;
         let mut digest = Digest::default();
-        self.read_response(expect, |bytes| digest.add(bytes))
+        self.read_response(expect, |bytes, status| digest.add_masked(bytes, status))
             .await?;
         Ok(digest.finish().get())
     }
 
     /// Reads one response to its end, handing its bytes to `sink` as they
-    /// are scanned; keeps its status flags.
+    /// are scanned, with where status flags are in them; keeps its status
+    /// flags.
     async fn read_response(
         &mut self,
         expect: Expect,
-        mut sink: impl FnMut(&[u8]),
+        mut sink: impl FnMut(&[u8], &[usize]),
     ) -> Result<ResponseScanner, BackendError> {
         let mut scanner = match expect {
             // The column definitions of statements rwsplit prepares, which
@@ -354,10 +355,11 @@ impl BackendConn {
                 self.scanner(expect).capturing_definitions()
             }
             _ => self.scanner(expect),
-        };
+        }
+        .noting_status();
         loop {
             let progress = scanner.scan(&self.buf)?;
-            sink(&self.buf[..progress.consumed]);
+            sink(&self.buf[..progress.consumed], scanner.status_offsets());
             self.consume(progress.consumed);
             match progress.scan {
                 Scan::Done => break,

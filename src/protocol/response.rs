@@ -179,6 +179,9 @@ pub struct ResponseScanner {
     state_changed: bool,
     /// The rewritten OK packet, until taken.
     rewrite: Option<Rewrite>,
+    /// When asked for: where the status flags of the OK and EOF packets
+    /// classified by the current `scan` call are, in its input.
+    status_offsets: Option<Vec<usize>>,
 }
 
 impl ResponseScanner {
@@ -214,7 +217,23 @@ impl ResponseScanner {
             strip: None,
             state_changed: false,
             rewrite: None,
+            status_offsets: None,
         }
+    }
+
+    /// Also notes where each OK and EOF packet's status flags are
+    /// ([`ResponseScanner::status_offsets`]), for a digest that leaves
+    /// some of them out.
+    pub fn noting_status(mut self) -> Self {
+        self.status_offsets = Some(Vec::new());
+        self
+    }
+
+    /// Where the status flags of the OK and EOF packets the last `scan`
+    /// call classified are, in its input (see
+    /// [`ResponseScanner::noting_status`]).
+    pub fn status_offsets(&self) -> &[usize] {
+        self.status_offsets.as_deref().unwrap_or_default()
     }
 
     /// For a connection where rwsplit negotiated CLIENT_SESSION_TRACK and
@@ -335,6 +354,9 @@ impl ResponseScanner {
     /// Scans `input` (the bytes not yet consumed, newest at the end).
     pub fn scan(&mut self, input: &[u8]) -> Result<Progress, ScanError> {
         let mut pos = 0;
+        if let Some(offsets) = &mut self.status_offsets {
+            offsets.clear();
+        }
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(input.len() - pos);
@@ -465,6 +487,9 @@ impl ResponseScanner {
             (State::First, _) => self.on_column_count(payload, offset)?,
             (State::MetaEof, Some(0xFE)) => {
                 let status = eof_status(payload)?;
+                if let Some(offsets) = &mut self.status_offsets {
+                    offsets.push(offset + 3);
+                }
                 self.status = Some(status);
                 if self.cursor && status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     State::Done
@@ -514,10 +539,18 @@ impl ResponseScanner {
     /// OK packet says which trackers saw a change (a change of state is
     /// the state-change tracker's entry); an EOF packet only has the flag.
     fn note_state(&mut self, payload: &[u8], offset: usize, status: StatusFlags) {
+        let ok_format = payload.first() == Some(&0x00) || self.deprecate_eof;
+        if let Some(offsets) = &mut self.status_offsets {
+            let at = if ok_format {
+                ok_status_offset(payload)
+            } else {
+                Some(3)
+            };
+            offsets.extend(at.map(|at| offset + at));
+        }
         if !status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) {
             return;
         }
-        let ok_format = payload.first() == Some(&0x00) || self.deprecate_eof;
         if !ok_format {
             self.state_changed = true;
             return;
@@ -631,15 +664,20 @@ fn is_progress_report(payload: &[u8]) -> bool {
 
 /// Status flags of an OK packet (header 0x00 or 0xFE).
 pub fn ok_status(payload: &[u8]) -> Result<StatusFlags, ScanError> {
-    let short = ScanError("short OK packet");
-    let (_, affected) = read_lenenc(payload.get(1..).ok_or(short.clone())?).ok_or(short.clone())?;
-    let (_, insert_id) =
-        read_lenenc(payload.get(1 + affected..).ok_or(short.clone())?).ok_or(short.clone())?;
-    let at = 1 + affected + insert_id;
-    let bytes = payload.get(at..at + 2).ok_or(short)?;
+    let at = ok_status_offset(payload).ok_or(ScanError("short OK packet"))?;
     Ok(StatusFlags::from_bits_truncate(u16::from_le_bytes([
-        bytes[0], bytes[1],
+        payload[at],
+        payload[at + 1],
     ])))
+}
+
+/// Where an OK packet's status flags are: after the header and two
+/// length-encoded numbers (affected rows, last insert id).
+fn ok_status_offset(payload: &[u8]) -> Option<usize> {
+    let (_, affected) = read_lenenc(payload.get(1..)?)?;
+    let (_, insert_id) = read_lenenc(payload.get(1 + affected..)?)?;
+    let at = 1 + affected + insert_id;
+    payload.get(at..at + 2).map(|_| at)
 }
 
 /// Status flags of an EOF packet: 0xFE, warnings (2), status (2).

@@ -168,6 +168,9 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
     if how.definitions != Definitions::Pass {
         scanner = scanner.capturing_definitions();
     }
+    if how.digest {
+        scanner = scanner.noting_status();
+    }
     if let Some(tracking) = how.tracking {
         scanner = scanner.stripping(tracking);
     }
@@ -228,14 +231,16 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
                 return Err(lost(error, &scanner, inserted));
             }
             if let Some(digest) = &mut digest {
-                digest.add(&backend.buffered()[..consumed]);
+                digest.add_masked(&backend.buffered()[..consumed], scanner.status_offsets());
             }
             held = true;
             break;
         }
         if consumed > 0 {
             if let Some(digest) = &mut digest {
-                digest.add(&backend.buffered()[..consumed]);
+                // (Recorded transactions have no prepared statements, whose
+                // supplied definitions would move the offsets.)
+                digest.add_masked(&backend.buffered()[..consumed], scanner.status_offsets());
             }
             if let Some(renumber) = &mut renumber {
                 renumber.apply(&mut backend.buffered_mut()[..consumed]);
