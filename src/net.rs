@@ -41,6 +41,31 @@ impl Stream {
         tokio::io::AsyncWriteExt::write_all(self, &bytes[written..]).await
     }
 
+    /// Whether the peer has closed the stream, or sent anything, while
+    /// nothing was asked of it: an idle connection that is not idle any
+    /// more (its server closed it, restarted or died). One non-blocking
+    /// peek at the socket; nothing is consumed.
+    pub fn idle_disturbed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Tcp(tcp) => tcp.as_raw_fd(),
+            Stream::Tls(tls) => tls.get_ref().0.as_raw_fd(),
+        };
+        let mut byte = 0u8;
+        // SAFETY: `fd` is this stream's open socket, and `byte` is valid
+        // for one byte; MSG_PEEK leaves the data where it is and
+        // MSG_DONTWAIT never blocks.
+        let peeked = unsafe {
+            libc::recv(
+                fd,
+                (&raw mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        peeked >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+    }
+
     /// The plain TCP stream, before any TLS upgrade.
     pub fn into_tcp(self) -> Option<TcpStream> {
         match self {

@@ -281,3 +281,35 @@ async fn nothing_of_a_previous_session_reaches_the_next() {
         settled(&proxy).await;
     }
 }
+
+/// A pooled connection its server closed meanwhile (killed here; a
+/// restarted or dead server does the same) is not handed to the next
+/// session: it gets a connection that works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_server_closed_is_not_handed_out() {
+    let sandbox = servers().await;
+    let proxy = proxy(&sandbox);
+    let through = proxy.addr.to_string();
+    let flags = CapabilityFlags::empty();
+    let mut first = login(&through, flags, 45, None).await;
+    let id = connection_id(&mut first).await;
+    drop(first);
+    pooled(&proxy, 1).await;
+    let mut admin = sandbox.servers()[0].admin().await.unwrap();
+    admin.query_drop(format!("KILL {id}")).await.unwrap();
+    eventually("the server closed it", || async {
+        let threads: Vec<u64> = sandbox.servers()[0]
+            .admin()
+            .await
+            .unwrap()
+            .query("SELECT ID FROM information_schema.PROCESSLIST")
+            .await
+            .unwrap();
+        !threads.contains(&id.parse().unwrap())
+    })
+    .await;
+    let mut next = login(&through, flags, 45, None).await;
+    let other = connection_id(&mut next).await;
+    assert_ne!(other, id, "a new connection");
+    assert_eq!(values(&mut next, "SELECT 1").await, [Some("1".to_owned())]);
+}

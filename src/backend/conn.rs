@@ -196,6 +196,13 @@ impl BackendConn {
         self.mariadb
     }
 
+    /// Whether this idle connection can still be used: nothing arrived on
+    /// it since its last response (its server did not close it, restart
+    /// or die). For connections taken from a pool.
+    pub fn still_idle(&self) -> bool {
+        self.buf.is_empty() && !self.stream.idle_disturbed()
+    }
+
     /// Whether the server reports every change of session state on this
     /// connection (see [`Login::track_state`]).
     pub fn tracks_state(&self) -> bool {

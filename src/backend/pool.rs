@@ -63,7 +63,9 @@ impl Pool {
         let mut idle = self.lock();
         let list = idle.get_mut(key)?;
         let now = Instant::now();
-        list.retain(|c| now.duration_since(c.since) < self.idle_timeout);
+        // A connection whose server closed it, or died, since it was
+        // pooled is dropped here rather than handed to a session.
+        list.retain(|c| now.duration_since(c.since) < self.idle_timeout && c.conn.still_idle());
         let position = list
             .iter()
             .rposition(|c| c.db.as_deref() == db)
