@@ -10,6 +10,7 @@ mod interpolate;
 mod keys;
 mod leaves;
 mod raw;
+mod redact;
 mod validate;
 
 use std::fmt;
@@ -339,6 +340,7 @@ impl Config {
         origin: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let written = text;
         let (text, unresolved) = interpolate(text, env);
         let mut problems: Vec<Problem> = unresolved
             .iter()
@@ -358,7 +360,7 @@ impl Config {
             Err(message) => {
                 return Err(ConfigError::Syntax {
                     path: origin.to_owned(),
-                    message,
+                    message: syntax_error(written, &message),
                 });
             }
         };
@@ -370,6 +372,32 @@ impl Config {
                 problems.extend(more);
                 Err(invalid(problems))
             }
+        }
+    }
+}
+
+/// What to say of a YAML syntax error, `message` being the parser's about
+/// the text after substitution: the parser's message about the file as
+/// written with its secrets masked, which quotes no value from the
+/// environment and no password; or, when only the substituted text is
+/// broken, which line and which references broke it.
+fn syntax_error(written: &str, message: &str) -> String {
+    match parse_yaml(&redact::mask_secrets(written)) {
+        Err(masked) => masked,
+        Ok(_) => {
+            let line = redact::error_line(message);
+            let references = line
+                .map(|l| redact::references_on(written, l))
+                .unwrap_or_default();
+            format!(
+                "line {}: a value substituted for {} breaks the YAML syntax there; quote the \
+                 reference (\"${{NAME}}\") so that any value is read as text",
+                line.map_or_else(|| "?".to_owned(), |l| l.to_string()),
+                match references.as_slice() {
+                    [] => "a ${...} reference".to_owned(),
+                    refs => refs.join(", "),
+                }
+            )
         }
     }
 }
