@@ -310,3 +310,50 @@ async fn change_user_re_authenticates_and_starts_a_fresh_session() {
         other => panic!("expected access denied, got {other:?}"),
     }
 }
+
+/// The first answer to a caching_sha2_password login with a wrong
+/// scramble, for `user`: what a prober sees.
+fn first_answer_to_a_wrong_scramble(proxy: &TestProxy, user: &str) -> (u8, Vec<u8>) {
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (_, greeting) = read_packet(&mut tcp);
+    let greeting: HandshakePacket = ParseBuf(&greeting).parse(()).unwrap();
+    let capabilities =
+        greeting.capabilities() - CapabilityFlags::CLIENT_SSL - CapabilityFlags::CLIENT_COMPRESS;
+    let wrong = AuthPlugin::CachingSha2Password.scramble(&greeting.nonce(), "not the password");
+    let response = HandshakeResponse::new(
+        Some(wrong.as_slice()),
+        (10, 11, 0),
+        Some(user.as_bytes()),
+        None::<&[u8]>,
+        Some(WireAuthPlugin::CachingSha2Password),
+        capabilities,
+        None,
+        1 << 24,
+    );
+    let mut payload = Vec::new();
+    response.serialize(&mut payload);
+    write_packet(&mut tcp, 1, &payload);
+    read_packet(&mut tcp)
+}
+
+/// Once a user has logged in (and caching_sha2_password's fast path knows
+/// it), a wrong fast-path scramble for it is answered exactly as one for
+/// a user that does not exist: with a request for full authentication,
+/// not an ERR at once, so a prober cannot tell users from non-users.
+#[tokio::test]
+async fn a_known_and_an_unknown_user_answer_the_same_to_a_wrong_scramble() {
+    let proxy = sha2_proxy(None);
+    // The first login of `app` is a full authentication; it is cached after.
+    Conn::new(proxy.opts())
+        .await
+        .unwrap()
+        .disconnect()
+        .await
+        .unwrap();
+    assert!(proxy.proxy.sha2_cached(APP.user));
+    let known = first_answer_to_a_wrong_scramble(&proxy, APP.user);
+    let unknown = first_answer_to_a_wrong_scramble(&proxy, "nobody");
+    assert_eq!(known, unknown);
+    assert_eq!(known, (2, vec![0x01, 0x04]), "perform full authentication");
+}

@@ -1,7 +1,23 @@
-//! What rwsplit shows when it is given bad input: no secret, ever.
+//! rwsplit given hostile input: it prints no secret, ever, and a client
+//! cannot hold its memory or a connection by sending slowly or by sending
+//! compressed data that inflates a thousandfold.
 
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mysql_common::constants::CapabilityFlags;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin as WireAuthPlugin, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::MySerialize;
+use rwsplit::protocol::auth::AuthPlugin;
+use rwsplit::protocol::compress::compress_into;
+use rwsplit::protocol::packet::put_packet;
+use rwsplit::sandbox::APP;
 
 /// Secrets given through the environment, and one written in the file.
 const FROM_ENV: [(&str, &str); 4] = [
@@ -99,4 +115,217 @@ fn no_secret_is_printed_whatever_breaks_the_configuration() {
             }
         }
     }
+}
+
+/// A proxy whose clients must finish a packet within a second and send
+/// none over 1 MiB.
+fn strict_proxy() -> common::TestProxy {
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.read_timeout = Duration::from_secs(1);
+    config.listen.max_allowed_packet = 1 << 20;
+    common::start_proxy(config)
+}
+
+fn read_packet(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 4];
+    tcp.read_exact(&mut header).unwrap();
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).unwrap();
+    payload
+}
+
+/// Logs in over raw TCP with `extra` capabilities; the stream after the OK.
+fn raw_login(proxy: &common::TestProxy, extra: CapabilityFlags) -> TcpStream {
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let greeting = read_packet(&mut tcp);
+    let greeting: HandshakePacket = ParseBuf(&greeting).parse(()).unwrap();
+    let capabilities = common::modern_capabilities() | extra;
+    let scramble = AuthPlugin::NativePassword.scramble(&greeting.nonce(), APP.password);
+    let response = HandshakeResponse::new(
+        Some(scramble.as_slice()),
+        (10, 11, 0),
+        Some(APP.user.as_bytes()),
+        None::<&[u8]>,
+        Some(WireAuthPlugin::MysqlNativePassword),
+        capabilities,
+        None,
+        1 << 24,
+    );
+    let mut payload = Vec::new();
+    response.serialize(&mut payload);
+    let mut out = Vec::new();
+    put_packet(&mut out, 1, &payload);
+    tcp.write_all(&out).unwrap();
+    assert_eq!(read_packet(&mut tcp)[0], 0x00, "logged in");
+    tcp
+}
+
+/// How long until the proxy closes `tcp` (reading whatever it sends).
+fn until_closed(tcp: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut chunk = [0u8; 256];
+    loop {
+        match tcp.read(&mut chunk) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(e) => panic!("the proxy did not close the connection: {e}"),
+        }
+    }
+}
+
+/// `listen.read_timeout` bounds a whole packet, not each read: a client
+/// that sends a byte every 300 ms is closed a second after its packet
+/// began, not kept while each byte comes in time.
+#[test]
+fn a_packet_sent_a_byte_at_a_time_must_still_arrive_in_time() {
+    let proxy = strict_proxy();
+    let mut tcp = raw_login(&proxy, CapabilityFlags::empty());
+    let started = Instant::now();
+    // A 100-byte COM_QUERY, of which the header and then a byte every 300 ms.
+    tcp.write_all(&[100, 0, 0, 0]).unwrap();
+    let mut sent = 0;
+    while tcp.write_all(b"x").is_ok() && started.elapsed() < Duration::from_secs(6) {
+        sent += 1;
+        tcp.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut probe = [0u8; 64];
+        match tcp.read(&mut probe) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let closed = started.elapsed() + until_closed(&mut tcp);
+    assert!(
+        closed < Duration::from_secs(3),
+        "closed {closed:?} after the packet began ({sent} bytes sent one by one)"
+    );
+}
+
+/// The process's peak resident memory, in KiB (VmHWM), after resetting it.
+fn peak_kib(reset: bool) -> u64 {
+    if reset {
+        std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
+
+/// Compressed frames of zeros, each a few KiB on the wire and 16 MiB
+/// inflated (the limit is 1 MiB): the proxy reads a frame's announced size
+/// before inflating it, refuses the packet with ERR 1153, and its memory
+/// does not grow with what the frames would inflate to.
+#[test]
+fn compressed_data_is_not_inflated_past_the_largest_packet_allowed() {
+    let proxy = strict_proxy();
+    let mut tcp = raw_login(&proxy, CapabilityFlags::CLIENT_COMPRESS);
+    // A packet announcing a 16 MiB chunk (of a larger packet), then zeros.
+    let mut zeros = vec![0u8; 0xFF_FFFF];
+    zeros[..4].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0x00]);
+    let mut frame = BytesMut::new();
+    compress_into(&mut frame, 0, &zeros);
+    zeros[..4].fill(0);
+    let mut more = BytesMut::new();
+    compress_into(&mut more, 1, &zeros);
+    drop(zeros);
+    let before = peak_kib(true);
+    tcp.write_all(&frame).unwrap();
+    let mut seq = 1u8;
+    for _ in 0..12 {
+        more[3] = seq;
+        seq = seq.wrapping_add(1);
+        if tcp.write_all(&more).is_err() {
+            break;
+        }
+    }
+    // (Compressed too: its frame header, then the packet.)
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    assert!(
+        answer.windows(2).any(|w| w == 1153u16.to_le_bytes()),
+        "ERR 1153 in {answer:?}"
+    );
+    let grown_mib = peak_kib(false).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 8,
+        "memory grew {grown_mib} MiB for {} KiB sent",
+        (frame.len() + 12 * more.len()) / 1024
+    );
+}
+
+/// `KILL` is answered by rwsplit with its own connection ids; a form it
+/// does not translate never reaches a backend, where it would name a
+/// backend's thread: an expression, an executable comment, a statement
+/// among others, a prepared or immediate KILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_reaches_no_backend_in_any_form_rwsplit_does_not_translate() {
+    use mysql_async::prelude::Queryable;
+    let proxy = common::start_proxy(common::proxy_config(&common::shared_sandbox()));
+    let mut victim = mysql_async::Conn::new(proxy.opts()).await.unwrap();
+    // The victim's backend thread on the primary.
+    let backend_id: u64 = victim
+        .query_first("SELECT CONNECTION_ID() FROM DUAL WHERE GET_LOCK('hostile', 0) IS NOT NULL")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut attacker = mysql_async::Conn::new(proxy.opts()).await.unwrap();
+    for sql in [
+        format!("KILL {backend_id}+0"),
+        format!("KILL CONNECTION ({backend_id})"),
+        format!("/*!KILL {backend_id} */"),
+        format!("SELECT 1; KILL {backend_id}"),
+        format!("PREPARE s FROM 'KILL {backend_id}'"),
+        format!("EXECUTE IMMEDIATE 'KILL {backend_id}'"),
+    ] {
+        match attacker.query_drop(&sql).await {
+            Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1235, "{sql}: {}", e.message),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    let alive: Option<u8> = victim.query_first("SELECT 1").await.unwrap();
+    assert_eq!(alive, Some(1), "the victim's session lives");
+}
+
+/// COM_REFRESH with REFRESH_MASTER would run RESET MASTER on the primary
+/// and break every replica: refused, like the flags that reset or rotate
+/// replication state; the others are relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn com_refresh_cannot_reset_the_binary_log() {
+    use mysql_async::prelude::Queryable;
+    use rwsplit::backend::conn::BackendError;
+    use rwsplit::protocol::response::Expect;
+    let sandbox = common::shared_sandbox();
+    let proxy = common::start_proxy(common::proxy_config(&sandbox));
+    let mut admin = sandbox.primary().admin().await.unwrap();
+    admin
+        .query_drop("CREATE DATABASE IF NOT EXISTS hostile")
+        .await
+        .unwrap();
+    let position = "SELECT @@gtid_binlog_pos";
+    let before: Option<String> = admin.query_first(position).await.unwrap();
+    let mut client =
+        common::raw_client(&proxy.addr.to_string(), common::modern_capabilities(), None).await;
+    for flags in [0x80u8, 0x40, 0x02] {
+        match client.run(&[0x07, flags], Expect::Single).await {
+            Err(BackendError::Refused(e)) => assert_eq!(e.code, 1235, "{flags:#x}: {}", e.message),
+            other => panic!("COM_REFRESH {flags:#x}: {other:?}"),
+        }
+    }
+    client
+        .run(&[0x07, 0x04], Expect::Single)
+        .await
+        .expect("REFRESH_TABLES is relayed");
+    let after: Option<String> = admin.query_first(position).await.unwrap();
+    assert_eq!(after, before, "the binary log was not reset");
 }

@@ -18,10 +18,15 @@ import main as harness  # noqa: E402
 import sysbench  # noqa: E402
 from processes import Rwsplit, sandbox_with_targets  # noqa: E402
 
+# Outside transactions two clients may delete and insert the same row at
+# once: the duplicate key (1062) is sysbench's race, not the proxy's, and is
+# retried like the deadlocks it ignores by default.
+IGNORED = "--mysql-ignore-errors=1062,1213,1205,1020"
 MIXES = {
-    "read-heavy": ("--skip_trx=on",),
+    "read-heavy": ("--skip_trx=on", IGNORED),
     "write-heavy": (
         "--skip_trx=on",
+        IGNORED,
         "--point_selects=2",
         "--simple_ranges=0",
         "--sum_ranges=0",

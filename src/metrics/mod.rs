@@ -74,7 +74,9 @@ impl KindLabel {
             StatementKind::Write
             | StatementKind::CreateTemporaryTable(_)
             | StatementKind::DropTables(_)
-            | StatementKind::ExecutePrepared(_) => KindLabel::Write,
+            | StatementKind::ExecutePrepared(_)
+            // (Never run, so never counted.)
+            | StatementKind::Refused(_) => KindLabel::Write,
         }
     }
 }

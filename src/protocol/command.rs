@@ -111,7 +111,14 @@ impl<'a> Command<'a> {
             }
             com::DEBUG => Command::Debug,
             com::PING => Command::Ping,
-            com::REFRESH => Command::Refresh,
+            com::REFRESH => match body.first() {
+                Some(flags) if flags & REFRESH_REPLICATION != 0 => Command::Refused(
+                    "COM_REFRESH that rotates or resets the binary log or replication \
+                     (REFRESH_LOG, REFRESH_SLAVE, REFRESH_MASTER), on which failover relies; \
+                     run such maintenance on the server itself",
+                ),
+                _ => Command::Refresh,
+            },
             com::CHANGE_USER => Command::ChangeUser,
             com::STMT_PREPARE => Command::Prepare(body),
             com::STMT_EXECUTE => {
@@ -278,6 +285,11 @@ pub fn with_types(payload: &[u8], layout: ExecuteLayout, types: &[u8]) -> Vec<u8
     out
 }
 
+/// COM_REFRESH flags that rotate or reset the binary log or replication:
+/// REFRESH_LOG (0x02, FLUSH LOGS), REFRESH_SLAVE (0x40, RESET SLAVE),
+/// REFRESH_MASTER (0x80, RESET MASTER).
+const REFRESH_REPLICATION: u8 = 0x02 | 0x40 | 0x80;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +330,20 @@ mod tests {
         }
         assert!(matches!(Command::decode(b"\x12"), Ok(Command::Refused(_))));
         assert!(matches!(Command::decode(b"\x08"), Ok(Command::Refused(_))));
+        // RESET MASTER, RESET SLAVE, FLUSH LOGS: refused; FLUSH TABLES, STATUS: relayed.
+        for flags in [0x80u8, 0x40, 0x02, 0x81] {
+            assert!(
+                matches!(Command::decode(&[0x07, flags]), Ok(Command::Refused(_))),
+                "{flags:#x}"
+            );
+        }
+        for flags in [0x04u8, 0x10, 0x01] {
+            assert_eq!(
+                Command::decode(&[0x07, flags]),
+                Ok(Command::Refresh),
+                "{flags:#x}"
+            );
+        }
     }
 
     #[test]

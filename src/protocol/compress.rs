@@ -62,6 +62,18 @@ pub fn compress_into(out: &mut BytesMut, mut seq: u8, data: &[u8]) -> u8 {
     seq
 }
 
+/// How many plain bytes the frame starting `input` announces (its
+/// uncompressed length, or its length when stored as is), once its header
+/// has arrived: what inflating it would add, known before inflating it.
+pub fn announced(input: &[u8]) -> Option<usize> {
+    let header = input.get(..COMPRESSED_HEADER_LEN)?;
+    let le24 = |b: &[u8]| usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16;
+    Some(match le24(&header[4..7]) {
+        0 => le24(&header[0..3]),
+        plain => plain,
+    })
+}
+
 /// Takes one complete compressed frame off `input` and appends its plain
 /// bytes to `out`. Returns the frame's sequence id, or `None` when more
 /// bytes are needed. `expected_seq`, when given, is checked.

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::net::Stream;
 use crate::protocol::compress::{self, CompressError};
 use crate::protocol::messages::ErrorPacket;
-use crate::protocol::packet::{Frame, FrameError, put_packet, take_frame};
+use crate::protocol::packet::{Frame, FrameError, HEADER_LEN, MAX_CHUNK, put_packet, take_frame};
 
 /// Room reserved before each read from the client. Small, because idle
 /// sessions keep their buffer: memory per idle client matters.
@@ -102,8 +102,10 @@ impl ClientConn {
         self.stream.is_tls()
     }
 
-    /// Reads the next whole packet.
+    /// Reads the next whole packet. Once a packet has begun, all of it
+    /// must arrive within `read_timeout`, however it trickles in.
     pub async fn read_frame(&mut self) -> Result<Frame, ClientError> {
+        let mut deadline = None;
         loop {
             if let Some(frame) = take_frame(&mut self.buf, self.max_packet)? {
                 if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
@@ -113,7 +115,10 @@ impl ClientConn {
             }
             let partial = !self.buf.is_empty();
             let read = if partial {
-                crate::timer::timeout(self.read_timeout, self.fill())
+                let deadline =
+                    *deadline.get_or_insert_with(|| std::time::Instant::now() + self.read_timeout);
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                crate::timer::timeout(left, self.fill())
                     .await
                     .map_err(|_| ClientError::Timeout(self.read_timeout))??
             } else {
@@ -139,12 +144,38 @@ impl ClientConn {
             crate::net::make_room(&mut self.buf, READ_CHUNK);
             return Ok(self.stream.read_buf(&mut self.buf).await?);
         };
-        crate::net::make_room(&mut compression.raw, READ_CHUNK);
-        let read = self.stream.read_buf(&mut compression.raw).await?;
-        while let Some(seq) = compress::take_frame(&mut compression.raw, &mut self.buf, None)? {
-            compression.next_seq = seq.wrapping_add(1);
+        // A frame is inflated only when the plain bytes waiting, with it,
+        // could still be one packet of the largest size allowed: its
+        // announced size is checked first. Past that, a whole packet or a
+        // too large one's header is there for `take_frame`, and inflating
+        // on (a frame of zeros grows a thousandfold) would only hold memory.
+        let room = self.max_packet + HEADER_LEN * (self.max_packet / MAX_CHUNK + 1);
+        loop {
+            let before = self.buf.len();
+            while let Some(plain) = compress::announced(&compression.raw) {
+                // What is waiting is never a whole packet (`read_frame`
+                // took it): with this frame, the packet being received
+                // would exceed the limit.
+                if self.buf.len() + plain > room {
+                    return Err(ClientError::Frame(FrameError::TooLarge {
+                        len: self.buf.len() + plain,
+                        limit: self.max_packet,
+                    }));
+                }
+                let Some(seq) = compress::take_frame(&mut compression.raw, &mut self.buf, None)?
+                else {
+                    break;
+                };
+                compression.next_seq = seq.wrapping_add(1);
+            }
+            if self.buf.len() > before {
+                return Ok(self.buf.len() - before);
+            }
+            crate::net::make_room(&mut compression.raw, READ_CHUNK);
+            if self.stream.read_buf(&mut compression.raw).await? == 0 {
+                return Ok(0);
+            }
         }
-        Ok(read)
     }
 
     /// Writes packet bytes (headers included), compressed when negotiated.

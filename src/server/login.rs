@@ -265,14 +265,16 @@ async fn sha2_exchange(
     if response.is_empty() {
         return Ok(false);
     }
-    if user.is_some_and(|u| proxy.sha2_cached(&u.name)) {
-        let fast = AuthPlugin::CachingSha2Password.verify(nonce, password, response);
-        if fast {
-            client.send(*seq, &[0x01, auth::SHA2_FAST_AUTH_OK]).await?;
-            *seq = seq.wrapping_add(1);
-        }
-        return Ok(fast);
+    if user.is_some_and(|u| proxy.sha2_cached(&u.name))
+        && AuthPlugin::CachingSha2Password.verify(nonce, password, response)
+    {
+        client.send(*seq, &[0x01, auth::SHA2_FAST_AUTH_OK]).await?;
+        *seq = seq.wrapping_add(1);
+        return Ok(true);
     }
+    // A wrong fast-path scramble gets a full authentication, as an unknown
+    // user or one not yet cached does (MySQL 8.4 does the same): answering
+    // it with ERR at once would tell a prober the user exists.
     client
         .send(*seq, &[0x01, auth::SHA2_PERFORM_FULL_AUTH])
         .await?;

@@ -37,7 +37,14 @@ pub fn kind(text: &str) -> StatementKind {
 /// Several statements in one packet run on the primary. If any of them
 /// changes session state, the other backends cannot follow.
 fn multi(text: &str) -> StatementKind {
-    let changes_state = split(text).map(|s| single(s).0).any(|k| {
+    let kinds: Vec<StatementKind> = split(text).map(|s| single(s).0).collect();
+    if let Some(refused) = kinds
+        .iter()
+        .find(|k| matches!(k, StatementKind::Refused(_)))
+    {
+        return refused.clone();
+    }
+    let changes_state = kinds.iter().any(|k| {
         matches!(
             k,
             StatementKind::SessionState(_)
@@ -149,8 +156,16 @@ fn statement<'a>(keyword: &str, mut tokens: Lexer<'a>, text: &'a str) -> Stateme
     } else if is("EXECUTE") {
         match name(tokens.next()) {
             Some(n) if !eq(&n, "IMMEDIATE") => StatementKind::ExecutePrepared(n),
-            _ => StatementKind::Write,
+            // EXECUTE IMMEDIATE 'KILL ...' is refused as its text would be.
+            _ => match literal(tokens.rest()).map(|text| kind(&text)) {
+                Some(refused @ StatementKind::Refused(_)) => refused,
+                _ => StatementKind::Write,
+            },
         }
+    } else if is("KILL") {
+        // `KILL id` with a literal id is answered before classification
+        // (`sql::kill`); any other form could name a backend's thread.
+        StatementKind::Refused(KILL_FORMS)
     } else if is("DEALLOCATE") {
         deallocate(tokens)
     } else if is("HELP") {
@@ -408,6 +423,11 @@ fn table_name<'a>(first: Option<Token<'a>>, tokens: &mut Lexer<'a>) -> Option<St
     Some(table)
 }
 
+/// Why a KILL form is refused.
+pub const KILL_FORMS: &str = "KILL with anything but a literal connection id, alone in its \
+     statement; run `KILL [QUERY] id` with the id rwsplit gave the session in its greeting (the \
+     client library's connection or thread id)";
+
 /// `PREPARE name FROM 'text'` (classified) or `FROM @var` (unknown: primary).
 fn prepare(mut tokens: Lexer<'_>) -> StatementKind {
     let Some(statement) = name(tokens.next()) else {
@@ -417,6 +437,9 @@ fn prepare(mut tokens: Lexer<'_>) -> StatementKind {
         return StatementKind::Write;
     }
     let source = tokens.rest();
+    if let Some(refused @ StatementKind::Refused(_)) = literal(source).map(|text| kind(&text)) {
+        return refused;
+    }
     // A prepared read of user variables runs where they may have been
     // assigned (see `sql::reads_user_variable`).
     let reads = literal(source).is_some_and(|text| {

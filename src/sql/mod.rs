@@ -61,6 +61,11 @@ pub enum StatementKind {
     /// `EXECUTE name` of a text prepared statement: routed as what was
     /// prepared.
     ExecutePrepared(String),
+    /// Runs nowhere: rwsplit answers ERR 1235 with this reason. `KILL`
+    /// in any form rwsplit does not translate — its ids are rwsplit's, so
+    /// a backend's thread id (`KILL 12+0`, inside an executable comment,
+    /// among other statements, prepared) is never passed on.
+    Refused(&'static str),
 }
 
 /// A session-state change.

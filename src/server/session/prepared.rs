@@ -81,6 +81,11 @@ impl Session {
         let seq = frame.last_seq().wrapping_add(1);
         let text = sql::decode(&sql);
         let classified = sql::classify(&text);
+        if let StatementKind::Refused(why) = classified.kind {
+            return self
+                .reply_error(seq, &ErrorPacket::not_supported(why))
+                .await;
+        }
         if sql::may_call_procedure(&text) {
             // Noted before it runs: see `Session::hold_missing_table`.
             self.routing.called_procedure = true;

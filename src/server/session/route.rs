@@ -83,6 +83,12 @@ impl Session {
         let text = sql::decode(&frame.first_payload()[1..]);
         let Classified { kind, hint } = sql::classify(&text);
         let kind = match kind {
+            StatementKind::Refused(why) => {
+                let seq = frame.last_seq().wrapping_add(1);
+                return self
+                    .reply_error(seq, &ErrorPacket::not_supported(why))
+                    .await;
+            }
             StatementKind::SessionState(change) => {
                 if sql::names_state_tracker(&text) {
                     self.routing.owns_state_tracker = true;

@@ -8,6 +8,10 @@ use proptest::prelude::*;
 fn r() -> StatementKind {
     StatementKind::Read
 }
+fn refused() -> StatementKind {
+    StatementKind::Refused(crate::sql::classify::KILL_FORMS)
+}
+
 fn w() -> StatementKind {
     StatementKind::Write
 }
@@ -307,7 +311,7 @@ fn the_classification_table() {
         ("OPTIMIZE TABLE t", w()),
         ("CHECK TABLE t", w()),
         ("CHECKSUM TABLE t", w()),
-        ("KILL 5", w()),
+        ("KILL 5", refused()), // (answered before classification: `sql::kill`)
         ("FLUSH PRIVILEGES", w()),
         ("FLUSH TABLES", w()),
         ("PURGE BINARY LOGS TO 'x'", w()),
@@ -419,6 +423,12 @@ fn the_classification_table() {
         ("EXECUTE s", exec("s")),
         ("EXECUTE s USING @a, @b", exec("s")),
         ("EXECUTE IMMEDIATE 'SELECT 1'", w()),
+        // KILL forms rwsplit does not translate run nowhere.
+        ("KILL 12+0", refused()),
+        ("/*!KILL 12 */", refused()),
+        ("SELECT 1; KILL 12", refused()),
+        ("PREPARE s FROM 'KILL 12'", refused()),
+        ("EXECUTE IMMEDIATE 'kill query 12'", refused()),
         ("DEALLOCATE PREPARE s", dealloc("s")),
         ("DROP PREPARE s", dealloc("s")),
         // Session changes that cannot be replayed elsewhere.
