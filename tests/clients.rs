@@ -465,6 +465,11 @@ async fn compressed_clients_see_the_same_as_direct() {
         "SELECT REPEAT('abc', 100000), REPEAT(x'00', 20)",
         "SELECT 1; SELECT 2",
         "SELECT no_such_column",
+        // Answers rwsplit rewrites (the state-change tracker's entry out),
+        // the last packet of a response among them.
+        "SET @compressed = 1",
+        "SELECT 1; SET @compressed = 2",
+        "SELECT @compressed",
     ];
     for sql in statements {
         let expected = observe(&mut direct, sql, None).await;

@@ -68,8 +68,9 @@ pub struct WriteClock {
 }
 
 impl WriteClock {
-    /// Counts a write, once its client has the answer.
-    fn tick(&self) {
+    /// Counts a write: called between the server's answer and the client's
+    /// (`relay::Relay::acknowledges`).
+    pub(super) fn tick(&self) {
         self.acknowledged.fetch_add(1, Ordering::Release);
     }
 
@@ -100,6 +101,12 @@ impl Session {
         self.proxy.config.routing.read_your_writes != ReadYourWrites::Off
     }
 
+    /// Whether a relay to `backend` ticks the write clock (the primary,
+    /// with `global`).
+    pub(super) fn acknowledges(&self, backend: usize) -> bool {
+        self.global_reads() && Some(backend) == self.proxy.primary()
+    }
+
     fn global_reads(&self) -> bool {
         self.proxy.config.routing.read_your_writes == ReadYourWrites::Global
     }
@@ -123,9 +130,7 @@ impl Session {
             return;
         }
         if self.global_reads() {
-            if wrote {
-                self.proxy.writes.tick();
-            }
+            // Counted by the relay, before the client had the answer.
             return;
         }
         match gtid {

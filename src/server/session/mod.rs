@@ -407,6 +407,7 @@ impl Session {
             .as_ref()
             .filter(|conn| conn.tracks_state())
             .map(|_| self.client_tracking());
+        let acknowledges = self.acknowledges(target).then_some(&self.proxy.writes);
         let Some(backend) = self.backends[target].as_mut() else {
             return Err(End::Violation("internal error: no backend connection"));
         };
@@ -421,6 +422,7 @@ impl Session {
                 digest,
                 hold,
                 tracking,
+                acknowledges,
             },
             in_flight: self.proxy.metrics.thread(self.thread).relaying(target),
         })

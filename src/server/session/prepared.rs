@@ -201,6 +201,10 @@ impl Session {
                     let mut ready =
                         self.relay_for(backend, request, run.expect(), None, definitions)?;
                     ready.how.hold = ready.how.hold.or(hold);
+                    if reads {
+                        // A read writes nothing for other sessions to wait for.
+                        ready.how.acknowledges = None;
+                    }
                     let relayed = relay::relay(ready, request).await;
                     match self.relay_ended(backend, request, relayed)? {
                         Ok(relayed) if relayed.held => {

@@ -19,6 +19,7 @@ use crate::protocol::response::{
 };
 use crate::protocol::session_track::ClientTracking;
 use crate::server::client::{ClientConn, ClientError};
+use crate::server::session::WriteClock;
 
 /// What a relayed response said.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +98,11 @@ pub struct Relay<'a> {
     /// On a connection that tracks state changes for rwsplit: what of
     /// them the client is to receive.
     pub tracking: Option<ClientTracking>,
+    /// The write clock to tick once the backend's whole answer is in and
+    /// before its end reaches the client (the primary, with
+    /// `read_your_writes: global`): a read another client starts after
+    /// this one's acknowledgement is then sure to wait for it.
+    pub acknowledges: Option<&'a WriteClock>,
 }
 
 /// ER_OPTION_PREVENTS_STATEMENT: what a read-only server answers a write.
@@ -245,7 +251,13 @@ pub async fn relay(ready: Ready<'_>, request: &[u8]) -> Result<Relayed, RelayErr
             if let Some(renumber) = &mut renumber {
                 renumber.apply(&mut backend.buffered_mut()[..consumed]);
             }
-            let more = matches!(progress.scan, Scan::NeedMore | Scan::Paused);
+            // (A response whose last packet is rewritten ends with a
+            // pause, not `Done`: the scanner knows it is over.)
+            let ended = scanner.is_done();
+            if let (true, Some(clock)) = (ended, how.acknowledges) {
+                clock.tick();
+            }
+            let more = !ended && progress.scan != Scan::LocalInfile;
             let relayed = &backend.buffered()[..consumed];
             let written = match scanner.take_rewrite() {
                 None => client.write_relayed(relayed, more).await,

@@ -159,6 +159,8 @@ impl Session {
                 let mut ready =
                     self.relay_for(backend, request, RESULTS, None, Definitions::Pass)?;
                 ready.how.hold = ready.how.hold.or(hold);
+                // A read writes nothing for other sessions to wait for.
+                ready.how.acknowledges = None;
                 let relayed = relay::relay(ready, request).await;
                 let lost = match self.relay_ended(backend, request, relayed)? {
                     Ok(relayed) if relayed.held => {
