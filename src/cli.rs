@@ -224,8 +224,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn check_config(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
             println!("ok");
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(ConfigError::Invalid { path, problems }) => {

@@ -23,3 +23,31 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
+
+/// A warning that may repeat many times a second (a flood of connections,
+/// a descriptor table full): logged at most once per [`Throttled::EVERY`],
+/// with how many times it happened since.
+#[derive(Debug, Default)]
+pub struct Throttled {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl Throttled {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Counts one occurrence, and calls `log` with the count when a line
+    /// is due.
+    pub fn warn(&mut self, log: impl FnOnce(u64)) {
+        self.since += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= Self::EVERY)
+        {
+            log(self.since);
+            self.last = Some(now);
+            self.since = 0;
+        }
+    }
+}

@@ -25,6 +25,28 @@ fn check_config_accepts_the_shipped_proxy_yaml() {
 }
 
 #[test]
+fn check_config_warns_of_an_open_admin_api_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("open.yaml");
+    std::fs::write(
+        &path,
+        "admin: { address: '0.0.0.0:6034' }\nusers: [{ name: app, password: app }]\n\
+         backends: [{ name: db1, address: '127.0.0.1:3306' }]\n\
+         monitor: { user: monitor, password: monitor }\n",
+    )
+    .unwrap();
+    let output = rwsplit(&["check-config", path.to_str().unwrap()]);
+    assert!(output.status.success(), "valid, only risky");
+    let out = stdout(&output);
+    assert!(
+        out.contains("warning: admin.address 0.0.0.0:6034 is reachable from other machines"),
+        "{out}"
+    );
+    let shipped = rwsplit(&["check-config", "proxy.yaml"]);
+    assert!(!stdout(&shipped).contains("warning"), "the shipped file is quiet");
+}
+
+#[test]
 fn check_config_prints_five_mistakes_with_their_paths_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.yaml");

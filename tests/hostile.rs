@@ -329,3 +329,77 @@ async fn com_refresh_cannot_reset_the_binary_log() {
     let after: Option<String> = admin.query_first(position).await.unwrap();
     assert_eq!(after, before, "the binary log was not reset");
 }
+
+/// Sends `request` to the admin API over raw TCP; the status line of the
+/// answer.
+fn admin_request(proxy: &common::TestProxy, request: &str) -> String {
+    let mut tcp = TcpStream::connect(proxy.admin_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Half-sent HTTP requests cannot pin the admin API's descriptors: past
+/// its connection cap more are closed at once, each is closed when its
+/// head does not arrive in time, and MySQL clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_admin_requests_are_closed_and_capped() {
+    use mysql_async::prelude::Queryable;
+    let proxy = common::start_proxy(common::proxy_config(&common::shared_sandbox()));
+    let over = rwsplit::admin::MAX_CONNECTIONS + 20;
+    let mut pending: Vec<TcpStream> = (0..over)
+        .map(|_| {
+            let mut tcp = TcpStream::connect(proxy.admin_addr).unwrap();
+            tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            tcp
+        })
+        .collect();
+    let mut conn = mysql_async::Conn::new(proxy.opts()).await.unwrap();
+    let one: Option<u8> = conn.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "MySQL clients are served");
+    let started = Instant::now();
+    let limit = rwsplit::admin::HEADER_TIMEOUT + Duration::from_secs(3);
+    for tcp in &mut pending {
+        tcp.set_read_timeout(Some(limit)).unwrap();
+        let mut byte = [0u8; 1];
+        match tcp.read(&mut byte) {
+            Ok(_) | Err(_) if started.elapsed() < limit => {}
+            other => panic!("a half-sent request was still open after {limit:?}: {other:?}"),
+        }
+    }
+    drop(pending);
+    let status = admin_request(
+        &proxy,
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+/// A page open in a browser on the same machine cannot start a
+/// switchover: requests with an `Origin`, or naming a host rather than an
+/// address (DNS rebinding), are refused; tools are served.
+#[test]
+fn a_web_page_cannot_change_the_servers() {
+    let proxy = common::start_proxy(common::proxy_config(&common::shared_sandbox()));
+    let post = |headers: &str| {
+        admin_request(
+            &proxy,
+            &format!(
+                "POST /switchover?to=nowhere HTTP/1.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    assert_eq!(
+        post("Host: 127.0.0.1\r\nOrigin: http://evil.example\r\n"),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        post("Host: evil.example:6034\r\n"),
+        "HTTP/1.1 403 Forbidden"
+    );
+    // A tool: on to the change itself, which knows no backend `nowhere`.
+    assert_eq!(post("Host: 127.0.0.1\r\n"), "HTTP/1.1 404 Not Found");
+}

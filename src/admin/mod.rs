@@ -12,14 +12,24 @@
 //!
 //! With `admin.token` set, every path but the probes needs
 //! `Authorization: Bearer <token>`; the probes need nothing, so that
-//! container orchestrators can call them, and reveal nothing.
+//! container orchestrators can call them, and reveal nothing. A request
+//! that changes the servers is refused when a web browser sent it (an
+//! `Origin` header) or names a host that is not an address (DNS
+//! rebinding): a page open on the same host must not be able to start a
+//! switchover ([`guard`]).
+//!
+//! The listener holds at most [`MAX_CONNECTIONS`] connections, apart from
+//! the MySQL listener's, and a request's head must arrive within
+//! [`HEADER_TIMEOUT`]: half-sent requests cannot pin its descriptors.
 
 pub mod change;
 pub mod client;
+mod guard;
 pub mod status;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -32,29 +42,32 @@ use crate::metrics::{self, Scene};
 use crate::server::Proxy;
 use status::Status;
 
+/// Connections the admin listener holds at once; one more is closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a request's head (request line and headers) has to arrive.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves the admin API on `listener` until `shutdown` resolves.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let changes = Router::new()
+        .route("/switchover", post(change::switchover))
+        .route("/failover", post(change::failover))
+        .route_layer(middleware::from_fn(guard::same_machine));
     let guarded = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .route("/switchover", post(change::switchover))
-        .route("/failover", post(change::failover))
+        .merge(changes)
         .route_layer(middleware::from_fn_with_state(proxy.clone(), authorize));
     let router = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .merge(guarded)
         .with_state(proxy);
-    if let Err(error) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(%error, "the admin API stopped");
-    }
+    guard::serve_bounded(listener, router, shutdown).await;
 }
 
 /// Lets a request through when no token is configured or it carries the

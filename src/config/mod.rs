@@ -402,6 +402,23 @@ fn syntax_error(written: &str, message: &str) -> String {
     }
 }
 
+impl Config {
+    /// What is valid but probably not meant, one line each: said by
+    /// `check-config` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.admin.address.ip().is_loopback() && self.admin.token.is_none() {
+            warnings.push(format!(
+                "admin.address {} is reachable from other machines and admin.token is not set: \
+                 anyone who can reach it can switch over or fail over; set admin.token, or \
+                 listen on 127.0.0.1",
+                self.admin.address
+            ));
+        }
+        warnings
+    }
+}
+
 /// Deserializes the YAML, returning the raw model and the paths of unknown keys.
 fn parse_yaml(text: &str) -> Result<(raw::RawConfig, Vec<String>), String> {
     let mut unknown = Vec::new();

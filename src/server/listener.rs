@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 use super::registry::Registration;
 use super::session;
 use super::{Proxy, affinity};
+use crate::logging::Throttled;
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::put_packet;
 
@@ -207,12 +208,16 @@ async fn accept(
     threads: &[SessionThread],
 ) {
     let max = proxy.config.listen.max_client_connections;
+    // Both can happen thousands of times a second under a flood: logged
+    // once per interval, with how many times.
+    let mut failed = Throttled::default();
+    let mut refused = Throttled::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Typically EMFILE: back off instead of spinning.
-                warn!(%error, "accept failed");
+                failed.warn(|count| warn!(%error, count, "accept failed"));
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -222,7 +227,9 @@ async fn accept(
                 .metrics
                 .clients_refused
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(%peer, max, "refusing a client: max_client_connections reached");
+            refused.warn(|count| {
+                warn!(%peer, max, count, "refusing clients: max_client_connections reached")
+            });
             tokio::spawn(refuse(tcp));
             continue;
         };

@@ -249,6 +249,9 @@ pub async fn start(
     // Fencing and automatic failover, for as long as the monitor runs.
     let mut failover = tokio::task::JoinSet::new();
     failover.spawn(crate::failover::watch(proxy.clone()));
+    for warning in proxy.config.warnings() {
+        tracing::warn!("{warning}");
+    }
     probe_backends(&proxy).await;
     tracing::info!(
         address = %proxy.config.listen.address,
