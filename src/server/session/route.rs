@@ -219,9 +219,10 @@ impl Session {
     pub(super) fn state_reported(&mut self, kind: &StatementKind, text: &str) {
         if !sql::state_change_expected(kind, text) {
             if self.routing.previous != self.proxy.primary() {
+                // (Not the statement's text: it may hold anything.)
                 warn!(
                     id = self.registration.id(),
-                    statement = text,
+                    ?kind,
                     "a statement rwsplit sent to a replica changed the session's state"
                 );
             }
