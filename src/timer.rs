@@ -5,20 +5,21 @@
 //! goes to sleep and wakes — twice a statement on a session thread, about
 //! 850 instructions of the 8,500 rwsplit spends on a point select
 //! (callgrind, docs/benchmarks.md step 12) — while a session arms a timer
-//! only to log a client in, to wait for the rest of a packet a client
-//! started, and to connect to a backend. Those few timers are kept by the
+//! only to log a client in, to delay the answer to a wrong password, to
+//! wait for the rest of a packet a client started, and to connect to a
+//! backend. Those few timers are kept by the
 //! main runtime's driver instead: a tokio timer belongs to the runtime it
 //! is created in and may be awaited from any thread.
 //!
-//! Code that may run on a session thread arms its timeouts with
-//! [`timeout`], never `tokio::time` directly (which panics there).
+//! Code that may run on a session thread arms its timers with [`timeout`]
+//! and [`sleep`], never `tokio::time` directly (which panics there).
 
 use std::cell::OnceCell;
 use std::future::IntoFuture;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::time::Timeout;
+use tokio::time::{Sleep, Timeout};
 
 thread_local! {
     /// The runtime that keeps this thread's timers, when the thread's own
@@ -44,12 +45,22 @@ pub fn keep_timers_on(keeper: Handle) {
     reason = "the one place tokio's timeout is called"
 )]
 pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Timeout<F::IntoFuture> {
+    on_keeper(|| tokio::time::timeout(duration, future))
+}
+
+/// [`tokio::time::sleep`], armed as [`timeout`] is.
+pub fn sleep(duration: Duration) -> Sleep {
+    on_keeper(|| tokio::time::sleep(duration))
+}
+
+/// Runs `arm` in the context of this thread's keeper, if it has one.
+fn on_keeper<T>(arm: impl FnOnce() -> T) -> T {
     KEEPER.with(|keeper| match keeper.get() {
         Some(keeper) => {
             let _entered = keeper.enter();
-            tokio::time::timeout(duration, future)
+            arm()
         }
-        None => tokio::time::timeout(duration, future),
+        None => arm(),
     })
 }
 

@@ -43,7 +43,10 @@ fn check_config_warns_of_an_open_admin_api_without_a_token() {
         "{out}"
     );
     let shipped = rwsplit(&["check-config", "proxy.yaml"]);
-    assert!(!stdout(&shipped).contains("warning"), "the shipped file is quiet");
+    assert!(
+        !stdout(&shipped).contains("warning"),
+        "the shipped file is quiet"
+    );
 }
 
 #[test]

@@ -403,3 +403,150 @@ fn a_web_page_cannot_change_the_servers() {
     // A tool: on to the change itself, which knows no backend `nowhere`.
     assert_eq!(post("Host: 127.0.0.1\r\n"), "HTTP/1.1 404 Not Found");
 }
+
+/// Connects to `to` from `source`, a loopback address of its own.
+async fn connect_from(source: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// The first packet the proxy sends on `tcp`: its greeting, or an ERR.
+async fn first_packet(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 4];
+    tcp.read_exact(&mut header).await.unwrap();
+    let mut payload = vec![0; usize::from(header[0]) | usize::from(header[1]) << 8];
+    tcp.read_exact(&mut payload).await.unwrap();
+    payload
+}
+
+/// Connections from one address that never log in hold at most
+/// `listen.max_logins_per_address` slots: past that they are refused at
+/// once with ERR 1040, and clients from elsewhere log in and are served
+/// while they stay open, more of them than the address may have logging
+/// in (a slot is given back at login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_one_address_cannot_keep_other_clients_out() {
+    use mysql_async::prelude::Queryable;
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.max_client_connections = 128;
+    let per_address = config.listen.max_logins_per_address;
+    assert_eq!(per_address, 32, "the default");
+    let proxy = common::start_proxy(config);
+    let mut silent = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        let mut tcp = connect_from("127.0.0.2", proxy.addr).await;
+        let first = common::within("the proxy's first packet", first_packet(&mut tcp)).await;
+        match first[0] {
+            0x0a => silent.push(tcp),
+            0xff => {
+                assert_eq!(u16::from_le_bytes([first[1], first[2]]), 1040);
+                refused += 1;
+            }
+            other => panic!("unexpected first packet {other:#x}"),
+        }
+    }
+    assert_eq!((silent.len(), refused), (per_address, 100 - per_address));
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let mut conn = common::within("a login", mysql_async::Conn::new(proxy.opts()))
+            .await
+            .expect("a client from another address logs in");
+        let one: Option<u8> = conn.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1));
+        clients.push(conn);
+    }
+    let metrics = common::metrics(&proxy).await;
+    assert!(
+        metrics.contains(&format!(
+            "rwsplit_client_connections_refused_total{{reason=\"max_logins_per_address\"}} {}",
+            100 - per_address
+        )),
+        "{metrics}"
+    );
+    for conn in clients {
+        conn.disconnect().await.unwrap();
+    }
+}
+
+/// Wrong passwords from one address are answered at once three times,
+/// then each one step of `listen.failed_login_delay` later than the last;
+/// the right password is answered at once and clears the count. A guess
+/// waiting for its answer keeps its login slot, so the address cannot
+/// open more connections to guess faster. COM_CHANGE_USER counts too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_from_one_address_are_answered_ever_later() {
+    use mysql_async::prelude::Queryable;
+    let step = Duration::from_millis(600);
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.failed_login_delay = step;
+    config.listen.max_logins_per_address = 2;
+    let proxy = common::start_proxy(config);
+    let wrong = || -> mysql_async::Opts {
+        mysql_async::OptsBuilder::from_opts(proxy.opts())
+            .pass(Some("wrong"))
+            .into()
+    };
+    let guess = || async {
+        let started = Instant::now();
+        let error = mysql_async::Conn::new(wrong()).await.map(drop).unwrap_err();
+        match error {
+            mysql_async::Error::Server(e) => assert_eq!(e.code, 1045),
+            other => panic!("expected access denied, got {other}"),
+        }
+        started.elapsed()
+    };
+    let answered = |took: Duration, after: u32| {
+        assert!(
+            took >= step * after && took < step * after + step / 2,
+            "answered after {took:?}, expected {:?}",
+            step * after
+        );
+    };
+    for after in [0, 0, 0, 1, 2] {
+        answered(guess().await, after);
+    }
+    let started = Instant::now();
+    let mut conn = mysql_async::Conn::new(proxy.opts()).await.unwrap();
+    answered(started.elapsed(), 0);
+    for _ in 0..3 {
+        answered(guess().await, 0);
+    }
+
+    // The address's two slots taken by guesses waiting one and two steps:
+    // a third connection is refused at once.
+    let (first, second) = (guess(), guess());
+    let crowded = async {
+        tokio::time::sleep(step / 4).await;
+        let started = Instant::now();
+        let error = mysql_async::Conn::new(proxy.opts())
+            .await
+            .map(drop)
+            .unwrap_err();
+        (error, started.elapsed())
+    };
+    let (_, _, (error, took)) = tokio::join!(first, second, crowded);
+    assert!(
+        matches!(&error, mysql_async::Error::Server(e) if e.code == 1040),
+        "{error}"
+    );
+    answered(took, 0);
+
+    let failures = |proxy: &common::TestProxy| {
+        proxy
+            .proxy
+            .metrics
+            .login_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(failures(&proxy), 10);
+    let wrong_user = mysql_async::ChangeUserOpts::default().with_pass(Some("wrong".into()));
+    assert!(conn.change_user(wrong_user).await.is_err());
+    assert_eq!(failures(&proxy), 11, "COM_CHANGE_USER counts");
+    let fresh = mysql_async::Conn::new(proxy.opts()).await;
+    let mut fresh = fresh.expect("the right password still logs in");
+    let one: Option<u8> = fresh.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+}

@@ -50,6 +50,12 @@ pub struct ListenConfig {
     pub max_client_connections: usize,
     /// Time a new client has to finish logging in before it is dropped.
     pub handshake_timeout: Duration,
+    /// Connections from one address that may be logging in at once; more
+    /// are refused with ERR 1040 (see `server::throttle`).
+    pub max_logins_per_address: usize,
+    /// How much longer each failed login from an address waits for its
+    /// answer past the third in a row; zero: no delay.
+    pub failed_login_delay: Duration,
     /// Time a client may take to send the rest of a packet it has started.
     pub read_timeout: Duration,
     /// The password plugin offered in the greeting, and the one users

@@ -27,6 +27,8 @@ pub struct RawListen {
     pub tls: Option<RawListenTls>,
     pub max_client_connections: Scalar,
     pub handshake_timeout: Scalar,
+    pub max_logins_per_address: Scalar,
+    pub failed_login_delay: Scalar,
     pub read_timeout: Scalar,
     pub max_allowed_packet: Scalar,
     pub auth_plugin: Scalar,

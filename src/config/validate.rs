@@ -128,6 +128,18 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
             Duration::from_secs(10),
             positive_duration,
         ),
+        max_logins_per_address: check.parse(
+            "listen.max_logins_per_address",
+            raw.max_logins_per_address,
+            32,
+            positive,
+        ),
+        failed_login_delay: check.parse(
+            "listen.failed_login_delay",
+            raw.failed_login_delay,
+            Duration::from_secs(1),
+            duration,
+        ),
         read_timeout: check.parse(
             "listen.read_timeout",
             raw.read_timeout,

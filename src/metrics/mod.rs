@@ -100,9 +100,13 @@ pub struct BackendMetrics {
 pub struct Metrics {
     /// One per session thread.
     threads: Box<[ThreadMetrics]>,
-    /// Client connections accepted, and refused for the connection limit.
+    /// Client connections accepted; refused for the connection limit, and
+    /// for `listen.max_logins_per_address`.
     pub clients_accepted: AtomicU64,
     pub clients_refused: AtomicU64,
+    pub clients_refused_logging_in: AtomicU64,
+    /// Logins and COM_CHANGE_USERs refused for a wrong user or password.
+    pub login_failures: AtomicU64,
     pub backends: Vec<BackendMetrics>,
     /// Switchovers and failovers by kind and result (done, failed).
     topology_changes: [[AtomicU64; 2]; 2],
@@ -147,6 +151,8 @@ impl Metrics {
             threads: (0..threads).map(|_| ThreadMetrics::new(backends)).collect(),
             clients_accepted: AtomicU64::new(0),
             clients_refused: AtomicU64::new(0),
+            clients_refused_logging_in: AtomicU64::new(0),
+            login_failures: AtomicU64::new(0),
             backends: (0..backends).map(|_| BackendMetrics::default()).collect(),
             topology_changes: Default::default(),
             transaction_replays: Default::default(),
@@ -303,8 +309,26 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         &mut out,
         "rwsplit_client_connections_refused_total",
         "counter",
-        "Client connections refused at listen.max_client_connections.",
-        one(load(&metrics.clients_refused).to_string()),
+        "Client connections refused at accept: at listen.max_client_connections, or at listen.max_logins_per_address for their address.",
+        [
+            (
+                "{reason=\"max_client_connections\"}",
+                &metrics.clients_refused,
+            ),
+            (
+                "{reason=\"max_logins_per_address\"}",
+                &metrics.clients_refused_logging_in,
+            ),
+        ]
+        .into_iter()
+        .map(|(labels, count)| (labels.to_string(), load(count).to_string())),
+    );
+    write_family(
+        &mut out,
+        "rwsplit_login_failures_total",
+        "counter",
+        "Logins and COM_CHANGE_USERs refused for a wrong user or password.",
+        one(load(&metrics.login_failures).to_string()),
     );
     let changes = crate::failover::Kind::ALL.iter().flat_map(|&kind| {
         ["done", "failed"]

@@ -65,6 +65,15 @@ impl ErrorPacket {
         Self::new(1040, b"08004", "Too many connections")
     }
 
+    /// ER_CON_COUNT_ERROR for `listen.max_logins_per_address`.
+    pub fn too_many_logins() -> Self {
+        Self::new(
+            1040,
+            b"08004",
+            "Too many connections from this address are logging in at once",
+        )
+    }
+
     /// ER_ACCESS_DENIED_ERROR, worded exactly as MySQL does; it never says
     /// whether the user or the password was wrong.
     pub fn access_denied(user: &str, host: &str, used_password: bool) -> Self {

@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 
 use super::registry::Registration;
 use super::session;
+use super::throttle::LoginSlot;
 use super::{Proxy, affinity};
 use crate::logging::Throttled;
 use crate::protocol::messages::ErrorPacket;
@@ -90,6 +91,7 @@ struct Admitted {
     peer: SocketAddr,
     registration: Registration,
     permit: OwnedSemaphorePermit,
+    login: LoginSlot,
 }
 
 /// A session thread as the acceptor sees it.
@@ -167,6 +169,7 @@ fn start_session(proxy: &Arc<Proxy>, index: usize, client: Admitted) {
         peer,
         registration,
         permit,
+        login,
     } = client;
     let leaving = Leaving {
         proxy: proxy.clone(),
@@ -181,7 +184,7 @@ fn start_session(proxy: &Arc<Proxy>, index: usize, client: Admitted) {
         let proxy = proxy.clone();
         async move {
             let _leaving = leaving;
-            session::run(proxy, index, tcp, peer, registration, permit).await;
+            session::run(proxy, index, tcp, peer, registration, permit, login).await;
         }
     });
     proxy.registry.set_abort(id, task.abort_handle());
@@ -212,6 +215,7 @@ async fn accept(
     // once per interval, with how many times.
     let mut failed = Throttled::default();
     let mut refused = Throttled::default();
+    let mut crowded = Throttled::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -230,7 +234,19 @@ async fn accept(
             refused.warn(|count| {
                 warn!(%peer, max, count, "refusing clients: max_client_connections reached")
             });
-            tokio::spawn(refuse(tcp));
+            tokio::spawn(refuse(tcp, ErrorPacket::too_many_connections()));
+            continue;
+        };
+        let Some(login) = proxy.logins.admit(peer.ip()) else {
+            proxy
+                .metrics
+                .clients_refused_logging_in
+                .fetch_add(1, Ordering::Relaxed);
+            let per_address = proxy.config.listen.max_logins_per_address;
+            crowded.warn(|count| {
+                warn!(%peer, per_address, count, "refusing clients: max_logins_per_address reached for their address")
+            });
+            tokio::spawn(refuse(tcp, ErrorPacket::too_many_logins()));
             continue;
         };
         if let Err(error) = tcp.set_nodelay(true) {
@@ -252,6 +268,7 @@ async fn accept(
             peer,
             registration: proxy.registry.register(),
             permit,
+            login,
         };
         let sessions = |index| &proxy.metrics.thread(index).sessions;
         let index = least_busy((0..threads.len()).map(|i| sessions(i).load(Ordering::Relaxed)));
@@ -273,14 +290,10 @@ fn least_busy(sessions: impl Iterator<Item = usize>) -> usize {
         .map_or(0, |(index, _)| index)
 }
 
-/// Tells a client over the limit why it is refused, then closes.
-async fn refuse(mut tcp: TcpStream) {
+/// Tells a client over a limit why it is refused, then closes.
+async fn refuse(mut tcp: TcpStream, error: ErrorPacket) {
     let mut out = Vec::new();
-    put_packet(
-        &mut out,
-        0,
-        &ErrorPacket::too_many_connections().payload_before_handshake(),
-    );
+    put_packet(&mut out, 0, &error.payload_before_handshake());
     // The client may already be gone; there is nothing more to do then.
     let _ = tcp.write_all(&out).await;
     let _ = tcp.shutdown().await;

@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities, StatusFlags};
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing::warn;
 
 use super::Proxy;
 use super::client::{ClientConn, ClientError};
@@ -48,8 +50,9 @@ pub struct Identity {
 /// Why a login did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error("access denied for user '{user}'")]
-    Denied { user: String },
+    /// A wrong user or password, not answered yet: see [`deny`].
+    #[error("access denied for user '{}'", .1.user)]
+    Denied(Box<ClientConn>, Denial),
     #[error("refused: {0}")]
     Refused(&'static str),
     #[error("TLS handshake failed: {0}")]
@@ -58,6 +61,14 @@ pub enum LoginError {
     Client(#[from] ClientError),
     #[error("client connection failed: {0}")]
     Io(#[from] io::Error),
+}
+
+/// The ERR a client that gave a wrong user or password is owed.
+#[derive(Debug)]
+pub struct Denial {
+    pub seq: u8,
+    pub user: String,
+    pub used_password: bool,
 }
 
 /// A client that passed authentication, waiting for its final OK.
@@ -69,8 +80,9 @@ pub struct LoggedIn {
     pub next_seq: u8,
 }
 
-/// Greets the client and checks its password. Every refusal has been sent
-/// to the client as an ERR packet when this returns an error.
+/// Greets the client and checks its password. Every refusal but
+/// [`LoginError::Denied`] has been sent to the client as an ERR packet when
+/// this returns an error; that one is answered by [`deny`], which may wait.
 pub async fn login(
     proxy: &Proxy,
     mut tcp: TcpStream,
@@ -151,13 +163,12 @@ pub async fn login(
     )
     .await?;
     let Some(user) = user.filter(|_| accepted) else {
-        let denied = ErrorPacket::access_denied(
-            &user_name,
-            &peer.ip().to_string(),
-            !response.scramble_buf().is_empty(),
-        );
-        client.send_error(seq, &denied).await?;
-        return Err(LoginError::Denied { user: user_name });
+        let denial = Denial {
+            seq,
+            user: user_name,
+            used_password: !response.scramble_buf().is_empty(),
+        };
+        return Err(LoginError::Denied(Box::new(client), denial));
     };
     client.set_max_packet(listen.max_allowed_packet);
     let identity = Identity {
@@ -175,6 +186,24 @@ pub async fn login(
         identity,
         next_seq: seq,
     })
+}
+
+/// Answers a wrong user or password (`on` a login or a COM_CHANGE_USER)
+/// with ERR 1045, after the delay the client's address has earned (see
+/// [`super::throttle`]); logged once per interval per address.
+pub async fn deny(proxy: &Proxy, client: &mut ClientConn, denial: &Denial, on: &'static str) {
+    let peer = client.peer();
+    proxy.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
+    let failure = proxy.logins.failed(peer.ip());
+    if let Some(count) = failure.log {
+        let (user, consecutive, delay) = (&denial.user, failure.consecutive, failure.delay);
+        warn!(%peer, on, user, count, consecutive, ?delay, "access denied");
+    }
+    crate::timer::sleep(failure.delay).await;
+    let error =
+        ErrorPacket::access_denied(&denial.user, &peer.ip().to_string(), denial.used_password);
+    // The client may have given up waiting; there is nothing more to do then.
+    let _ = client.send_error(denial.seq, &error).await;
 }
 
 /// The HandshakeV10 payload.

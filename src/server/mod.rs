@@ -15,6 +15,7 @@ pub mod listener;
 pub mod login;
 pub mod registry;
 pub mod session;
+pub mod throttle;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,6 +180,8 @@ pub struct Proxy {
     /// Idle connections of each backend, in configuration order.
     pub pools: Vec<Pool>,
     pub registry: Arc<Registry>,
+    /// Logins in progress and failed logins, per source address.
+    pub logins: Arc<throttle::LoginGuard>,
     /// Roles, health and lag of the backends, as sessions see them.
     pub topology: Arc<TopologyCell>,
     /// The monitor's details on each backend, for status output.
@@ -393,6 +396,10 @@ impl Proxy {
             endpoints,
             pools,
             registry: Arc::default(),
+            logins: Arc::new(throttle::LoginGuard::new(
+                config.listen.max_logins_per_address,
+                config.listen.failed_login_delay,
+            )),
             tls,
             rsa: RsaKey::generate().map_err(|_| StartError::RsaKey)?,
             users,

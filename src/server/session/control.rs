@@ -15,7 +15,7 @@ use crate::protocol::command::com;
 use crate::protocol::messages::{ErrorPacket, ok_payload};
 use crate::protocol::packet::Frame;
 use crate::protocol::response::Expect;
-use crate::server::login::authenticate;
+use crate::server::login::{self, Denial, authenticate};
 use crate::server::session::state::RoutingState;
 use crate::sql::kill::Kill;
 
@@ -162,10 +162,19 @@ impl Session {
         .await
         .map_err(|_| End::Refused)?;
         let Some(user) = user.filter(|_| accepted) else {
-            let peer = self.client.peer().ip().to_string();
-            let error = ErrorPacket::access_denied(&name, &peer, !response.is_empty());
-            let _ = self.client.send_error(seq, &error).await;
-            warn!(peer, user = name, "access denied on COM_CHANGE_USER");
+            let denial = Denial {
+                seq,
+                user: name,
+                used_password: !response.is_empty(),
+            };
+            // Boxed, as the delay's timer is large and rare.
+            Box::pin(login::deny(
+                &self.proxy,
+                &mut self.client,
+                &denial,
+                "COM_CHANGE_USER",
+            ))
+            .await;
             return Err(End::Refused);
         };
         self.release_backends();

@@ -41,6 +41,7 @@ use super::Proxy;
 use super::client::{ClientConn, ClientError};
 use super::login::{self, Identity, LoginError};
 use super::registry::Registration;
+use super::throttle::LoginSlot;
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::metrics::Stopwatch;
 use crate::protocol::command::{Command, com};
@@ -106,23 +107,14 @@ pub async fn run(
     peer: SocketAddr,
     registration: Registration,
     _permit: OwnedSemaphorePermit,
+    login_slot: LoginSlot,
 ) {
     // The login's state, on the heap, is freed once the client is in, and
     // what it hands over is moved into the session: inline, both would take
     // room in this future for the connection's lifetime.
     let (mut session, next_seq) = {
-        let timeout = proxy.config.listen.handshake_timeout;
-        let login = Box::pin(crate::timer::timeout(
-            timeout,
-            login::login(&proxy, tcp, peer, registration.id()),
-        ))
-        .await;
-        let logged_in = match login {
-            Ok(Ok(logged_in)) => logged_in,
-            Ok(Err(LoginError::Denied { user })) => return warn!(%peer, user, "access denied"),
-            Ok(Err(error)) => return info!(%peer, %error, "login failed"),
-            Err(_) => return info!(%peer, ?timeout, "client did not log in in time; closed"),
-        };
+        let admitted = Box::pin(log_in(&proxy, tcp, peer, &registration, login_slot)).await;
+        let Some(logged_in) = admitted else { return };
         registration.set_user(logged_in.identity.user.name.as_str().into());
         let routing = RoutingState::new(&proxy.config.routing);
         let session = Session {
@@ -144,6 +136,38 @@ pub async fn run(
         Err(end) => end,
     };
     session.close(end).await;
+}
+
+/// Logs a client in within `listen.handshake_timeout`, or tells it why
+/// not (after a delay, for a wrong password) and logs that: `None` then.
+/// The address's login slot is given back when this returns.
+async fn log_in(
+    proxy: &Proxy,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    registration: &Registration,
+    slot: LoginSlot,
+) -> Option<login::LoggedIn> {
+    let timeout = proxy.config.listen.handshake_timeout;
+    let login = crate::timer::timeout(timeout, login::login(proxy, tcp, peer, registration.id()));
+    match login.await {
+        Ok(Ok(logged_in)) => {
+            slot.succeeded();
+            Some(logged_in)
+        }
+        Ok(Err(LoginError::Denied(mut client, denial))) => {
+            login::deny(proxy, &mut client, &denial, "login").await;
+            None
+        }
+        Ok(Err(error)) => {
+            info!(%peer, %error, "login failed");
+            None
+        }
+        Err(_) => {
+            info!(%peer, ?timeout, "client did not log in in time; closed");
+            None
+        }
+    }
 }
 
 /// A logged-in client and the backend connections it holds.
@@ -570,6 +594,7 @@ mod tests {
                 peer,
                 registration,
                 permit.expect("permit"),
+                proxy.logins.admit(peer.ip()).expect("a login slot"),
             );
             let size = std::mem::size_of_val(&session);
             // About 2.6 KiB with rustc 1.95; 4.2 to 4.6 KiB with both logins inline.
