@@ -1,6 +1,7 @@
 //! The monitor against real servers that misbehave: stopped replication, a
-//! delayed replica, a frozen one, a killed one, two writable servers;
-//! read-your-writes; and what the checks cost the servers. Each test breaks a sandbox of its own. Where reads
+//! delayed replica, a frozen one, a killed one, two writable servers,
+//! broken replication; read-your-writes; and what the checks cost the
+//! servers. Each test breaks a sandbox of its own. Where reads
 //! ran is read from the servers: `@@server_id` in results (db1 = 1 is the
 //! primary) and their `Com_stmt_execute` counters (the monitor never
 //! prepares statements, so only the test's reads count there).
@@ -377,6 +378,141 @@ async fn two_writable_servers_refuse_writes_and_raise_the_alarm() {
     let mut direct = Conn::new(sandbox.primary().opts(&APP)).await.unwrap();
     let rows: Vec<u32> = direct.query("SELECT id FROM w.t").await.unwrap();
     assert_eq!(rows, [2], "only the write after the alarm happened");
+}
+
+/// Each backend's replication alarm, from `/status`.
+async fn replication_alarms(proxy: &TestProxy) -> Vec<Option<String>> {
+    let status = status(proxy).await;
+    status
+        .backends
+        .into_iter()
+        .map(|b| b.replication_alarm)
+        .collect()
+}
+
+/// Polls `/status` until the replication alarms satisfy `done`.
+async fn wait_for_alarms(
+    proxy: &TestProxy,
+    what: &str,
+    done: impl Fn(&[Option<String>]) -> bool,
+) -> Vec<Option<String>> {
+    let started = Instant::now();
+    loop {
+        let alarms = replication_alarms(proxy).await;
+        if done(&alarms) {
+            return alarms;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting until {what}: {alarms:?}"
+        );
+        tokio::time::sleep(INTERVAL / 2).await;
+    }
+}
+
+/// `GET /ready`: its status code and body.
+async fn ready(proxy: &TestProxy) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(proxy.admin_addr)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let code = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (code, body)
+}
+
+/// Broken replication raises an alarm in /status, /metrics and /ready
+/// (which stays 200: answers still come right, from the primary) until it
+/// is fixed: a replica whose SQL thread stopped on a duplicate key, then
+/// replicas left ahead of a primary whose binary log was reset (which
+/// keep both threads running, receiving nothing). Steady writes raise
+/// none, however the monitor's checks interleave with them.
+#[tokio::test]
+async fn broken_replication_raises_an_alarm_until_it_is_fixed() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    let mut conn = Conn::new(proxy.opts()).await.unwrap();
+    conn.query_drop("CREATE DATABASE broken; CREATE TABLE broken.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut id = 100;
+    while started.elapsed() < 10 * INTERVAL {
+        conn.query_drop(format!("INSERT INTO broken.t VALUES ({id})"))
+            .await
+            .unwrap();
+        id += 1;
+        let alarms = replication_alarms(&proxy).await;
+        assert!(alarms.iter().all(Option::is_none), "{alarms:?}");
+    }
+    common::caught_up(&sandbox, 0, 2).await;
+
+    root(
+        &sandbox,
+        2,
+        "SET sql_log_bin = 0; INSERT INTO broken.t VALUES (1)",
+    )
+    .await;
+    conn.query_drop("INSERT INTO broken.t VALUES (1)")
+        .await
+        .unwrap();
+    let alarms = wait_for_alarms(&proxy, "db3's alarm", |a| a[2].is_some()).await;
+    let alarm = alarms[2].as_deref().unwrap();
+    assert!(
+        alarm.starts_with("its SQL thread has stopped") && alarm.contains("Duplicate entry"),
+        "{alarm}"
+    );
+    assert_eq!(alarms[..2], [None, None]);
+    let metrics = common::metrics(&proxy).await;
+    assert!(metrics.contains("rwsplit_backend_replication_alarm{backend=\"db3\"} 1"));
+    assert!(metrics.contains("rwsplit_backend_replication_alarm{backend=\"db2\"} 0"));
+    let (code, body) = ready(&proxy).await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("replication alarm: db3: its SQL thread"),
+        "{body}"
+    );
+
+    root(
+        &sandbox,
+        2,
+        "SET sql_log_bin = 0; DELETE FROM broken.t WHERE id = 1; START SLAVE",
+    )
+    .await;
+    wait_for_alarms(&proxy, "db3's alarm clears", |a| a[2].is_none()).await;
+
+    root(&sandbox, 0, "RESET MASTER").await;
+    let alarms = wait_for_alarms(&proxy, "the replicas' alarms", |a| {
+        a[1].is_some() && a[2].is_some()
+    })
+    .await;
+    for alarm in alarms[1..].iter().flatten() {
+        assert!(
+            alarm.starts_with("it has transactions db1 does not"),
+            "{alarm}"
+        );
+    }
+    let topology = proxy.proxy.topology.load();
+    assert!(
+        !topology.backends[1].readable && !topology.backends[2].readable,
+        "their GTIDs would pass for caught up with any new write"
+    );
+    let status = status(&proxy).await;
+    assert!(status.ready && status.primary.as_deref() == Some("db1"));
+    conn.query_drop("INSERT INTO broken.t VALUES (2)")
+        .await
+        .unwrap();
+    let rows: Option<u32> = conn
+        .query_first("SELECT COUNT(*) FROM broken.t WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(1), "reads see the write: they left the replicas");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! | `GET /status` | JSON: the topology and each backend's health, lag, GTID, connections ([`status::Status`]) |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics::render`]) |
 //! | `GET /health` | 200 while the process runs (liveness) |
-//! | `GET /ready` | 200 when a primary is known and the listener is up, else 503 (readiness) |
+//! | `GET /ready` | 200 when a primary is known and the listener is up (naming any replication alarm), else 503 (readiness) |
 //! | `POST /switchover?to=NAME` | moves the primary to NAME (or the best replica): its steps as lines of text, as they happen ([`change`]) |
 //! | `POST /failover?to=NAME` | replaces a failed primary with NAME (or the best replica), the same way |
 //!
@@ -103,6 +103,7 @@ async fn status(State(proxy): State<Arc<Proxy>>) -> axum::Json<Status> {
 
 async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
     let topology = proxy.topology.load();
+    let reports = proxy.reports.load();
     let names: Vec<String> = proxy
         .config
         .backends
@@ -111,6 +112,7 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
         .collect();
     let scene = Scene {
         topology: &topology,
+        reports: &reports,
         names: &names,
         clients_open: proxy.registry.len(),
     };
@@ -126,7 +128,19 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
 
 async fn ready(State(proxy): State<Arc<Proxy>>) -> Response {
     if proxy.ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        // Still ready: reads left the replicas that do not follow, and
+        // taking the sidecar out of service would take its application out.
+        let alarms: String = proxy
+            .config
+            .backends
+            .iter()
+            .zip(proxy.reports.load().iter())
+            .filter_map(|(backend, report)| {
+                let alarm = report.replication_alarm.as_ref()?;
+                Some(format!("replication alarm: {}: {alarm}\n", backend.name))
+            })
+            .collect();
+        (StatusCode::OK, format!("ready\n{alarms}")).into_response()
     } else {
         let why = proxy
             .topology

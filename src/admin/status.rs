@@ -55,6 +55,9 @@ pub struct BackendStatus {
     pub in_flight: u32,
     /// The last failed health check, while it fails.
     pub last_error: Option<String>,
+    /// Why a replica does not follow its primary, while so.
+    #[serde(default)]
+    pub replication_alarm: Option<String>,
 }
 
 impl Status {
@@ -94,6 +97,7 @@ impl Status {
                     commands: proxy.metrics.commands(index),
                     in_flight: proxy.metrics.in_flight(index),
                     last_error: report.last_error,
+                    replication_alarm: report.replication_alarm,
                 }
             })
             .collect();
@@ -148,7 +152,7 @@ impl Status {
         out
     }
 
-    /// The lines under the table: primary, alarm, errors.
+    /// The lines under the table: primary, alarms, errors.
     fn summary(&self) -> String {
         let mut out = match &self.primary {
             Some(primary) => format!("primary: {primary}"),
@@ -166,7 +170,9 @@ impl Status {
             if let Some(error) = &b.last_error {
                 out.push_str(&format!("{}: check failing: {error}\n", b.name));
             }
-            if let Some(error) = b.replication.as_ref().map(|r| &r.last_error) {
+            if let Some(alarm) = &b.replication_alarm {
+                out.push_str(&format!("REPLICATION ALARM: {}: {alarm}\n", b.name));
+            } else if let Some(error) = b.replication.as_ref().map(|r| &r.last_error) {
                 if !error.is_empty() {
                     out.push_str(&format!("{}: replication error: {error}\n", b.name));
                 }
@@ -212,6 +218,7 @@ mod tests {
             commands: 1200,
             in_flight: 0,
             last_error: None,
+            replication_alarm: None,
         }
     }
 
@@ -222,13 +229,20 @@ mod tests {
         down.readable = false;
         down.lag_seconds = None;
         down.last_error = Some("no answer within 1s".into());
+        let mut stopped = backend("db4", "replica");
+        stopped.replication_alarm = Some("its IO thread has stopped".into());
         let status = Status {
             version: "0.1.0".into(),
             primary: Some("db1".into()),
             alarm: None,
             ready: true,
             client_connections: 5,
-            backends: vec![backend("db1", "primary"), backend("db2", "replica"), down],
+            backends: vec![
+                backend("db1", "primary"),
+                backend("db2", "replica"),
+                down,
+                stopped,
+            ],
         };
         let table = status.table();
         let lines: Vec<&str> = table.lines().collect();
@@ -243,6 +257,7 @@ mod tests {
         assert!(lines[3].starts_with("db3      127.0.0.1:3306  replica  down     -  "));
         assert!(table.contains("primary: db1    clients: 5    ready: yes"));
         assert!(table.contains("db3: check failing: no answer within 1s"));
+        assert!(table.contains("REPLICATION ALARM: db4: its IO thread has stopped"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sql::StatementKind;
+use crate::topology::monitor::BackendReport;
 use crate::topology::{Lag, Topology};
 
 /// Where a statement ran, as a label.
@@ -256,6 +257,8 @@ fn load(counter: &AtomicU64) -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub struct Scene<'a> {
     pub topology: &'a Topology,
+    /// The monitor's reports, in configuration order.
+    pub reports: &'a [BackendReport],
     /// The backends' names, in configuration order.
     pub names: &'a [String],
     /// Client connections open now.
@@ -410,7 +413,7 @@ fn render_backends(out: &mut String, metrics: &Metrics, scene: Scene<'_>) {
     let topology = scene.topology;
     let flag = |b: bool| u8::from(b).to_string();
     type Value<'a> = Box<dyn Fn(usize) -> String + 'a>;
-    let families: [(&str, &str, &str, Value<'_>); 6] = [
+    let families: [(&str, &str, &str, Value<'_>); 7] = [
         (
             "rwsplit_backend_up",
             "gauge",
@@ -436,6 +439,19 @@ fn render_backends(out: &mut String, metrics: &Metrics, scene: Scene<'_>) {
             Box::new(|i| match topology.backends[i].lag {
                 Lag::Measured(d) => d.as_secs_f64().to_string(),
                 Lag::Unknown => "NaN".to_owned(),
+            }),
+        ),
+        (
+            "rwsplit_backend_replication_alarm",
+            "gauge",
+            "1 when the replica does not follow its primary: its replication threads stopped, or it has transactions the primary lacks (see /status).",
+            Box::new(|i| {
+                flag(
+                    scene
+                        .reports
+                        .get(i)
+                        .is_some_and(|r| r.replication_alarm.is_some()),
+                )
             }),
         ),
         (
@@ -519,8 +535,13 @@ mod tests {
         two.refused();
         two.sessions.store(4, Ordering::Relaxed);
         assert_eq!(metrics.statements_on(Route::Replica), 2);
+        let stopped = BackendReport {
+            replication_alarm: Some("its IO thread has stopped".into()),
+            ..BackendReport::default()
+        };
         let scene = Scene {
             topology: &topology(),
+            reports: &[BackendReport::default(), stopped],
             names: &["db1".into(), "db2".into()],
             clients_open: 7,
         };
@@ -536,6 +557,8 @@ mod tests {
             "rwsplit_backend_replication_lag_seconds{backend=\"db2\"} NaN",
             "rwsplit_backend_primary{backend=\"db1\"} 1",
             "rwsplit_backend_readable{backend=\"db2\"} 1",
+            "rwsplit_backend_replication_alarm{backend=\"db1\"} 0",
+            "rwsplit_backend_replication_alarm{backend=\"db2\"} 1",
             "rwsplit_client_connections 7",
             "rwsplit_statements_refused_total 1",
             "rwsplit_thread_sessions{thread=\"0\"} 0",

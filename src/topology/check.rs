@@ -6,13 +6,14 @@
 //! and the next check opens a new one.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, SslOpts};
 
 use super::heartbeat::now_micros;
 use super::lag::halfway;
+use super::replication::Reading;
 use crate::config::{BackendConfig, MonitorConfig};
 use crate::gtid::GtidPosition;
 
@@ -21,7 +22,7 @@ use crate::gtid::GtidPosition;
 pub struct Observation {
     pub version: String,
     pub read_only: bool,
-    pub gtid: Option<GtidPosition>,
+    pub gtid: Option<Reading>,
     /// `None` when the server does not replicate from another.
     pub replication: Option<Replication>,
     /// The server's copy of this rwsplit's heartbeat row.
@@ -131,10 +132,12 @@ impl Checker {
                 "SHOW REPLICA STATUS",
             )
         };
+        let from = Instant::now();
         let (read_only, gtid): (bool, Option<String>) =
             limit(query_timeout, conn.query_first(state_query))
                 .await?
                 .ok_or_else(|| CheckError::Failed(format!("no answer to {state_query}")))?;
+        let to = Instant::now();
         let status: Option<Row> = limit(query_timeout, conn.query_first(status_query)).await?;
         let replication = status.as_ref().and_then(|row| {
             replication(|name| {
@@ -159,7 +162,9 @@ impl Checker {
         Ok(Observation {
             version: version.clone(),
             read_only,
-            gtid: gtid.and_then(|g| GtidPosition::parse(&g)),
+            gtid: gtid
+                .and_then(|g| GtidPosition::parse(&g))
+                .map(|position| Reading { position, from, to }),
             replication,
             heartbeat,
         })

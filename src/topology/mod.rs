@@ -21,6 +21,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod lag;
 pub mod monitor;
+pub mod replication;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

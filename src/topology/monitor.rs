@@ -19,6 +19,7 @@ use super::check::{CheckError, Checker, HeartbeatSeen, Observation, Replication}
 use super::discovery::{Seen, discover};
 use super::health::{Flip, Thresholds};
 use super::heartbeat::{Heartbeat, now_micros, write_heartbeats};
+use super::replication::{self, Reading};
 use super::{BackendState, Lag, Topology, TopologyCell};
 use crate::config::{Config, Role};
 use crate::gtid::GtidPosition;
@@ -36,6 +37,9 @@ pub struct BackendReport {
     pub lag_source: LagSource,
     /// The last failed check's error, while the backend fails.
     pub last_error: Option<String>,
+    /// Why a replica does not follow its primary, while so (see
+    /// [`super::replication`]).
+    pub replication_alarm: Option<String>,
     /// Checks failed in a row (0 after a good one).
     pub failed_checks: u32,
 }
@@ -131,9 +135,23 @@ struct Tracked {
     /// The last check, for primary discovery (`None`: not checked yet).
     seen: Option<Seen>,
     lag: Lag,
-    gtid: Option<GtidPosition>,
+    /// Its last few GTID readings, oldest first: the last is its position.
+    readings: Vec<Reading>,
+    /// Both replication threads running, with `failure_threshold`
+    /// hysteresis (a switchover restarts them); cleared by one good check.
+    replicating: Flip,
     report: BackendReport,
 }
+
+impl Tracked {
+    fn position(&self) -> Option<&GtidPosition> {
+        self.readings.last().map(|reading| &reading.position)
+    }
+}
+
+/// GTID readings kept per backend: enough that one was taken before the
+/// primary's last, however the checks interleave.
+const READINGS: usize = 4;
 
 /// Owns every backend's state; turns check results into topologies.
 struct Aggregator {
@@ -155,7 +173,8 @@ impl Aggregator {
                 rotation: Flip::new(false),
                 seen: None,
                 lag: Lag::Unknown,
-                gtid: None,
+                readings: Vec::new(),
+                replicating: Flip::new(true),
                 report: BackendReport::default(),
             })
             .collect();
@@ -254,8 +273,33 @@ impl Aggregator {
             replicating: observation.replication.is_some(),
             follows,
         });
+        let stopped = replication::stopped(observation.replication.as_ref());
+        entry.replicating.observe(
+            stopped.is_none(),
+            Thresholds {
+                to_false: monitor.failure_threshold,
+                to_true: 1,
+            },
+        );
+        if let Some(reading) = observation.gtid {
+            if let Some(last) = entry.readings.last()
+                && replication::went_backwards(last, &reading)
+            {
+                warn!(
+                    backend = name,
+                    before = %last.position,
+                    after = %reading.position,
+                    "GTID position went backwards: binary log reset (RESET MASTER) or server restored from an older copy"
+                );
+            }
+            if entry.readings.len() == READINGS {
+                entry.readings.remove(0);
+            }
+            entry.readings.push(reading);
+        } else {
+            entry.readings.clear();
+        }
         entry.lag = lag;
-        entry.gtid = observation.gtid;
         entry.report = BackendReport {
             version: Some(observation.version),
             read_only: Some(observation.read_only),
@@ -263,15 +307,58 @@ impl Aggregator {
             lag_source: source,
             last_error: None,
             failed_checks: 0,
+            replication_alarm: entry.report.replication_alarm.take(),
         };
     }
 
-    /// The topology the tracked state describes.
-    fn topology(&self, current: &Topology) -> Topology {
+    /// Raises and clears each replica's replication alarm, logging each
+    /// change once.
+    fn judge_replication(&mut self, primary: Option<usize>) {
+        let alarms: Vec<Option<String>> = (0..self.tracked.len())
+            .map(|index| self.replication_alarm(index, primary))
+            .collect();
+        for ((entry, name), alarm) in self.tracked.iter_mut().zip(&self.names).zip(alarms) {
+            if entry.report.replication_alarm == alarm {
+                continue;
+            }
+            match &alarm {
+                Some(alarm) => warn!(backend = name, alarm, "replication alarm"),
+                None => info!(backend = name, "replication alarm cleared"),
+            }
+            entry.report.replication_alarm = alarm;
+        }
+    }
+
+    /// Why replica `index` does not follow the primary, if it does not: its
+    /// threads stopped, or it has transactions the primary lacks. Nothing
+    /// is said of the primary, or of a server that does not answer.
+    fn replication_alarm(&self, index: usize, primary: Option<usize>) -> Option<String> {
+        let entry = &self.tracked[index];
+        let answers = entry.up.state() && entry.seen.is_some_and(|seen| seen.reachable);
+        let primary = primary.filter(|&p| p != index && answers)?;
+        if !entry.replicating.state() {
+            if let Some(why) = replication::stopped(entry.report.replication.as_ref()) {
+                return Some(why);
+            }
+        }
+        let theirs = self.tracked[primary].readings.last()?;
+        let ours = replication::ahead(theirs, &entry.readings)?;
+        let primary = &self.names[primary];
+        Some(format!(
+            "it has transactions {primary} does not ({ours} against {}): {primary}'s binary log was reset (RESET MASTER) or restored from an older copy, or this server was written to directly; rebuild it from {primary}",
+            theirs.position
+        ))
+    }
+
+    /// The topology the tracked state describes. A replica with a
+    /// replication alarm takes no reads: one ahead of its primary would
+    /// pass for caught up with any write (read-your-writes compares GTIDs).
+    fn topology(&mut self, current: &Topology) -> Topology {
         let seen: Vec<Option<Seen>> = self.tracked.iter().map(|t| t.seen).collect();
         let positions: Vec<Option<&GtidPosition>> =
-            self.tracked.iter().map(|t| t.gtid.as_ref()).collect();
+            self.tracked.iter().map(Tracked::position).collect();
         let discovered = discover(&seen, &positions, current.primary, &self.names);
+        self.judge_replication(discovered.primary);
         let backends = self
             .config
             .backends
@@ -287,13 +374,16 @@ impl Aggregator {
                         Role::Replica
                     },
                     healthy: t.up.state(),
-                    readable: !is_primary && t.up.state() && t.rotation.state(),
+                    readable: !is_primary
+                        && t.up.state()
+                        && t.rotation.state()
+                        && t.report.replication_alarm.is_none(),
                     lag: if is_primary {
                         Lag::Measured(Duration::ZERO)
                     } else {
                         t.lag
                     },
-                    gtid: t.gtid.clone(),
+                    gtid: t.position().cloned(),
                     weight: backend.weight,
                     backup: backend.backup,
                 }
