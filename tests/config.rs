@@ -236,6 +236,16 @@ fn each_mistake_is_reported_with_its_key_path() {
             "listen.max_allowed_packet",
             "out of range",
         ),
+        (
+            "listen: { max_allowed_packet: 64MiB, buffered_packet_budget: 32MiB }",
+            "listen.buffered_packet_budget",
+            "less than listen.max_allowed_packet",
+        ),
+        (
+            "listen: { failed_login_delay: soon }",
+            "listen.failed_login_delay",
+            "not a duration",
+        ),
         ("listen: { threads: 0 }", "listen.threads", "from 1 to 1024"),
         (
             "listen: { tls: { key: '/nonexistent/key.pem' } }",

@@ -16,7 +16,7 @@ use mysql_common::packets::{AuthPlugin as WireAuthPlugin, HandshakePacket, Hands
 use mysql_common::proto::MySerialize;
 use rwsplit::protocol::auth::AuthPlugin;
 use rwsplit::protocol::compress::compress_into;
-use rwsplit::protocol::packet::put_packet;
+use rwsplit::protocol::packet::{HEADER_LEN, put_packet};
 use rwsplit::sandbox::APP;
 
 /// Secrets given through the environment, and one written in the file.
@@ -549,4 +549,89 @@ async fn failed_logins_from_one_address_are_answered_ever_later() {
     let mut fresh = fresh.expect("the right password still logs in");
     let one: Option<u8> = fresh.query_first("SELECT 1").await.unwrap();
     assert_eq!(one, Some(1));
+}
+
+/// A COM_QUERY packet `SELECT LENGTH('xx…')` of `len` bytes in all, and
+/// how many `x` it holds.
+fn length_query(len: usize) -> (Vec<u8>, usize) {
+    let mut query = b"\x03SELECT LENGTH('".to_vec();
+    let xs = len - HEADER_LEN - query.len() - 2;
+    query.resize(query.len() + xs, b'x');
+    query.extend_from_slice(b"')");
+    let mut packet = Vec::new();
+    put_packet(&mut packet, 0, &query);
+    (packet, xs)
+}
+
+/// Reads the answer to a `length_query`: the one value of its one row.
+fn read_length(tcp: &mut TcpStream) -> usize {
+    let columns = read_packet(tcp);
+    assert_eq!(columns, [1], "one column, not an error: {columns:?}");
+    read_packet(tcp);
+    let row = read_packet(tcp);
+    read_packet(tcp);
+    String::from_utf8_lossy(&row[1..]).parse().unwrap()
+}
+
+/// Slow senders of large packets cannot make rwsplit hold more than
+/// `listen.buffered_packet_budget` in unfinished packets: one that would
+/// go past it is refused at once with ERR 1041, while those within it,
+/// and small commands from everyone, are served; once they have arrived,
+/// their room is free for the next.
+#[test]
+fn large_packets_still_arriving_share_a_budget() {
+    const BUDGET: usize = 4 << 20;
+    let mut config = common::proxy_config(&common::shared_sandbox());
+    config.listen.max_allowed_packet = BUDGET;
+    config.listen.buffered_packet_budget = BUDGET;
+    let proxy = common::start_proxy(config);
+    let budget = &proxy.proxy.packet_budget;
+    let unit = rwsplit::server::client::BUDGET_UNIT;
+    let left_after = |reserved: usize| {
+        let expected = (BUDGET - reserved) / unit;
+        let started = Instant::now();
+        while budget.available_permits() != expected {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "budget never {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let size = 1_800_000;
+    let begin = || {
+        let mut tcp = raw_login(&proxy, CapabilityFlags::empty());
+        let (packet, xs) = length_query(size);
+        tcp.write_all(&packet[..64 * 1024]).unwrap();
+        (tcp, packet, xs)
+    };
+    let (mut first, first_packet, xs) = begin();
+    let (mut second, second_packet, _) = begin();
+    let reserved = 2 * (size - HEADER_LEN).div_ceil(unit) * unit;
+    left_after(reserved);
+
+    let (mut third, _, _) = begin();
+    let refused = read_packet(&mut third);
+    assert_eq!(
+        (refused[0], u16::from_le_bytes([refused[1], refused[2]])),
+        (0xff, 1041)
+    );
+    until_closed(&mut third);
+    let mut small = raw_login(&proxy, CapabilityFlags::empty());
+    let (query, small_xs) = length_query(100);
+    small.write_all(&query).unwrap();
+    assert_eq!(
+        read_length(&mut small),
+        small_xs,
+        "small commands are served"
+    );
+
+    first.write_all(&first_packet[64 * 1024..]).unwrap();
+    second.write_all(&second_packet[64 * 1024..]).unwrap();
+    assert_eq!(read_length(&mut first), xs);
+    assert_eq!(read_length(&mut second), xs);
+    left_after(0);
+    let (mut fourth, fourth_packet, _) = begin();
+    fourth.write_all(&fourth_packet[64 * 1024..]).unwrap();
+    assert_eq!(read_length(&mut fourth), xs, "the budget is free again");
 }

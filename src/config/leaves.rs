@@ -71,9 +71,19 @@ pub(super) fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{s}` is not a duration; {EXPECTED_DURATION}"))
 }
 
-/// Sizes as MySQL writes them: bytes, or a number with K/M/G (KiB/MiB/GiB) suffix.
+/// Sizes as MySQL writes them: bytes, or a number with K/M/G (KiB/MiB/GiB)
+/// suffix; here from 1KiB to 1GiB.
 pub(super) fn packet_size(s: &str) -> Result<usize, String> {
-    let expected = "expected a size such as 16MiB, 64M or 1048576 (bytes), from 1KiB to 1GiB";
+    size_between(s, 1024, MAX_PACKET_LIMIT, "from 1KiB to 1GiB")
+}
+
+/// A size, as [`packet_size`], of memory: from 1MiB to 1TiB.
+pub(super) fn memory_size(s: &str) -> Result<usize, String> {
+    size_between(s, 1 << 20, 1 << 40, "from 1MiB to 1TiB")
+}
+
+fn size_between(s: &str, low: usize, high: usize, range: &str) -> Result<usize, String> {
+    let expected = format!("expected a size such as 16MiB, 64M or 1048576 (bytes), {range}");
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(digits_end);
     let shift = match unit.trim() {
@@ -81,6 +91,7 @@ pub(super) fn packet_size(s: &str) -> Result<usize, String> {
         "K" | "KiB" | "k" => 10,
         "M" | "MiB" => 20,
         "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
         _ => return Err(format!("`{s}` has an unknown unit; {expected}")),
     };
     match number
@@ -88,7 +99,7 @@ pub(super) fn packet_size(s: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_shl(shift).filter(|v| v >> shift == n))
     {
-        Some(bytes) if (1024..=MAX_PACKET_LIMIT).contains(&bytes) => Ok(bytes),
+        Some(bytes) if (low..=high).contains(&bytes) => Ok(bytes),
         _ => Err(format!("`{s}` is out of range; {expected}")),
     }
 }
@@ -152,6 +163,9 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(packet_size(input).ok(), expected, "{input}");
         }
+        assert_eq!(memory_size("2G"), Ok(2 << 30));
+        assert_eq!(memory_size("1T"), Ok(1 << 40));
+        assert!(memory_size("512KiB").is_err());
     }
 
     #[test]

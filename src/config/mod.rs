@@ -65,6 +65,9 @@ pub struct ListenConfig {
     pub auth_plugin: Option<AuthPluginChoice>,
     /// Largest command packet accepted from a client, in bytes.
     pub max_allowed_packet: usize,
+    /// Bytes all clients together may hold in packets over 1 MiB that are
+    /// still arriving; at least `max_allowed_packet`.
+    pub buffered_packet_budget: usize,
     /// Session threads, each with its own single-threaded runtime.
     pub threads: usize,
     /// Bind each session thread to one CPU of the process's affinity.

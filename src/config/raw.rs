@@ -31,6 +31,7 @@ pub struct RawListen {
     pub failed_login_delay: Scalar,
     pub read_timeout: Scalar,
     pub max_allowed_packet: Scalar,
+    pub buffered_packet_budget: Scalar,
     pub auth_plugin: Scalar,
     pub threads: Scalar,
     pub pin_threads: Scalar,

@@ -108,6 +108,20 @@ impl Checker<'_> {
 }
 
 fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
+    let listen = listen_leaves(check, raw);
+    if listen.buffered_packet_budget < listen.max_allowed_packet {
+        check.problem(
+            "listen.buffered_packet_budget",
+            format!(
+                "{} bytes is less than listen.max_allowed_packet ({} bytes): a packet of the largest size allowed could never be received; raise it or lower max_allowed_packet",
+                listen.buffered_packet_budget, listen.max_allowed_packet
+            ),
+        );
+    }
+    listen
+}
+
+fn listen_leaves(check: &mut Checker, raw: RawListen) -> ListenConfig {
     let tls = raw.tls.map(|tls| ListenTlsConfig {
         cert: check.file("listen.tls.cert", tls.cert, "a PEM certificate file"),
         key: check.file("listen.tls.key", tls.key, "a PEM private key file"),
@@ -151,6 +165,12 @@ fn listen(check: &mut Checker, raw: RawListen) -> ListenConfig {
             raw.max_allowed_packet,
             64 << 20,
             packet_size,
+        ),
+        buffered_packet_budget: check.parse(
+            "listen.buffered_packet_budget",
+            raw.buffered_packet_budget,
+            256 << 20,
+            memory_size,
         ),
         auth_plugin: check.parse("listen.auth_plugin", raw.auth_plugin, None, auth_plugin),
         threads: {

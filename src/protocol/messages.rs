@@ -95,6 +95,15 @@ impl ErrorPacket {
         Self::new(1047, b"08S01", "Unknown command")
     }
 
+    /// ER_OUT_OF_RESOURCES, for a packet over `listen.buffered_packet_budget`.
+    pub fn packet_budget_exhausted() -> Self {
+        Self::new(
+            1041,
+            b"HY000",
+            "Out of memory: rwsplit is receiving too many large packets at once (listen.buffered_packet_budget); send it again later",
+        )
+    }
+
     /// ER_NET_PACKET_TOO_LARGE.
     pub fn packet_too_large() -> Self {
         Self::new(

@@ -107,6 +107,22 @@ fn chunk_len(header: &[u8]) -> usize {
     usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16
 }
 
+/// The payload bytes of the packet at the front of `buf` that its chunk
+/// headers received so far announce: its size, as far as it is known.
+pub fn announced(buf: &[u8]) -> usize {
+    let mut offset = 0;
+    let mut payload_len = 0;
+    while let Some(header) = buf.get(offset..offset + HEADER_LEN) {
+        let len = chunk_len(header);
+        payload_len += len;
+        if len < MAX_CHUNK {
+            break;
+        }
+        offset += HEADER_LEN + len;
+    }
+    payload_len
+}
+
 /// Takes one complete packet off the front of `buf`, or returns `None` when
 /// more bytes are needed. `limit` bounds the total payload length.
 pub fn take_frame(buf: &mut BytesMut, limit: usize) -> Result<Option<Frame>, FrameError> {
@@ -283,6 +299,20 @@ pub fn read_lenenc_bytes(buf: &[u8]) -> Option<(&[u8], usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packet_announces_its_size_chunk_by_chunk() {
+        let mut bytes = BytesMut::new();
+        put_packet(&mut bytes, 0, &vec![7u8; MAX_CHUNK + 10]);
+        assert_eq!(announced(&bytes), MAX_CHUNK + 10);
+        assert_eq!(
+            announced(&bytes[..100]),
+            MAX_CHUNK,
+            "the second header not yet in"
+        );
+        assert_eq!(announced(&bytes[..3]), 0);
+        assert_eq!(announced(b"\x05\0\0\0ab"), 5);
+    }
     use proptest::prelude::*;
 
     fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {

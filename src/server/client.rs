@@ -3,25 +3,37 @@
 //!
 //! An idle client may stay silent for as long as it likes; once it has
 //! started a packet, the rest must come within `listen.read_timeout`, like
-//! MySQL's `net_read_timeout`.
+//! MySQL's `net_read_timeout`. A packet that announces more than
+//! [`LARGE_PACKET`] takes its size from a budget all clients share
+//! (`listen.buffered_packet_budget`) until it has arrived; one that does
+//! not fit is refused, so that slow senders cannot make rwsplit hold more
+//! than the budget in unfinished packets.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::net::Stream;
 use crate::protocol::compress::{self, CompressError};
 use crate::protocol::messages::ErrorPacket;
-use crate::protocol::packet::{Frame, FrameError, HEADER_LEN, MAX_CHUNK, put_packet, take_frame};
+use crate::protocol::packet::{
+    Frame, FrameError, HEADER_LEN, MAX_CHUNK, announced, put_packet, take_frame,
+};
 
 /// Room reserved before each read from the client. Small, because idle
 /// sessions keep their buffer: memory per idle client matters.
 const READ_CHUNK: usize = 4096;
 /// A buffer grown past this by a large command is given back afterwards.
 const SHRINK_ABOVE: usize = 256 * 1024;
+/// Packets up to this size are received without asking the budget.
+pub const LARGE_PACKET: usize = 1 << 20;
+/// The budget's unit, in bytes: one permit of its semaphore.
+pub const BUDGET_UNIT: usize = 1024;
 
 /// Why no command could be read from the client.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +44,8 @@ pub enum ClientError {
     Truncated,
     #[error("client took longer than {0:?} to send the rest of a packet")]
     Timeout(Duration),
+    #[error("client's packet of {0} bytes does not fit in listen.buffered_packet_budget")]
+    OverBudget(usize),
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error(transparent)]
@@ -64,6 +78,10 @@ pub struct ClientConn {
     max_packet: usize,
     read_timeout: Duration,
     peer: SocketAddr,
+    /// Shared by all clients, in [`BUDGET_UNIT`]s.
+    budget: Arc<Semaphore>,
+    /// What the large packet being received holds of the budget.
+    reserved: Option<OwnedSemaphorePermit>,
 }
 
 impl ClientConn {
@@ -72,6 +90,7 @@ impl ClientConn {
         peer: SocketAddr,
         max_packet: usize,
         read_timeout: Duration,
+        budget: Arc<Semaphore>,
     ) -> ClientConn {
         ClientConn {
             stream,
@@ -80,6 +99,8 @@ impl ClientConn {
             max_packet,
             read_timeout,
             peer,
+            budget,
+            reserved: None,
         }
     }
 
@@ -111,10 +132,12 @@ impl ClientConn {
                 if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
                     self.buf = BytesMut::new();
                 }
+                self.reserved = None;
                 return Ok(frame);
             }
             let partial = !self.buf.is_empty();
             let read = if partial {
+                self.reserve()?;
                 let deadline =
                     *deadline.get_or_insert_with(|| std::time::Instant::now() + self.read_timeout);
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -132,6 +155,31 @@ impl ClientConn {
                 });
             }
         }
+    }
+
+    /// Takes what the packet being received announces from the budget,
+    /// once that passes [`LARGE_PACKET`]; an error when the budget has
+    /// not that much left (it comes back as other clients' large packets
+    /// arrive, each within `read_timeout`).
+    fn reserve(&mut self) -> Result<(), ClientError> {
+        let size = announced(&self.buf);
+        if size <= LARGE_PACKET {
+            return Ok(());
+        }
+        let needed = size.div_ceil(BUDGET_UNIT);
+        let held = self.reserved.as_ref().map_or(0, |r| r.num_permits());
+        let Some(more) = needed.checked_sub(held).filter(|&more| more > 0) else {
+            return Ok(());
+        };
+        let more = u32::try_from(more)
+            .ok()
+            .and_then(|more| self.budget.clone().try_acquire_many_owned(more).ok())
+            .ok_or(ClientError::OverBudget(size))?;
+        match &mut self.reserved {
+            Some(reserved) => reserved.merge(more),
+            None => self.reserved = Some(more),
+        }
+        Ok(())
     }
 
     fn has_pending_compressed(&self) -> bool {

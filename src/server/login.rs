@@ -105,7 +105,13 @@ pub async fn login(
         (Some(acceptor), true) => {
             let tls = acceptor.accept(tcp).await.map_err(LoginError::Tls)?;
             let stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)));
-            let mut client = ClientConn::new(stream, peer, MAX_LOGIN_PACKET, listen.read_timeout);
+            let mut client = ClientConn::new(
+                stream,
+                peer,
+                MAX_LOGIN_PACKET,
+                listen.read_timeout,
+                proxy.packet_budget.clone(),
+            );
             let frame = client.read_frame().await?;
             (client, frame.seq(), frame.into_payload().to_vec())
         }
@@ -120,6 +126,7 @@ pub async fn login(
                 peer,
                 MAX_LOGIN_PACKET,
                 listen.read_timeout,
+                proxy.packet_budget.clone(),
             );
             (client, seq, first)
         }

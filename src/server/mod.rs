@@ -180,6 +180,9 @@ pub struct Proxy {
     /// Idle connections of each backend, in configuration order.
     pub pools: Vec<Pool>,
     pub registry: Arc<Registry>,
+    /// What clients may hold in large packets still arriving, in
+    /// [`client::BUDGET_UNIT`]s (`listen.buffered_packet_budget`).
+    pub packet_budget: Arc<tokio::sync::Semaphore>,
     /// Logins in progress and failed logins, per source address.
     pub logins: Arc<throttle::LoginGuard>,
     /// Roles, health and lag of the backends, as sessions see them.
@@ -396,6 +399,9 @@ impl Proxy {
             endpoints,
             pools,
             registry: Arc::default(),
+            packet_budget: Arc::new(tokio::sync::Semaphore::new(
+                config.listen.buffered_packet_budget / client::BUDGET_UNIT,
+            )),
             logins: Arc::new(throttle::LoginGuard::new(
                 config.listen.max_logins_per_address,
                 config.listen.failed_login_delay,

@@ -245,6 +245,15 @@ impl Session {
                         )
                         .await;
                 }
+                Err(ClientError::OverBudget(_)) => {
+                    return self
+                        .violation(
+                            1,
+                            ErrorPacket::packet_budget_exhausted(),
+                            "packet over listen.buffered_packet_budget",
+                        )
+                        .await;
+                }
                 Err(ClientError::Frame(FrameError::OutOfOrder { .. })) => {
                     return self
                         .violation(
