@@ -422,33 +422,59 @@ async fn first_packet(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
 }
 
 /// Connections from one address that never log in hold at most
-/// `listen.max_logins_per_address` slots: past that they are refused at
-/// once with ERR 1040, and clients from elsewhere log in and are served
-/// while they stay open, more of them than the address may have logging
-/// in (a slot is given back at login).
+/// `listen.max_logins_per_address` login slots; more wait for one, before
+/// their greeting, up to `QUEUED_PER_SLOT` times as many, and past that
+/// they are refused at once with ERR 1040. A slot given back goes to one
+/// that waits. Clients from elsewhere log in and are served meanwhile,
+/// more of them than the address may have logging in (a slot is given
+/// back at login).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_from_one_address_cannot_keep_other_clients_out() {
     use mysql_async::prelude::Queryable;
+    use rwsplit::server::throttle::QUEUED_PER_SLOT;
     let mut config = common::proxy_config(&common::shared_sandbox());
     config.listen.max_client_connections = 128;
-    let per_address = config.listen.max_logins_per_address;
-    assert_eq!(per_address, 32, "the default");
+    config.listen.max_logins_per_address = 4;
     let proxy = common::start_proxy(config);
-    let mut silent = Vec::new();
-    let mut refused = 0;
+    let (slots, queued) = (4, 4 * QUEUED_PER_SLOT);
+    let mut flood = Vec::new();
     for _ in 0..100 {
-        let mut tcp = connect_from("127.0.0.2", proxy.addr).await;
-        let first = common::within("the proxy's first packet", first_packet(&mut tcp)).await;
-        match first[0] {
-            0x0a => silent.push(tcp),
-            0xff => {
-                assert_eq!(u16::from_le_bytes([first[1], first[2]]), 1040);
+        flood.push(connect_from("127.0.0.2", proxy.addr).await);
+    }
+    let mut firsts = tokio::task::JoinSet::new();
+    for mut tcp in flood {
+        firsts.spawn(async move {
+            let first = rwsplit::timer::timeout(Duration::from_millis(500), first_packet(&mut tcp));
+            (first.await.ok(), tcp)
+        });
+    }
+    let (mut greeted, mut waiting, mut refused) = (Vec::new(), Vec::new(), 0);
+    while let Some(read) = firsts.join_next().await {
+        let (first, tcp) = read.expect("a read");
+        match first.as_deref() {
+            Some([0x0a, ..]) => greeted.push(tcp),
+            Some([0xff, code @ .., _]) if code.len() >= 2 => {
+                assert_eq!(u16::from_le_bytes([code[0], code[1]]), 1040);
                 refused += 1;
             }
-            other => panic!("unexpected first packet {other:#x}"),
+            None => waiting.push(tcp),
+            Some(other) => panic!("unexpected first packet {other:?}"),
         }
     }
-    assert_eq!((silent.len(), refused), (per_address, 100 - per_address));
+    assert_eq!(
+        (greeted.len(), waiting.len(), refused),
+        (slots, queued, 100 - slots - queued)
+    );
+
+    drop(greeted.pop());
+    let mut next = tokio::task::JoinSet::new();
+    for mut tcp in waiting {
+        next.spawn(async move { (first_packet(&mut tcp).await, tcp) });
+    }
+    let greeting = common::within("a waiting connection's greeting", next.join_next()).await;
+    let (first, _greeted) = greeting.expect("one").expect("a read");
+    assert_eq!(first[0], 0x0a, "a greeting");
+
     let mut clients = Vec::new();
     for _ in 0..40 {
         let mut conn = common::within("a login", mysql_async::Conn::new(proxy.opts()))
@@ -461,12 +487,43 @@ async fn silent_connections_from_one_address_cannot_keep_other_clients_out() {
     let metrics = common::metrics(&proxy).await;
     assert!(
         metrics.contains(&format!(
-            "rwsplit_client_connections_refused_total{{reason=\"max_logins_per_address\"}} {}",
-            100 - per_address
+            "rwsplit_client_connections_refused_total{{reason=\"max_logins_per_address\"}} {refused}"
         )),
         "{metrics}"
     );
     for conn in clients {
+        conn.disconnect().await.unwrap();
+    }
+}
+
+/// An application that opens its whole pool at once, from one address,
+/// more connections than `listen.max_logins_per_address` (the default),
+/// gets every one of them: those past it wait their turn to log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_opened_all_at_once_logs_in_whole() {
+    use mysql_async::prelude::Queryable;
+    let config = common::proxy_config(&common::shared_sandbox());
+    let burst = 3 * config.listen.max_logins_per_address;
+    let proxy = common::start_proxy(config);
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..burst {
+        let opts = proxy.opts();
+        logins.spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await?;
+            let one: Option<u8> = conn.query_first("SELECT 1").await?;
+            Ok::<_, mysql_async::Error>((conn, one))
+        });
+    }
+    let mut conns = Vec::new();
+    while let Some(login) = common::within("the pool's logins", logins.join_next()).await {
+        let (conn, one) = login
+            .expect("a task")
+            .expect("every connection of the pool logs in");
+        assert_eq!(one, Some(1));
+        conns.push(conn);
+    }
+    assert_eq!(conns.len(), burst);
+    for conn in conns {
         conn.disconnect().await.unwrap();
     }
 }
@@ -516,23 +573,23 @@ async fn failed_logins_from_one_address_are_answered_ever_later() {
     }
 
     // The address's two slots taken by guesses waiting one and two steps:
-    // a third connection is refused at once.
+    // a third connection waits for the first of them to be answered.
     let (first, second) = (guess(), guess());
     let crowded = async {
         tokio::time::sleep(step / 4).await;
         let started = Instant::now();
-        let error = mysql_async::Conn::new(proxy.opts())
-            .await
-            .map(drop)
-            .unwrap_err();
-        (error, started.elapsed())
+        let conn = mysql_async::Conn::new(proxy.opts()).await;
+        (
+            conn.expect("logs in once a slot is free"),
+            started.elapsed(),
+        )
     };
-    let (_, _, (error, took)) = tokio::join!(first, second, crowded);
+    let (_, _, (_crowded, took)) = tokio::join!(first, second, crowded);
     assert!(
-        matches!(&error, mysql_async::Error::Server(e) if e.code == 1040),
-        "{error}"
+        took >= step / 2 && took < step + step / 2,
+        "logged in after {took:?}, expected about {:?}",
+        step * 3 / 4
     );
-    answered(took, 0);
 
     let failures = |proxy: &common::TestProxy| {
         proxy

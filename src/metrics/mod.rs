@@ -312,7 +312,7 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         &mut out,
         "rwsplit_client_connections_refused_total",
         "counter",
-        "Client connections refused at accept: at listen.max_client_connections, or at listen.max_logins_per_address for their address.",
+        "Client connections refused at accept: at listen.max_client_connections, or with listen.max_logins_per_address of their address logging in and eight times as many waiting.",
         [
             (
                 "{reason=\"max_client_connections\"}",

@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 
 use super::registry::Registration;
 use super::session;
-use super::throttle::LoginSlot;
+use super::throttle::Admission;
 use super::{Proxy, affinity};
 use crate::logging::Throttled;
 use crate::protocol::messages::ErrorPacket;
@@ -91,7 +91,7 @@ struct Admitted {
     peer: SocketAddr,
     registration: Registration,
     permit: OwnedSemaphorePermit,
-    login: LoginSlot,
+    login: Admission,
 }
 
 /// A session thread as the acceptor sees it.

@@ -4,8 +4,11 @@
 //! address by its /64, which one host usually holds whole):
 //!
 //! - **Logins in progress.** At most `listen.max_logins_per_address`
-//!   connections from one address may be between accept and the end of
-//!   their login; one more is refused at accept with ERR 1040. Silent
+//!   connections from one address may be between their greeting and the
+//!   end of their login. More wait, in order of arrival and before their
+//!   greeting, for one of those to end: an application opening its whole
+//!   pool at once is only slowed down. Up to [`QUEUED_PER_SLOT`] times as
+//!   many may wait; one more is refused at accept with ERR 1040. Silent
 //!   connections from one address can then not fill
 //!   `listen.max_client_connections`, and the logged-in clients and every
 //!   other address keep being served.
@@ -29,7 +32,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 use crate::logging::Throttled;
+
+/// Connections from one address that may wait for a login slot, per slot.
+pub const QUEUED_PER_SLOT: usize = 8;
 
 /// Consecutive failures answered without delay.
 pub const FREE_FAILURES: u32 = 3;
@@ -63,6 +71,10 @@ impl From<IpAddr> for Source {
 struct Entry {
     /// Connections from it that are logging in now.
     in_progress: usize,
+    /// Connections from it waiting for one of those to end.
+    queued: usize,
+    /// Wakes a waiting connection when a slot is given back.
+    freed: Arc<Notify>,
     /// Failed logins since its last success.
     failures: u32,
     last_failure: Option<Instant>,
@@ -71,8 +83,13 @@ struct Entry {
 }
 
 impl Entry {
+    /// Whether connections from it are logging in or waiting to.
+    fn busy(&self) -> bool {
+        self.in_progress > 0 || self.queued > 0
+    }
+
     fn is_empty(&self) -> bool {
-        self.in_progress == 0 && self.failures == 0
+        !self.busy() && self.failures == 0
     }
 }
 
@@ -102,6 +119,34 @@ pub struct LoginSlot {
     source: Source,
 }
 
+/// A client admitted to log in: now, or once a slot is free.
+#[derive(Debug)]
+pub enum Admission {
+    Now(LoginSlot),
+    Queued(Queued),
+}
+
+impl Admission {
+    /// Its address's login slot, once it has one.
+    pub async fn slot(self) -> LoginSlot {
+        match self {
+            Admission::Now(slot) => slot,
+            Admission::Queued(queued) => queued.slot().await,
+        }
+    }
+}
+
+/// A connection waiting for a login slot; counted as waiting until it
+/// has one or is dropped.
+#[derive(Debug)]
+pub struct Queued {
+    guard: Arc<LoginGuard>,
+    source: Source,
+    freed: Arc<Notify>,
+    /// Set when it became a slot: it no longer waits.
+    admitted: bool,
+}
+
 impl LoginGuard {
     /// `per_address` logins in progress per address; failures past the
     /// third wait `step` more each (zero: never).
@@ -113,20 +158,33 @@ impl LoginGuard {
         }
     }
 
-    /// A slot for a client from `ip` to log in, or `None` when that address
-    /// has `max_logins_per_address` logins in progress already.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<LoginSlot> {
+    /// Whether a client from `ip` may log in now or after the connections
+    /// from its address that are waiting already; `None`: not at all.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
         let source = Source::from(ip);
         let mut entries = self.entries();
         let entry = entries.entry(source).or_default();
-        if entry.in_progress >= self.per_address {
+        if entry.in_progress < self.per_address && entry.queued == 0 {
+            entry.in_progress += 1;
+            return Some(Admission::Now(self.slot(source)));
+        }
+        if entry.queued >= self.per_address.saturating_mul(QUEUED_PER_SLOT) {
             return None;
         }
-        entry.in_progress += 1;
-        Some(LoginSlot {
+        entry.queued += 1;
+        Some(Admission::Queued(Queued {
             guard: self.clone(),
             source,
-        })
+            freed: entry.freed.clone(),
+            admitted: false,
+        }))
+    }
+
+    fn slot(self: &Arc<Self>, source: Source) -> LoginSlot {
+        LoginSlot {
+            guard: self.clone(),
+            source,
+        }
     }
 
     /// Counts a failed login from `ip` (a login or a COM_CHANGE_USER).
@@ -181,6 +239,56 @@ impl Drop for LoginSlot {
         let mut entries = self.guard.entries();
         if let Some(entry) = entries.get_mut(&self.source) {
             entry.in_progress -= 1;
+            if entry.queued > 0 {
+                entry.freed.notify_one();
+            }
+            if entry.is_empty() {
+                entries.remove(&self.source);
+            }
+        }
+    }
+}
+
+impl Queued {
+    /// Waits until its address has a login slot free, and takes it.
+    pub async fn slot(mut self) -> LoginSlot {
+        loop {
+            let freed = self.freed.clone();
+            let notified = freed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a slot given back after the
+            // look still wakes this one.
+            notified.as_mut().enable();
+            if let Some(slot) = self.take() {
+                return slot;
+            }
+            notified.await;
+        }
+    }
+
+    fn take(&mut self) -> Option<LoginSlot> {
+        let mut entries = self.guard.entries();
+        let entry = entries.get_mut(&self.source)?;
+        if entry.in_progress >= self.guard.per_address {
+            return None;
+        }
+        entry.in_progress += 1;
+        entry.queued -= 1;
+        self.admitted = true;
+        Some(self.guard.slot(self.source))
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if self.admitted {
+            return;
+        }
+        let mut entries = self.guard.entries();
+        if let Some(entry) = entries.get_mut(&self.source) {
+            entry.queued -= 1;
+            // It may have been woken for a slot it will not take now.
+            entry.freed.notify_one();
             if entry.is_empty() {
                 entries.remove(&self.source);
             }
@@ -194,12 +302,12 @@ fn delay(failures: u32, step: Duration) -> Duration {
 }
 
 /// Makes room for one more address: drops those forgotten by now, else the
-/// one whose last failure is oldest (never one logging in: those are
-/// bounded by the connection limit).
+/// one whose last failure is oldest (never one logging in or waiting to:
+/// those are bounded by the connection limit).
 fn forget_oldest(entries: &mut HashMap<Source, Entry>) {
     let now = Instant::now();
     entries.retain(|_, entry| {
-        entry.in_progress > 0
+        entry.busy()
             || entry
                 .last_failure
                 .is_some_and(|last| now.duration_since(last) < FORGET_AFTER)
@@ -209,7 +317,7 @@ fn forget_oldest(entries: &mut HashMap<Source, Entry>) {
     }
     let oldest = entries
         .iter()
-        .filter(|(_, entry)| entry.in_progress == 0)
+        .filter(|(_, entry)| !entry.busy())
         .min_by_key(|(_, entry)| entry.last_failure)
         .map(|(source, _)| *source);
     if let Some(oldest) = oldest {
@@ -235,27 +343,61 @@ mod tests {
         assert_eq!(delay(u32::MAX, Duration::ZERO), Duration::ZERO, "off");
     }
 
-    #[test]
-    fn an_address_gets_its_share_of_login_slots_and_no_more() {
-        let guard = Arc::new(LoginGuard::new(2, STEP));
-        let first = guard.admit(ip("127.0.0.2")).expect("a slot");
-        let _second = guard.admit(ip("127.0.0.2")).expect("a slot");
-        assert!(guard.admit(ip("127.0.0.2")).is_none(), "over the cap");
-        assert!(
-            guard.admit(ip("::ffff:127.0.0.2")).is_none(),
-            "the same address"
-        );
-        assert!(guard.admit(ip("127.0.0.1")).is_some(), "another address");
-        drop(first);
-        assert!(guard.admit(ip("127.0.0.2")).is_some(), "a slot came back");
+    fn now(admission: Option<Admission>) -> LoginSlot {
+        match admission {
+            Some(Admission::Now(slot)) => slot,
+            other => panic!("expected a slot, got {other:?}"),
+        }
     }
 
-    #[test]
-    fn an_ipv6_host_is_one_address_per_64() {
+    fn queued(admission: Option<Admission>) -> Queued {
+        match admission {
+            Some(Admission::Queued(queued)) => queued,
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+
+    /// Whether `queued` has a slot within a moment.
+    async fn gets_a_slot(queued: Queued) -> Option<LoginSlot> {
+        crate::timer::timeout(Duration::from_millis(50), queued.slot())
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn an_address_gets_its_share_of_login_slots_then_waits_in_turn() {
+        let guard = Arc::new(LoginGuard::new(2, STEP));
+        let first = now(guard.admit(ip("127.0.0.2")));
+        let _second = now(guard.admit(ip("127.0.0.2")));
+        let third = queued(guard.admit(ip("127.0.0.2")));
+        let fourth = queued(guard.admit(ip("::ffff:127.0.0.2")));
+        now(guard.admit(ip("127.0.0.1")));
+        let mut waiting: Vec<Queued> = (2..2 * QUEUED_PER_SLOT)
+            .map(|_| queued(guard.admit(ip("127.0.0.2"))))
+            .collect();
+        assert!(
+            guard.admit(ip("127.0.0.2")).is_none(),
+            "over the queue's bound"
+        );
+        drop(first);
+        assert!(
+            guard.admit(ip("127.0.0.2")).is_none(),
+            "a slot given back goes to those waiting, not to a newcomer"
+        );
+        let third = gets_a_slot(third).await.expect("a slot came back");
+        assert!(gets_a_slot(fourth).await.is_none(), "one slot, one login");
+        drop(third);
+        waiting.truncate(1);
+        let next = waiting.pop().expect("one left");
+        assert!(gets_a_slot(next).await.is_some(), "the next in line");
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_host_is_one_address_per_64() {
         let guard = Arc::new(LoginGuard::new(1, STEP));
-        let _slot = guard.admit(ip("2001:db8::1")).expect("a slot");
-        assert!(guard.admit(ip("2001:db8::ffff:2")).is_none(), "same /64");
-        assert!(guard.admit(ip("2001:db8:0:1::1")).is_some(), "another /64");
+        let _slot = now(guard.admit(ip("2001:db8::1")));
+        queued(guard.admit(ip("2001:db8::ffff:2")));
+        now(guard.admit(ip("2001:db8:0:1::1")));
     }
 
     #[test]
@@ -265,8 +407,7 @@ mod tests {
             guard.failed(ip("10.0.0.1"));
             guard.failed(ip("10.0.0.2"));
         }
-        let slot = guard.admit(ip("10.0.0.1")).expect("a slot");
-        slot.succeeded();
+        now(guard.admit(ip("10.0.0.1"))).succeeded();
         assert_eq!(guard.failed(ip("10.0.0.1")).consecutive, 1);
         let other = guard.failed(ip("10.0.0.2"));
         assert_eq!((other.consecutive, other.delay), (6, STEP * 3));

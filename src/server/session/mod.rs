@@ -41,7 +41,7 @@ use super::Proxy;
 use super::client::{ClientConn, ClientError};
 use super::login::{self, Identity, LoginError};
 use super::registry::Registration;
-use super::throttle::LoginSlot;
+use super::throttle::Admission;
 use crate::backend::conn::{BackendConn, BackendError};
 use crate::metrics::Stopwatch;
 use crate::protocol::command::{Command, com};
@@ -107,13 +107,13 @@ pub async fn run(
     peer: SocketAddr,
     registration: Registration,
     _permit: OwnedSemaphorePermit,
-    login_slot: LoginSlot,
+    admission: Admission,
 ) {
     // The login's state, on the heap, is freed once the client is in, and
     // what it hands over is moved into the session: inline, both would take
     // room in this future for the connection's lifetime.
     let (mut session, next_seq) = {
-        let admitted = Box::pin(log_in(&proxy, tcp, peer, &registration, login_slot)).await;
+        let admitted = Box::pin(log_in(&proxy, tcp, peer, &registration, admission)).await;
         let Some(logged_in) = admitted else { return };
         registration.set_user(logged_in.identity.user.name.as_str().into());
         let routing = RoutingState::new(&proxy.config.routing);
@@ -138,28 +138,35 @@ pub async fn run(
     session.close(end).await;
 }
 
-/// Logs a client in within `listen.handshake_timeout`, or tells it why
-/// not (after a delay, for a wrong password) and logs that: `None` then.
-/// The address's login slot is given back when this returns.
+/// Logs a client in within `listen.handshake_timeout`, waiting for a
+/// login slot of its address first when it has none; or tells it why not
+/// (after a delay, for a wrong password) and logs that: `None` then. The
+/// slot is given back when this returns.
 async fn log_in(
     proxy: &Proxy,
     tcp: TcpStream,
     peer: SocketAddr,
     registration: &Registration,
-    slot: LoginSlot,
+    admission: Admission,
 ) -> Option<login::LoggedIn> {
     let timeout = proxy.config.listen.handshake_timeout;
-    let login = crate::timer::timeout(timeout, login::login(proxy, tcp, peer, registration.id()));
+    let login = crate::timer::timeout(timeout, async {
+        let slot = admission.slot().await;
+        (
+            login::login(proxy, tcp, peer, registration.id()).await,
+            slot,
+        )
+    });
     match login.await {
-        Ok(Ok(logged_in)) => {
+        Ok((Ok(logged_in), slot)) => {
             slot.succeeded();
             Some(logged_in)
         }
-        Ok(Err(LoginError::Denied(mut client, denial))) => {
+        Ok((Err(LoginError::Denied(mut client, denial)), _slot)) => {
             login::deny(proxy, &mut client, &denial, "login").await;
             None
         }
-        Ok(Err(error)) => {
+        Ok((Err(error), _)) => {
             info!(%peer, %error, "login failed");
             None
         }
