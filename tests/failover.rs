@@ -739,3 +739,78 @@ async fn a_diverged_old_primary_stays_fenced_and_out_of_replication() {
     );
     assert!(!rows(&sandbox, new).await.contains(&1));
 }
+
+/// While a killed primary is not replaced (failover.auto off), the
+/// replicas that had everything it sent keep taking reads: their IO
+/// threads reconnecting neither makes their lag unknown nor raises a
+/// replication alarm, and a read that should wait for the writes
+/// acknowledged before (read_your_writes: global) goes to the freshest
+/// replica instead of asking a primary that cannot answer. Reads and
+/// logins, old sessions and new, get no error and the rows written.
+#[tokio::test]
+async fn reads_go_on_while_a_dead_primary_is_not_replaced() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |_| {});
+    create_table(&proxy).await;
+    let mut writer = Conn::new(proxy.opts()).await.unwrap();
+    writer
+        .query_drop("INSERT INTO app.t (id, writer) VALUES (1, 1), (2, 1)")
+        .await
+        .unwrap();
+    let mut reader = Conn::new(proxy.opts()).await.unwrap();
+    let read = async |conn: &mut Conn| -> Result<Vec<u32>, mysql_async::Error> {
+        conn.query("SELECT id FROM app.t ORDER BY id").await
+    };
+    assert_eq!(read(&mut reader).await.unwrap(), [1, 2]);
+    writer
+        .query_drop("INSERT INTO app.t (id, writer) VALUES (3, 1)")
+        .await
+        .unwrap();
+    caught_up(&sandbox, 0, 1).await;
+    caught_up(&sandbox, 0, 2).await;
+
+    sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let mut errors = Vec::new();
+    let mut reads = 0;
+    // Past the monitor's judgement of the primary (failure_threshold
+    // checks of 200 ms) and of the replicas' IO threads.
+    while killed.elapsed() < Duration::from_secs(4) {
+        for conn in [&mut writer, &mut reader] {
+            match read(conn).await {
+                Ok(ids) => assert_eq!(ids, [1, 2, 3]),
+                Err(error) => errors.push(error.to_string()),
+            }
+            reads += 1;
+        }
+        let opts = mysql_async::OptsBuilder::from_opts(proxy.opts()).db_name(Some("app"));
+        match Conn::new(opts).await {
+            Ok(mut fresh) => match read(&mut fresh).await {
+                Ok(ids) => assert_eq!(ids, [1, 2, 3]),
+                Err(error) => errors.push(error.to_string()),
+            },
+            Err(error) => errors.push(format!("login: {error}")),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {reads} reads failed: {errors:?}",
+        errors.len()
+    );
+    let topology = proxy.proxy.topology.load();
+    assert!(!topology.backends[0].healthy, "the primary is down");
+    for replica in [1, 2] {
+        assert!(
+            topology.backends[replica].readable,
+            "db{} takes reads",
+            replica + 1
+        );
+    }
+    let metrics = metrics(&proxy).await;
+    for replica in ["db2", "db3"] {
+        let clear = format!("rwsplit_backend_replication_alarm{{backend=\"{replica}\"}} 0");
+        assert!(metrics.contains(&clear), "{metrics}");
+    }
+}

@@ -331,11 +331,15 @@ impl Aggregator {
 
     /// Why replica `index` does not follow the primary, if it does not: its
     /// threads stopped, or it has transactions the primary lacks. Nothing
-    /// is said of the primary, or of a server that does not answer.
+    /// is said of the primary, of a server that does not answer, or while
+    /// the primary does not answer (its replicas then lose it too).
     fn replication_alarm(&self, index: usize, primary: Option<usize>) -> Option<String> {
+        let answers = |index: usize| {
+            let entry = &self.tracked[index];
+            entry.up.state() && entry.seen.is_some_and(|seen| seen.reachable)
+        };
+        let primary = primary.filter(|&p| p != index && answers(index) && answers(p))?;
         let entry = &self.tracked[index];
-        let answers = entry.up.state() && entry.seen.is_some_and(|seen| seen.reachable);
-        let primary = primary.filter(|&p| p != index && answers)?;
         if !entry.replicating.state() {
             if let Some(why) = replication::stopped(entry.report.replication.as_ref()) {
                 return Some(why);
@@ -427,9 +431,15 @@ impl Aggregator {
     }
 }
 
-/// A replica's lag, and where it came from: unknown unless replication runs
-/// and the heartbeat tells (or, when the monitor cannot write it or its
-/// last write is older than `stale`, Seconds_Behind_Master).
+/// A replica's lag, and where it came from: unknown unless it applies
+/// what it receives and the heartbeat tells (or, when the monitor cannot
+/// write it or its last write is older than `stale`, Seconds_Behind_Master).
+///
+/// A replica whose IO thread is down (reconnecting to a primary that
+/// died, say) is measured by the heartbeat alone, stale or not: it lacks
+/// what was written after it lost the primary, and its lag grows from the
+/// first write it lacks. One that has the last write rwsplit made is as
+/// current as anything rwsplit knows of, and keeps taking reads.
 fn measure_lag(
     observation: &Observation,
     heartbeat: &Heartbeat,
@@ -438,7 +448,7 @@ fn measure_lag(
     let Some(replication) = &observation.replication else {
         return (Lag::Unknown, LagSource::None);
     };
-    if !replication.io_running || !replication.sql_running {
+    if !replication.sql_running {
         return (Lag::Unknown, LagSource::None);
     }
     let now = now_micros();
@@ -455,6 +465,7 @@ fn measure_lag(
             (Some(latest), seen) if now.saturating_sub(latest) <= stale.as_micros() as u64 => {
                 return seen.map_or((Lag::Unknown, LagSource::Heartbeat), measured);
             }
+            (Some(_), Some(seen)) if !replication.io_running => return measured(seen),
             // Writes stopped working (the primary is unreachable, say): the
             // replica's own view is all there is.
             (Some(_), _) => {}

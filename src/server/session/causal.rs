@@ -193,13 +193,13 @@ impl Session {
         }
         let to_primary = self.primary_target();
         let Some(gtid) = self.write_gtid().await else {
-            // Without a primary to ask (it failed, or two servers are
-            // writable), the most advanced replica is the closest to it.
-            return match primary {
-                Some(_) => to_primary,
-                None => {
-                    freshest_replica(&self.proxy.topology.load()).map_or(target, Target::Backend)
-                }
+            // The primary cannot say what it committed: it does not answer
+            // (and would fail the read), or two servers are writable. The
+            // most advanced replica is the closest to it.
+            return match freshest_replica(&self.proxy.topology.load()) {
+                Some(freshest) => Target::Backend(freshest),
+                None if primary.is_none() => target,
+                None => to_primary,
             };
         };
         let topology = self.proxy.topology.load();
@@ -253,7 +253,8 @@ impl Session {
             LastWrite::None => None,
             LastWrite::Known { gtid, .. } => Some(gtid.clone()),
             LastWrite::Unknown => {
-                let primary = self.proxy.primary()?;
+                let primary = self.healthy_primary()?;
+                self.ensure_backend(primary).await.ok()?;
                 let conn = self.backends[primary].as_mut()?;
                 let ask = match conn.greeting().is_mariadb() {
                     true => "SELECT @@last_gtid",
@@ -282,7 +283,8 @@ impl Session {
 
     /// A position that covers every write acknowledged so far: the one
     /// this session last waited for, or one another session learnt, or
-    /// the primary's, asked for now. `None` when it cannot be learned.
+    /// the primary's, asked for now. When the primary cannot say, the
+    /// session's own last write, if it knows its position; else `None`.
     async fn global_position(&mut self) -> Option<Committed> {
         let count = self.proxy.writes.now();
         if let LastWrite::Known { gtid, clock, .. } = &self.last_write
@@ -290,22 +292,21 @@ impl Session {
         {
             return Some(gtid.clone());
         }
-        let gtid = match self.proxy.writes.position_at(count) {
+        let learnt = self.proxy.writes.position_at(count);
+        let gtid = match learnt {
             Some(gtid) => gtid,
-            None => {
-                let primary = self.proxy.primary()?;
-                self.ensure_backend(primary).await.ok()?;
-                let conn = self.backends[primary].as_mut()?;
-                let ask = match conn.greeting().is_mariadb() {
-                    true => "SELECT @@gtid_binlog_pos",
-                    false => "SELECT @@global.gtid_executed",
-                };
-                let answer = conn.query_value(ask).await;
-                let value = self.answered(primary, answer)?;
-                let gtid = Committed::parse(std::str::from_utf8(&value).ok()?)?;
-                self.proxy.writes.learn(count, &gtid);
-                gtid
-            }
+            None => match self.primary_position().await {
+                Some(gtid) => {
+                    self.proxy.writes.learn(count, &gtid);
+                    gtid
+                }
+                None => {
+                    return match &self.last_write {
+                        LastWrite::Known { gtid, .. } => Some(gtid.clone()),
+                        _ => None,
+                    };
+                }
+            },
         };
         self.last_write = LastWrite::Known {
             gtid: gtid.clone(),
@@ -347,6 +348,29 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// What the primary has committed, if it answers.
+    async fn primary_position(&mut self) -> Option<Committed> {
+        let primary = self.healthy_primary()?;
+        self.ensure_backend(primary).await.ok()?;
+        let conn = self.backends[primary].as_mut()?;
+        let ask = match conn.greeting().is_mariadb() {
+            true => "SELECT @@gtid_binlog_pos",
+            false => "SELECT @@global.gtid_executed",
+        };
+        let answer = conn.query_value(ask).await;
+        let value = self.answered(primary, answer)?;
+        Committed::parse(std::str::from_utf8(&value).ok()?)
+    }
+
+    /// The primary, unless the monitor finds it down: asking one that
+    /// does not answer would hold the read for `monitor.connect_timeout`.
+    fn healthy_primary(&self) -> Option<usize> {
+        let topology = self.proxy.topology.load();
+        topology
+            .primary
+            .filter(|&primary| topology.backends[primary].healthy)
     }
 
     fn applied(&mut self, backend: usize) {
