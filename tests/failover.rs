@@ -500,26 +500,47 @@ async fn a_switchover_the_target_cannot_catch_up_with_is_undone() {
     assert_eq!(writer, 1);
 }
 
+/// A primary that only rwsplit cannot reach is left alone: the failover
+/// listens to the replicas and hears it still sends them heartbeats.
 #[tokio::test]
 async fn a_primary_the_replicas_still_hear_is_not_failed_over() {
     let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
     let proxy = start(&sandbox, |_| {});
-    // Frozen: rwsplit gets no answer, but the replicas' connections to it
-    // stay up (until slave_net_timeout), as behind a partition between
-    // rwsplit and the primary.
-    sandbox.servers()[0].signal(libc::SIGSTOP).unwrap();
+    // As behind a partition between rwsplit and the primary: rwsplit's
+    // account can no longer log in to it, while the replicas go on
+    // receiving from it (heartbeats, with nothing written).
+    let mut primary = admin(&sandbox, 0).await;
+    primary
+        .query_drop("SET SESSION sql_log_bin = 0; ALTER USER monitor ACCOUNT LOCK")
+        .await
+        .unwrap();
+    let monitors: Vec<u64> = primary
+        .query("SELECT id FROM information_schema.processlist WHERE user = 'monitor'")
+        .await
+        .unwrap();
+    for id in monitors {
+        // It may have ended meanwhile.
+        let _ = primary.query_drop(format!("KILL {id}")).await;
+    }
     eventually("the monitor marks the primary down", || async {
         !proxy.proxy.topology.load().backends[0].healthy
     })
     .await;
     let lines = ask(&proxy, "/failover").await.unwrap();
-    sandbox.servers()[0].signal(libc::SIGCONT).unwrap();
+    primary
+        .query_drop("ALTER USER monitor ACCOUNT UNLOCK")
+        .await
+        .unwrap();
     let last = lines.last().unwrap();
     assert!(
         last.starts_with("failed: db")
-            && last.contains("still receives from the primary db1 (its IO thread runs)"),
+            && last.contains("still receives from the primary db1 (it received from it within 2s)"),
         "{last}"
+    );
+    assert!(
+        lines.iter().any(|line| line.contains("listening 2s")),
+        "{lines:?}"
     );
     for index in [1, 2] {
         assert!(role(&sandbox, index).await.0, "db{} read-only", index + 1);
@@ -626,17 +647,10 @@ async fn two_backends_fail_over_with_the_lock_of_a_majority_of_those_running() {
 async fn a_frozen_primary_acknowledges_nothing_after_the_failover() {
     let _serial = one_at_a_time().await;
     let sandbox = common::start_sandbox(SandboxOptions::default());
-    // Replicas that notice a silent primary within a second or two.
-    for index in [1, 2] {
-        admin(&sandbox, index)
-            .await
-            .query_drop(
-                "STOP SLAVE; SET GLOBAL slave_net_timeout = 2; \
-                 CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 0.5, MASTER_CONNECT_RETRY = 1; START SLAVE",
-            )
-            .await
-            .unwrap();
-    }
+    // The replicas' IO threads keep saying they receive from it (until
+    // slave_net_timeout, 60 s): the failover tells it is hung because
+    // its heartbeats stop (MASTER_HEARTBEAT_PERIOD 1 s, as the sandbox
+    // and rwsplit set it).
     let proxy = start(&sandbox, |config| config.failover.auto = true);
     create_table(&proxy).await;
     let writers: Vec<Writer> = (0..4)
@@ -649,6 +663,10 @@ async fn a_frozen_primary_acknowledges_nothing_after_the_failover() {
         matches!(proxy.proxy.topology.primary(), Some(1 | 2))
     })
     .await;
+    eprintln!(
+        "failover from the frozen primary took {:?}",
+        frozen.elapsed()
+    );
     let new = proxy.proxy.topology.primary().unwrap();
     // The writers go on against the new primary; then the old one resumes
     // and runs what it held.

@@ -37,7 +37,7 @@ use crate::config::{Config, LockQuorum};
 use crate::server::Proxy;
 use crate::topology::Fence;
 use lock::{NotLocked, TopologyLock};
-use plan::{Plan, Refusal, Scene, Surveyed};
+use plan::{Listened, Plan, Refusal, Scene, Source, Surveyed};
 use server::{Server, StepError};
 
 /// Whether a change runs in this rwsplit: one at a time.
@@ -180,8 +180,11 @@ async fn run(
     ));
     let mut lock = TopologyLock::acquire(config, limit).await?;
     progress.step("surveying the backends");
-    let (mut servers, surveyed) = survey(config, limit).await;
+    let (mut servers, mut surveyed) = survey(config, limit).await;
     let (names, addresses) = names_and_addresses(config);
+    if kind == Kind::Failover {
+        listen(&mut servers, &mut surveyed, &addresses[old], progress).await;
+    }
     let scene = Scene {
         names: &names,
         addresses: &addresses,
@@ -321,6 +324,57 @@ async fn survey(config: &Config, limit: Duration) -> (Vec<Option<Server>>, Vec<S
         }
     }
     (servers, surveyed)
+}
+
+/// Listens to the replicas whose IO thread says they receive from the
+/// failed primary at `old`: for twice the longest of their
+/// `MASTER_HEARTBEAT_PERIOD`s (up to [`plan::LISTENED_PERIOD`]), it must
+/// send each an event or a heartbeat if it is alive. A hung primary
+/// sends nothing, and its replicas' IO threads would say they receive
+/// until `slave_net_timeout` (60 s); one that only rwsplit cannot reach
+/// goes on sending. What each heard goes to [`Source::listened`].
+async fn listen(
+    servers: &mut [Option<Server>],
+    surveyed: &mut [Surveyed],
+    old: &str,
+    progress: &Progress,
+) {
+    let followers = |surveyed: &Surveyed| match surveyed {
+        Surveyed::Up(state) => state.replication.clone().filter(|source| {
+            source.address == old
+                && source.io_running
+                && source.heartbeat_period <= plan::LISTENED_PERIOD
+        }),
+        Surveyed::Unreachable(_) => None,
+    };
+    let before: Vec<Option<Source>> = surveyed.iter().map(followers).collect();
+    let Some(window) = before
+        .iter()
+        .flatten()
+        .map(|s| s.heartbeat_period * 2)
+        .max()
+    else {
+        return;
+    };
+    progress.step(format!(
+        "listening {window:?} for events or heartbeats from the failed primary on the replicas \
+         whose IO thread still runs"
+    ));
+    crate::timer::sleep(window).await;
+    for ((server, surveyed), before) in servers.iter_mut().zip(surveyed).zip(before) {
+        let (Some(server), Surveyed::Up(state), Some(before)) = (server, surveyed, before) else {
+            continue;
+        };
+        let Ok(Some(now)) = server.source().await else {
+            continue;
+        };
+        if let Some(source) = &mut state.replication {
+            source.listened = Some(Listened {
+                window,
+                heard: now.activity != before.activity,
+            });
+        }
+    }
 }
 
 fn describe(plan: &Plan, names: &[String]) -> String {

@@ -2,6 +2,8 @@
 //! servers: pure functions, so that every refusal is tested without a
 //! server.
 
+use std::time::Duration;
+
 use crate::gtid::GtidPosition;
 use crate::topology::discovery::{the_one_ahead, the_one_followed};
 
@@ -45,6 +47,31 @@ pub struct Source {
     /// `Gtid_IO_Pos`: every transaction it has received (applied or not).
     pub received: GtidPosition,
     pub last_error: String,
+    /// Its `MASTER_HEARTBEAT_PERIOD`: the longest its primary, alive and
+    /// connected, stays silent.
+    pub heartbeat_period: Duration,
+    /// What it has received from its primary so far: it changes with
+    /// every event or heartbeat.
+    pub activity: Activity,
+    /// What a failover heard when it listened to it (see [`LISTENED_PERIOD`]).
+    pub listened: Option<Listened>,
+}
+
+/// Whether a replica received anything, an event or a heartbeat, from its
+/// primary over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listened {
+    pub window: Duration,
+    pub heard: bool,
+}
+
+/// A replica's counters of what it received: `Slave_received_heartbeats`
+/// and `Master_Log_File`/`Read_Master_Log_Pos`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub heartbeats: u64,
+    pub file: String,
+    pub position: u64,
 }
 
 /// The backends by name and address, and what the survey found, index for
@@ -88,10 +115,10 @@ pub enum Refusal {
     #[error("{0} is read-only or replicates: it is not a working primary")]
     PrimaryNotWritable(String),
     #[error(
-        "{0} still receives from the primary {1} (its IO thread runs): the primary is alive and \
-         only rwsplit cannot reach it, so promoting another server would split the data"
+        "{0} still receives from the primary {1} ({2}): the primary is alive and only rwsplit \
+         cannot reach it, so promoting another server would split the data"
     )]
-    PrimaryStillServes(String, String),
+    PrimaryStillServes(String, String, String),
     #[error("{0} is not MariaDB: switchover and failover are implemented for MariaDB servers only")]
     NotMariaDb(String),
     #[error("{0} is already the primary")]
@@ -143,10 +170,12 @@ pub fn failover(scene: Scene, old: usize, to: Option<usize>) -> Result<Plan, Ref
         if let Some(source) = &state.replication
             && source.address == scene.addresses[old]
             && source.io_running
+            && source.listened.is_none_or(|listened| listened.heard)
         {
             return Err(Refusal::PrimaryStillServes(
                 scene.names[index].clone(),
                 scene.names[old].clone(),
+                hearing(source),
             ));
         }
     }
@@ -154,6 +183,25 @@ pub fn failover(scene: Scene, old: usize, to: Option<usize>) -> Result<Plan, Ref
     let new = choose(scene, old, to, fit, received)?;
     Ok(followers(scene, old, new))
 }
+
+/// What tells that a replica still hears its primary.
+fn hearing(source: &Source) -> String {
+    match source.listened {
+        Some(listened) => format!("it received from it within {:?}", listened.window),
+        None if source.heartbeat_period > LISTENED_PERIOD => format!(
+            "its IO thread runs, and its MASTER_HEARTBEAT_PERIOD of {:?} is too long to listen \
+             for; see docs/failover.md",
+            source.heartbeat_period
+        ),
+        None => "its IO thread runs".to_owned(),
+    }
+}
+
+/// The longest `MASTER_HEARTBEAT_PERIOD` a failover listens for, twice
+/// that long, to a replica whose IO thread says it still receives from
+/// the failed primary: a primary alive sends an event or a heartbeat at
+/// least that often, a hung one nothing.
+pub const LISTENED_PERIOD: Duration = Duration::from_secs(5);
 
 /// Writable servers that do not replicate and that no replica follows,
 /// beside exactly one writable server that replicas do follow — or, when
@@ -350,6 +398,9 @@ mod tests {
                 sql_running: true,
                 received: position(received),
                 last_error: String::new(),
+                heartbeat_period: Duration::from_secs(1),
+                activity: Activity::default(),
+                listened: None,
             }),
         })
     }
@@ -495,7 +546,36 @@ mod tests {
                 ],
                 None
             ),
-            Err(Refusal::PrimaryStillServes("db3".into(), "db1".into()))
+            Err(Refusal::PrimaryStillServes(
+                "db3".into(),
+                "db1".into(),
+                "its IO thread runs".into()
+            ))
+        );
+        // A hung primary: the IO thread still runs, but nothing came.
+        let mut silent = replica("0-1-1", "0-1-1", true);
+        let mut heard = silent.clone();
+        for (surveyed, heard) in [(&mut silent, false), (&mut heard, true)] {
+            if let Surveyed::Up(state) = surveyed {
+                state.replication.as_mut().unwrap().listened = Some(Listened {
+                    window: Duration::from_secs(2),
+                    heard,
+                });
+            }
+        }
+        let scene = [down(), replica("0-1-1", "0-1-1", false), silent];
+        assert!(
+            plan(failover, &scene, None).is_ok(),
+            "a silent replica lost it too"
+        );
+        let scene = [down(), replica("0-1-1", "0-1-1", false), heard];
+        assert_eq!(
+            plan(failover, &scene, None),
+            Err(Refusal::PrimaryStillServes(
+                "db3".into(),
+                "db1".into(),
+                "it received from it within 2s".into()
+            ))
         );
         let Surveyed::Up(mut promoted) = primary() else {
             unreachable!()

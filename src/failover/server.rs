@@ -7,10 +7,16 @@ use std::time::Duration;
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Row};
 
-use super::plan::{ServerState, Source};
+use super::plan::{Activity, ServerState, Source};
 use crate::config::Config;
 use crate::gtid::GtidPosition;
 use crate::topology::check::{Checker, host_and_port, replication};
+
+/// The `MASTER_HEARTBEAT_PERIOD`, in seconds, of the replicas rwsplit
+/// points at a primary: a primary alive sends each at least this often,
+/// which lets a failover tell a hung primary from one only rwsplit cannot
+/// reach (docs/failover.md).
+pub const HEARTBEAT_PERIOD: u32 = 1;
 
 /// A statement on a backend failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,10 +109,11 @@ impl Server {
         })
     }
 
-    /// Its replication source, from SHOW SLAVE STATUS.
-    async fn source(&mut self) -> Result<Option<Source>, StepError> {
+    /// Its replication source (the default connection's), from SHOW ALL
+    /// SLAVES STATUS: SHOW SLAVE STATUS leaves out the heartbeat columns.
+    pub async fn source(&mut self) -> Result<Option<Source>, StepError> {
         let limit = self.limit;
-        let Some(row) = self.first::<Row>("SHOW SLAVE STATUS", limit).await? else {
+        let Some(row) = self.first::<Row>("SHOW ALL SLAVES STATUS", limit).await? else {
             return Ok(None);
         };
         let column = |name: &str| {
@@ -114,17 +121,31 @@ impl Server {
                 .and_then(Result::ok)
                 .flatten()
         };
+        // Rows come sorted by connection name: the default one, '', first.
+        if column("Connection_name").is_some_and(|name| !name.is_empty()) {
+            return Ok(None);
+        }
         let Some(status) = replication(column) else {
             return Ok(None);
         };
         let received = parse_position(&column("Gtid_IO_Pos").unwrap_or_default())
             .map_err(|e| self.failed("Gtid_IO_Pos", e))?;
+        let number = |name: &str| column(name).and_then(|v| v.parse::<f64>().ok());
         Ok(Some(Source {
             address: status.source,
             io_running: status.io_running,
             sql_running: status.sql_running,
             received,
             last_error: status.last_error,
+            heartbeat_period: number("Slave_heartbeat_period")
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .unwrap_or(Duration::MAX),
+            activity: Activity {
+                heartbeats: number("Slave_received_heartbeats").unwrap_or(0.0) as u64,
+                file: column("Master_Log_File").unwrap_or_default(),
+                position: number("Read_Master_Log_Pos").unwrap_or(0.0) as u64,
+            },
+            listened: None,
         }))
     }
 
@@ -197,7 +218,8 @@ impl Server {
     pub async fn follow(&mut self, address: &str) -> Result<(), StepError> {
         let (host, port) = host_and_port(address);
         let change = format!(
-            "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {port}, MASTER_USE_GTID = slave_pos",
+            "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {port}, MASTER_USE_GTID = slave_pos, \
+             MASTER_HEARTBEAT_PERIOD = {HEARTBEAT_PERIOD}",
             quote(host)
         );
         self.run(&["STOP SLAVE", &change, "START SLAVE"]).await
@@ -214,7 +236,8 @@ impl Server {
         let (host, port) = host_and_port(address);
         let change = format!(
             "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {port}, MASTER_USER = {}, \
-             MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos",
+             MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, \
+             MASTER_HEARTBEAT_PERIOD = {HEARTBEAT_PERIOD}",
             quote(host),
             quote(user),
             quote(password)

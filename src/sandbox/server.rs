@@ -286,8 +286,12 @@ pub(super) async fn start_replication(
     let mut conn = replica.admin().await?;
     let change = format!(
         "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{}', \
-         MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-        primary.port, account.user, account.password
+         MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+         MASTER_HEARTBEAT_PERIOD={}",
+        primary.port,
+        account.user,
+        account.password,
+        crate::failover::server::HEARTBEAT_PERIOD
     );
     for statement in [change.as_str(), "START SLAVE"] {
         conn.query_drop(statement)
