@@ -343,6 +343,16 @@ pub struct Lacking {
     pub last: u64,
 }
 
+impl Lacking {
+    /// How many transactions the range holds; `None` for a GTID set.
+    pub fn count(&self) -> Option<u64> {
+        match (self.first, self.last) {
+            (0, 0) => None,
+            (first, last) => Some(last + 1 - first),
+        }
+    }
+}
+
 impl fmt::Display for Lacking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.first, self.last) {

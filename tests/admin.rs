@@ -60,7 +60,7 @@ async fn metrics_parse_as_prometheus_text_and_count_what_ran() {
             .is_some_and(|n| n >= 11)
     };
     let mut text = fetch(&proxy, "/metrics", None).await.unwrap();
-    for _ in 0..100 {
+    for _ in 0..250 {
         if counted(&text) {
             break;
         }

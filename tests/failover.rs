@@ -756,6 +756,41 @@ async fn a_diverged_old_primary_stays_fenced_and_out_of_replication() {
         "its rows are kept for an operator"
     );
     assert!(!rows(&sandbox, new).await.contains(&1));
+
+    // What the crash lost is reported, until db1 replicates again.
+    let lost = |count: u64| format!("rwsplit_backend_lost_transactions{{backend=\"db1\"}} {count}");
+    eventually("the lost transactions are reported", || async {
+        metrics(&proxy).await.contains(&lost(3))
+    })
+    .await;
+    let alarm = proxy.proxy.reports.load()[0].replication_alarm.clone();
+    let expected = format!("it has 3 transactions db{} lacks (0-1-", new + 1);
+    assert!(
+        alarm.as_deref().is_some_and(|a| a.starts_with(&expected)),
+        "{alarm:?}"
+    );
+    // An operator rebuilds it (here: skips what it lacks) and starts it.
+    let position: String = admin(&sandbox, new)
+        .await
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    admin(&sandbox, 0)
+        .await
+        .query_drop(format!(
+            "SET GLOBAL gtid_slave_pos = '{position}'; CHANGE MASTER TO \
+             MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'repl', \
+             MASTER_PASSWORD = 'repl', MASTER_USE_GTID = slave_pos; START SLAVE",
+            sandbox.servers()[new].port
+        ))
+        .await
+        .unwrap();
+    eventually("the report clears once it replicates", || async {
+        metrics(&proxy).await.contains(&lost(0))
+            && proxy.proxy.reports.load()[0].replication_alarm.is_none()
+    })
+    .await;
 }
 
 /// While a killed primary is not replaced (failover.auto off), the

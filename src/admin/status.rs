@@ -58,6 +58,10 @@ pub struct BackendStatus {
     /// Why a replica does not follow its primary, while so.
     #[serde(default)]
     pub replication_alarm: Option<String>,
+    /// Transactions it has that the primary lacks, while it is fenced for
+    /// them (named in `replication_alarm`).
+    #[serde(default)]
+    pub lost_transactions: Option<u64>,
 }
 
 impl Status {
@@ -98,6 +102,7 @@ impl Status {
                     in_flight: proxy.metrics.in_flight(index),
                     last_error: report.last_error,
                     replication_alarm: report.replication_alarm,
+                    lost_transactions: report.lost_transactions,
                 }
             })
             .collect();
@@ -219,6 +224,7 @@ mod tests {
             in_flight: 0,
             last_error: None,
             replication_alarm: None,
+            lost_transactions: None,
         }
     }
 

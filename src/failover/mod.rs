@@ -36,6 +36,7 @@ use tracing::{info, warn};
 use crate::config::{Config, LockQuorum};
 use crate::server::Proxy;
 use crate::topology::Fence;
+use crate::topology::lost::Lost;
 use lock::{NotLocked, TopologyLock};
 use plan::{Listened, Plan, Refusal, Scene, Source, Surveyed};
 use server::{Server, StepError};
@@ -272,12 +273,20 @@ pub async fn fence_strays(proxy: &Proxy) -> Result<usize, ChangeError> {
                 continue;
             };
             match rejoin(config, &mut server, new, primary).await {
-                Ok(()) => info!(
-                    backend = server.name,
-                    primary = names[primary],
-                    "it replicates from the primary"
-                ),
-                Err(problem) => warn!(problem, "it was not made a replica"),
+                Ok(()) => {
+                    proxy.lost.forget(stray);
+                    info!(
+                        backend = server.name,
+                        primary = names[primary],
+                        "it replicates from the primary"
+                    )
+                }
+                Err(Unjoined { problem, lost }) => {
+                    warn!(problem, "it was not made a replica");
+                    if let Some(lost) = lost {
+                        proxy.lost.record(stray, lost);
+                    }
+                }
             }
         }
     }
@@ -433,8 +442,11 @@ async fn switch(
     }
     repoint(config, plan, servers, progress).await;
     progress.step(format!("{} replicates from {}", old.name, new.name));
-    if let Err(problem) = rejoin(config, &mut old, &mut new, plan.new).await {
+    if let Err(Unjoined { problem, lost }) = rejoin(config, &mut old, &mut new, plan.new).await {
         progress.warn(problem);
+        if let Some(lost) = lost {
+            proxy.lost.record(plan.old, lost);
+        }
     }
     Ok(())
 }
@@ -565,6 +577,22 @@ async fn repoint(
     }
 }
 
+/// Why a former primary was not made a replica, for the log; and what it
+/// has that the primary lacks, when that is why.
+struct Unjoined {
+    problem: String,
+    lost: Option<Lost>,
+}
+
+impl From<StepError> for Unjoined {
+    fn from(error: StepError) -> Self {
+        Unjoined {
+            problem: error.to_string(),
+            lost: None,
+        }
+    }
+}
+
 /// Makes a former primary, already read-only, a replica of `new` — unless
 /// it has transactions `new` lacks (written after it was fenced, or never
 /// replicated before it failed), which replication would trip over: it is
@@ -574,14 +602,14 @@ async fn rejoin(
     old: &mut Server,
     new: &mut Server,
     new_index: usize,
-) -> Result<(), String> {
-    let logged = old.logged().await.map_err(|e| e.to_string())?;
-    let applied = new.applied().await.map_err(|e| e.to_string())?;
-    let received = new.received().await.map_err(|e| e.to_string())?;
+) -> Result<(), Unjoined> {
+    let logged = old.logged().await?;
+    let applied = new.applied().await?;
+    let received = new.received().await?;
     let lacking = applied.lacks(&received, &logged);
     if !lacking.is_empty() {
         let ranges: Vec<String> = lacking.iter().map(ToString::to_string).collect();
-        return Err(format!(
+        let problem = format!(
             "{} has transactions {} lacks: {} (its binary log is at {logged}; {} has applied \
              {applied}, and received {received} as a replica); it stays read-only and does not \
              replicate: reconcile it by hand, or rebuild it from {}",
@@ -590,7 +618,9 @@ async fn rejoin(
             ranges.join(", "),
             new.name,
             new.name
-        ));
+        );
+        let lost = Some(Lost::new(&new.name, &lacking));
+        return Err(Unjoined { problem, lost });
     }
     let failover = &config.failover;
     let user = failover
@@ -601,9 +631,9 @@ async fn rejoin(
         .replication_password
         .as_deref()
         .unwrap_or(&config.monitor.password);
-    old.rejoin(&config.backends[new_index].address, user, password)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(old
+        .rejoin(&config.backends[new_index].address, user, password)
+        .await?)
 }
 
 /// Polls `done` every 50 ms until it holds or `limit` passes: whether it held.

@@ -413,7 +413,7 @@ fn render_backends(out: &mut String, metrics: &Metrics, scene: Scene<'_>) {
     let topology = scene.topology;
     let flag = |b: bool| u8::from(b).to_string();
     type Value<'a> = Box<dyn Fn(usize) -> String + 'a>;
-    let families: [(&str, &str, &str, Value<'_>); 7] = [
+    let families: [(&str, &str, &str, Value<'_>); 8] = [
         (
             "rwsplit_backend_up",
             "gauge",
@@ -452,6 +452,16 @@ fn render_backends(out: &mut String, metrics: &Metrics, scene: Scene<'_>) {
                         .get(i)
                         .is_some_and(|r| r.replication_alarm.is_some()),
                 )
+            }),
+        ),
+        (
+            "rwsplit_backend_lost_transactions",
+            "gauge",
+            "Transactions a fenced server has that the primary lacks (acknowledged on a failed primary, never replicated), until it replicates again; 0 otherwise.",
+            Box::new(|i| {
+                let reports = &scene.reports;
+                let lost = reports.get(i).and_then(|r| r.lost_transactions);
+                lost.unwrap_or(0).to_string()
             }),
         ),
         (

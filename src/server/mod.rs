@@ -189,6 +189,8 @@ pub struct Proxy {
     pub topology: Arc<TopologyCell>,
     /// The monitor's details on each backend, for status output.
     pub reports: Arc<crate::topology::monitor::Reports>,
+    /// Servers fenced with transactions the primary lacks.
+    pub lost: Arc<crate::topology::lost::LostLog>,
     /// Counters for /status and /metrics.
     pub metrics: Metrics,
     /// Switchovers, failovers and fencing: one at a time.
@@ -245,6 +247,7 @@ pub async fn start(
         &proxy.config,
         proxy.topology.clone(),
         proxy.reports.clone(),
+        proxy.lost.clone(),
     );
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_address = admin.local_addr().ok();
@@ -396,6 +399,7 @@ impl Proxy {
             writes: session::WriteClock::default(),
             topology: Arc::new(TopologyCell::new(Topology::from_config(&config))),
             reports: Arc::default(),
+            lost: Arc::default(),
             endpoints,
             pools,
             registry: Arc::default(),

@@ -10,6 +10,7 @@
 //! | [`heartbeat`] | the heartbeat writer on the primary |
 //! | [`discovery`] | which backend is the primary |
 //! | [`lag`] | replication lag from the heartbeat |
+//! | [`lost`] | transactions a fenced server has that the primary lacks |
 //!
 //! Before the monitor's first results, the snapshot comes from the
 //! configuration: the backend with `role: primary` (else the first) is the
@@ -20,6 +21,7 @@ pub mod discovery;
 pub mod health;
 pub mod heartbeat;
 pub mod lag;
+pub mod lost;
 pub mod monitor;
 pub mod replication;
 

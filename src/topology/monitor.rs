@@ -19,6 +19,7 @@ use super::check::{CheckError, Checker, HeartbeatSeen, Observation, Replication}
 use super::discovery::{Seen, discover};
 use super::health::{Flip, Thresholds};
 use super::heartbeat::{Heartbeat, now_micros, write_heartbeats};
+use super::lost::LostLog;
 use super::replication::{self, Reading};
 use super::{BackendState, Lag, Topology, TopologyCell};
 use crate::config::{Config, Role};
@@ -40,6 +41,9 @@ pub struct BackendReport {
     /// Why a replica does not follow its primary, while so (see
     /// [`super::replication`]).
     pub replication_alarm: Option<String>,
+    /// How many transactions it has that the primary lacks, when it was
+    /// fenced for them and does not replicate yet (see [`super::lost`]).
+    pub lost_transactions: Option<u64>,
     /// Checks failed in a row (0 after a good one).
     pub failed_checks: u32,
 }
@@ -65,7 +69,12 @@ pub type Reports = ArcSwap<Vec<BackendReport>>;
 type CheckResult = (usize, Result<Observation, CheckError>);
 
 /// Starts the monitor's tasks; they run until the returned set is dropped.
-pub fn start(config: &Config, topology: Arc<TopologyCell>, reports: Arc<Reports>) -> JoinSet<()> {
+pub fn start(
+    config: &Config,
+    topology: Arc<TopologyCell>,
+    reports: Arc<Reports>,
+    lost: Arc<LostLog>,
+) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let heartbeat = Arc::new(Heartbeat::new());
     let read_heartbeat = heartbeat.read_query(&config.monitor.heartbeat_table);
@@ -84,7 +93,7 @@ pub fn start(config: &Config, topology: Arc<TopologyCell>, reports: Arc<Reports>
         topology.clone(),
         heartbeat.clone(),
     ));
-    let aggregator = Aggregator::new(config.clone(), heartbeat);
+    let aggregator = Aggregator::new(config.clone(), heartbeat, lost);
     tasks.spawn(aggregator.run(topology, reports, incoming));
     tasks
 }
@@ -161,10 +170,11 @@ struct Aggregator {
     heartbeat: Arc<Heartbeat>,
     /// Whether some replica takes reads, once every backend was checked.
     readers: Option<bool>,
+    lost: Arc<LostLog>,
 }
 
 impl Aggregator {
-    fn new(config: Config, heartbeat: Arc<Heartbeat>) -> Aggregator {
+    fn new(config: Config, heartbeat: Arc<Heartbeat>, lost: Arc<LostLog>) -> Aggregator {
         let tracked = config
             .backends
             .iter()
@@ -184,6 +194,7 @@ impl Aggregator {
             tracked,
             heartbeat,
             readers: None,
+            lost,
         }
     }
 
@@ -308,6 +319,7 @@ impl Aggregator {
             last_error: None,
             failed_checks: 0,
             replication_alarm: entry.report.replication_alarm.take(),
+            lost_transactions: entry.report.lost_transactions,
         };
     }
 
@@ -317,6 +329,10 @@ impl Aggregator {
         let alarms: Vec<Option<String>> = (0..self.tracked.len())
             .map(|index| self.replication_alarm(index, primary))
             .collect();
+        for (index, entry) in self.tracked.iter_mut().enumerate() {
+            entry.report.lost_transactions =
+                self.lost.get(index).and_then(|lost| lost.transactions);
+        }
         for ((entry, name), alarm) in self.tracked.iter_mut().zip(&self.names).zip(alarms) {
             if entry.report.replication_alarm == alarm {
                 continue;
@@ -340,10 +356,16 @@ impl Aggregator {
         };
         let primary = primary.filter(|&p| p != index && answers(index) && answers(p))?;
         let entry = &self.tracked[index];
-        if !entry.replicating.state() {
-            if let Some(why) = replication::stopped(entry.report.replication.as_ref()) {
-                return Some(why);
+        let stopped = replication::stopped(entry.report.replication.as_ref());
+        if let Some(lost) = self.lost.get(index) {
+            if stopped.is_some() {
+                return Some(lost.to_string());
             }
+            // It replicates again: reconciled, or rebuilt.
+            self.lost.forget(index);
+        }
+        if !entry.replicating.state() && stopped.is_some() {
+            return stopped;
         }
         let theirs = self.tracked[primary].readings.last()?;
         let ours = replication::ahead(theirs, &entry.readings)?;
