@@ -163,7 +163,8 @@ impl Session {
         let target = self.execution_target_avoiding(id, &kind, 0);
         // A read outside a transaction whose replica fails before it
         // answers runs once more, elsewhere.
-        let mut retryable = reads && self.transaction().is_none();
+        let outside_transaction = self.transaction().is_none();
+        let mut retryable = reads && outside_transaction;
         let mut target = if retryable && self.must_wait_on(target) {
             self.causal_target(target, |session, avoid| {
                 session.execution_target_avoiding(id, &kind, avoid)
@@ -197,7 +198,16 @@ impl Session {
                         (true, Some(columns)) => Definitions::Supply(columns),
                     };
                     self.routing.previous = Some(backend);
-                    let hold = reads.then(|| self.hold_missing_table(backend)).flatten();
+                    // A read that misses a temporary table goes to the
+                    // primary; an execution the primary refuses as
+                    // read-only (fenced) to the next one.
+                    let on_primary = Some(backend) == self.proxy.primary();
+                    let hold = match reads {
+                        true => self.hold_missing_table(backend),
+                        false => {
+                            (outside_transaction && on_primary).then_some(relay::READ_ONLY_ERROR)
+                        }
+                    };
                     let mut ready =
                         self.relay_for(backend, request, run.expect(), None, definitions)?;
                     ready.how.hold = ready.how.hold.or(hold);
@@ -208,9 +218,21 @@ impl Session {
                     let relayed = relay::relay(ready, request).await;
                     match self.relay_ended(backend, request, relayed)? {
                         Ok(relayed) if relayed.held => {
-                            self.take_held(backend);
-                            target = self.primary_target();
+                            let held = self.take_held(backend);
                             retryable = false;
+                            if reads {
+                                target = self.primary_target();
+                                continue;
+                            }
+                            // Boxed: rare, and it would take room in every session's future.
+                            match Box::pin(self.successor(backend)).await? {
+                                Some(primary) => target = Target::Backend(primary),
+                                None => {
+                                    let delivered =
+                                        self.deliver_held(backend, request, relayed, held);
+                                    break (backend, Box::pin(delivered).await?);
+                                }
+                            }
                             continue;
                         }
                         Ok(relayed) => break (backend, relayed),

@@ -187,6 +187,8 @@ impl Session {
             let may_have_committed = sql::transaction_effect(&text) != TransactionEffect::Within;
             self.run_in_transaction(backend, &frame, may_have_committed)
                 .await?
+        } else if outside_transaction && self.is_primary(target) {
+            self.run_on_primary(target, &frame).await?
         } else {
             self.run_on(target, &frame, RESULTS, false).await?
         };
@@ -433,6 +435,83 @@ impl Session {
             .await?;
         self.routing.previous = Some(backend);
         Ok(Some(relayed))
+    }
+
+    /// Whether `target` is the primary.
+    fn is_primary(&self, target: Target) -> bool {
+        matches!(target, Target::Backend(backend) if Some(backend) == self.proxy.primary())
+    }
+
+    /// Runs a statement outside a transaction on the primary, as
+    /// [`Session::run_on`] does. One the primary refuses as read-only, as
+    /// a switchover or failover fenced it, did nothing there: it runs on
+    /// the primary that follows (waiting up to `routing.wait_for_primary`
+    /// for it), so that the client does not see the change. A server
+    /// still writable that refuses it for another reason, or no new
+    /// primary in time, and the client gets the refusal.
+    async fn run_on_primary(
+        &mut self,
+        target: Target,
+        frame: &Frame,
+    ) -> Result<Option<Relayed>, End> {
+        let backend = match self.open_backend(target) {
+            Some(backend) => backend,
+            None => match self.open_or_refuse(target, frame, false).await? {
+                Some(backend) => backend,
+                None => return Ok(None),
+            },
+        };
+        self.routing.previous = Some(backend);
+        let request = frame.as_bytes();
+        let mut ready = self.relay_for(backend, request, RESULTS, None, Definitions::Pass)?;
+        ready.how.hold = Some(relay::READ_ONLY_ERROR);
+        let relayed = relay::relay(ready, request).await;
+        match self.relay_ended(backend, request, relayed)? {
+            Ok(relayed) if relayed.held => {
+                // Boxed: rare, and it would take room in every session's future.
+                Box::pin(self.run_after_fence(backend, frame, relayed)).await
+            }
+            Ok(relayed) => Ok(Some(relayed)),
+            Err(Untouched(lost)) => Err(self.lost(backend, lost, Some(1))),
+        }
+    }
+
+    /// [`Session::run_on_primary`] once `fenced` refused the statement as
+    /// read-only (its ERR held in `refused`).
+    async fn run_after_fence(
+        &mut self,
+        fenced: usize,
+        frame: &Frame,
+        refused: Relayed,
+    ) -> Result<Option<Relayed>, End> {
+        let held = self.take_held(fenced);
+        match self.successor(fenced).await? {
+            Some(primary) => {
+                self.run_on(Target::Backend(primary), frame, RESULTS, false)
+                    .await
+            }
+            None => self
+                .deliver_held(fenced, frame.as_bytes(), refused, held)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// The primary that follows `fenced`, which refused a statement as
+    /// read-only: `None` when it is not read-only (another of its options
+    /// refused the statement), or no other primary was published within
+    /// `routing.wait_for_primary`.
+    pub(super) async fn successor(&mut self, fenced: usize) -> Result<Option<usize>, End> {
+        let read_only = self.read_only(fenced).await;
+        if !read_only.map_err(|lost| self.lost(fenced, lost, Some(1)))? {
+            return Ok(None);
+        }
+        let limit = self.proxy.config.routing.wait_for_primary;
+        let next = self
+            .proxy
+            .topology
+            .wait_for_primary_except(Some(fenced), limit);
+        Ok(next.await)
     }
 
     /// Opens the connection for `target` ([`Session::backend_for`]), or

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use super::relay::{Definitions, Digested, Relayed};
 use super::{End, RESULTS, Session, Untouched};
+use crate::backend::conn::BackendError;
 use crate::protocol::command::com;
 use crate::protocol::messages::ErrorPacket;
 use crate::protocol::packet::Frame;
@@ -175,21 +176,14 @@ impl Session {
                 return Err(self.lost(from, lost, Some(seq)));
             }
         };
-        // ERR 1290: the server turned read-only (fenced), or some other
-        // option of its prevents the statement.
-        let read_only = match self.backends[from].as_mut() {
-            Some(conn) => conn.query_value("SELECT @@global.read_only").await,
-            None => return Err(End::Violation("internal error: no backend connection")),
-        };
-        match read_only {
-            Ok(Some(value)) if value == b"1" => {
+        match self.read_only(from).await {
+            Ok(true) => {
                 if let Some(to) = self.move_transaction(from, Some(from), seq).await? {
                     return self.run_moved(to, frame).await;
                 }
             }
-            Ok(_) => {}
+            Ok(false) => {}
             Err(lost) => {
-                self.discard(from);
                 self.routing.transaction.clear();
                 return Err(self.lost(from, lost, Some(seq)));
             }
@@ -197,6 +191,23 @@ impl Session {
         self.deliver_held(from, frame.as_bytes(), relayed, held)
             .await
             .map(Some)
+    }
+
+    /// Whether `backend`, which refused a statement with ERR 1290, is
+    /// read-only now — fenced — rather than refusing it for another of
+    /// its options; asked on the session's connection to it, which is
+    /// discarded if that fails.
+    pub(super) async fn read_only(&mut self, backend: usize) -> Result<bool, BackendError> {
+        let Some(conn) = self.backends[backend].as_mut() else {
+            return Ok(false);
+        };
+        match conn.query_value("SELECT @@global.read_only").await {
+            Ok(value) => Ok(value.as_deref() == Some(b"1")),
+            Err(lost) => {
+                self.discard(backend);
+                Err(lost)
+            }
+        }
     }
 
     /// Runs the statement that found its transaction's server gone on
