@@ -10,7 +10,7 @@
 
 use tracing::{debug, warn};
 
-use super::relay::{self, Definitions};
+use super::relay::{self, Definitions, Relayed};
 use super::statements::{ColumnDefs, Prepared, Statement};
 use super::{End, Flow, Session, Untouched};
 use crate::backend::conn::BackendError;
@@ -77,6 +77,30 @@ enum PrepareFailure {
 }
 
 impl Session {
+    /// Where an execution goes whose response `backend` held
+    /// ([`Relayed::held`]): a read that missed a temporary table to the
+    /// primary; one the primary refused as read-only (fenced) to the
+    /// primary that follows. `Err` with the refusal, delivered to the
+    /// client, when there is none.
+    async fn after_held(
+        &mut self,
+        backend: usize,
+        reads: bool,
+        request: &[u8],
+        relayed: Relayed,
+    ) -> Result<Result<Target, Relayed>, End> {
+        let held = self.take_held(backend);
+        if reads {
+            return Ok(Ok(self.primary_target()));
+        }
+        match self.successor(backend).await? {
+            Some(primary) => Ok(Ok(Target::Backend(primary))),
+            None => Ok(Err(self
+                .deliver_held(backend, request, relayed, held)
+                .await?)),
+        }
+    }
+
     pub(super) async fn prepare(&mut self, frame: Frame, sql: Vec<u8>) -> Result<Flow, End> {
         let seq = frame.last_seq().wrapping_add(1);
         let text = sql::decode(&sql);
@@ -201,12 +225,12 @@ impl Session {
                     // A read that misses a temporary table goes to the
                     // primary; an execution the primary refuses as
                     // read-only (fenced) to the next one.
-                    let on_primary = Some(backend) == self.proxy.primary();
-                    let hold = match reads {
-                        true => self.hold_missing_table(backend),
-                        false => {
-                            (outside_transaction && on_primary).then_some(relay::READ_ONLY_ERROR)
-                        }
+                    let hold = if reads {
+                        self.hold_missing_table(backend)
+                    } else if outside_transaction && Some(backend) == self.proxy.primary() {
+                        Some(relay::READ_ONLY_ERROR)
+                    } else {
+                        None
                     };
                     let mut ready =
                         self.relay_for(backend, request, run.expect(), None, definitions)?;
@@ -218,21 +242,13 @@ impl Session {
                     let relayed = relay::relay(ready, request).await;
                     match self.relay_ended(backend, request, relayed)? {
                         Ok(relayed) if relayed.held => {
-                            let held = self.take_held(backend);
-                            retryable = false;
-                            if reads {
-                                target = self.primary_target();
-                                continue;
-                            }
                             // Boxed: rare, and it would take room in every session's future.
-                            match Box::pin(self.successor(backend)).await? {
-                                Some(primary) => target = Target::Backend(primary),
-                                None => {
-                                    let delivered =
-                                        self.deliver_held(backend, request, relayed, held);
-                                    break (backend, Box::pin(delivered).await?);
-                                }
+                            let held = self.after_held(backend, reads, request, relayed);
+                            match Box::pin(held).await? {
+                                Ok(next) => target = next,
+                                Err(delivered) => break (backend, delivered),
                             }
+                            retryable = false;
                             continue;
                         }
                         Ok(relayed) => break (backend, relayed),
