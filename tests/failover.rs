@@ -884,3 +884,70 @@ async fn reads_go_on_while_a_dead_primary_is_not_replaced() {
         assert!(metrics.contains(&clear), "{metrics}");
     }
 }
+
+/// `failover.fence_command` runs before a failover promotes anyone, told
+/// which server failed; what it prints is in the failover's output. One
+/// that fails stops the failover: nothing is promoted.
+#[tokio::test]
+async fn a_failover_runs_the_fence_command_first_and_stops_if_it_fails() {
+    let _serial = one_at_a_time().await;
+    let sandbox = common::start_sandbox(SandboxOptions::default());
+    let proxy = start(&sandbox, |config| {
+        config.failover.fence_command = Some("echo no power switch here >&2; exit 3".into());
+    });
+    sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
+    eventually("the monitor marks the primary down", || async {
+        !proxy.proxy.topology.load().backends[0].healthy
+    })
+    .await;
+    let lines = ask(&proxy, "/failover").await.unwrap();
+    let text = lines.join("\n");
+    assert!(
+        text.contains("fence_command: no power switch here"),
+        "{text}"
+    );
+    assert!(
+        lines.last().unwrap().starts_with(
+            "failed: db1: failover.fence_command: it ended with exit status: 3; nothing was changed"
+        ),
+        "{text}"
+    );
+    for index in [1, 2] {
+        assert!(
+            role(&sandbox, index).await.0,
+            "db{} still read-only",
+            index + 1
+        );
+    }
+    drop(proxy);
+
+    let fenced = sandbox.dir().join("fenced");
+    let command = format!(
+        "echo \"$RWSPLIT_FENCE_NAME $RWSPLIT_FENCE_ADDRESS\" > {}; echo powered off",
+        fenced.display()
+    );
+    // Started while the primary is dead: its replicas' lag is unknown to
+    // it (it never wrote a heartbeat), so it does not wait for a verdict.
+    let config = common::watched_config(&sandbox, |config| {
+        config.failover.fence_command = Some(command)
+    });
+    let proxy = common::start_proxy_unsettled(config);
+    eventually("the monitor marks the primary down", || async {
+        !proxy.proxy.topology.load().backends[0].healthy
+    })
+    .await;
+    let lines = ask(&proxy, "/failover").await.unwrap();
+    let text = lines.join("\n");
+    assert!(lines.last().unwrap().starts_with("done:"), "{text}");
+    let fencing = text.find("fence_command: powered off").expect(&text);
+    let promoting = text.find("promoting").expect(&text);
+    assert!(
+        fencing < promoting,
+        "fenced before anyone is promoted:\n{text}"
+    );
+    let written = std::fs::read_to_string(&fenced).unwrap();
+    assert_eq!(
+        written.trim(),
+        format!("db1 127.0.0.1:{}", sandbox.servers()[0].port)
+    );
+}

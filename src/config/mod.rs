@@ -275,6 +275,9 @@ pub struct FailoverConfig {
     pub timeout: Duration,
     /// On how many backends a change must hold the topology lock.
     pub lock_quorum: LockQuorum,
+    /// Run with `sh -c` before a failover promotes anyone, to make sure
+    /// the old primary is stopped (see `failover::fence`).
+    pub fence_command: Option<String>,
 }
 
 /// On how many backends a switchover or failover must hold the topology

@@ -107,4 +107,5 @@ pub struct RawFailover {
     pub replication_password: Scalar,
     pub timeout: Scalar,
     pub lock_quorum: Scalar,
+    pub fence_command: Scalar,
 }

@@ -553,6 +553,9 @@ fn failover(check: &mut Checker, raw: RawFailover) -> FailoverConfig {
                 )
             },
         ),
+        fence_command: raw
+            .fence_command
+            .filter(|command| !command.trim().is_empty()),
     }
 }
 

@@ -9,6 +9,7 @@
 //! | [`server`] | the statements run on one backend, each under a time limit |
 //! | [`lock`] | the topology lock on a majority of the backends (`failover.lock_quorum`), so that one sidecar changes them at a time |
 //! | `watch` | the task that fences strays and starts automatic failovers |
+//! | `fence` | `failover.fence_command`, run before a failover promotes anyone |
 //!
 //! A change is run by [`change`]; [`watch`](mod@watch) fences strays (a failed
 //! primary that came back, say: [`fence_strays`]) and, with
@@ -20,6 +21,7 @@
 //! primary: statements that need one wait for it (`routing.wait_for_primary`)
 //! and are refused only past that.
 
+mod fence;
 pub mod lock;
 pub mod plan;
 pub mod server;
@@ -507,6 +509,13 @@ async fn fail(
     };
     let mut new = take(servers, plan.new)?;
     let old = &config.backends[plan.old].name;
+    if let Some(command) = &config.failover.fence_command {
+        progress.step(format!("fencing {old} with failover.fence_command"));
+        let address = &config.backends[plan.old].address;
+        fence::run(command, old, address, limit, progress)
+            .await
+            .map_err(ChangeError::Untouched)?;
+    }
     progress.step(format!(
         "waiting up to {limit:?} for {} to apply what it received from {old} ({received})",
         new.name

@@ -339,6 +339,11 @@ pub fn program(name: &str) -> std::process::Command {
 /// A proxy over `sandbox` with a fast monitor (checks every 200 ms) and
 /// the sandbox's replication account for failover.
 pub fn start_watched(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> TestProxy {
+    start_proxy(watched_config(sandbox, tweak))
+}
+
+/// The configuration [`start_watched`] starts a proxy with.
+pub fn watched_config(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> Config {
     let mut config = proxy_config(sandbox);
     config.monitor.interval = Duration::from_millis(200);
     config.monitor.query_timeout = Duration::from_millis(500);
@@ -346,7 +351,7 @@ pub fn start_watched(sandbox: &Sandbox, tweak: impl FnOnce(&mut Config)) -> Test
     config.failover.replication_user = Some("repl".into());
     config.failover.replication_password = Some("repl".into());
     tweak(&mut config);
-    start_proxy(config)
+    config
 }
 
 /// `POST /{what}` on the proxy's admin API: the lines it streamed.
