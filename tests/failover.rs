@@ -361,6 +361,15 @@ async fn a_killed_primary_is_replaced_and_fenced_when_it_returns() {
         role(&sandbox, 0).await == (true, Some((new_port, true)))
     })
     .await;
+    // How long two servers were writable, as this rwsplit saw it.
+    let metrics = metrics(&proxy).await;
+    let writable: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rwsplit_stray_writable_seconds_total "))
+        .expect(&metrics)
+        .parse()
+        .unwrap();
+    assert!(writable > 0.0 && writable < 10.0, "{writable}");
     conn = Conn::new(proxy.opts()).await.unwrap();
     conn.query_drop("INSERT INTO app.t (id, writer) VALUES (100001, @@server_id)")
         .await

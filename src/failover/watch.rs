@@ -4,6 +4,8 @@
 //! the primary has failed enough checks.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -20,6 +22,9 @@ pub async fn watch(proxy: Arc<Proxy>) {
     // The last reason an automatic failover did not happen, logged once.
     let mut last_refusal: Option<String> = None;
     let mut last_primary = proxy.topology.primary();
+    // When the monitor first saw the stray being fenced: how long two
+    // servers were writable is measured from there.
+    let mut stray_since: Option<Instant> = None;
     loop {
         ticks.tick().await;
         let primary = proxy.topology.primary();
@@ -34,10 +39,25 @@ pub async fn watch(proxy: Arc<Proxy>) {
         }
         last_primary = primary.or(last_primary);
         if stray_seen(&proxy) {
+            let since = *stray_since.get_or_insert_with(Instant::now);
             match fence_strays(&proxy).await {
-                Ok(_) | Err(ChangeError::Busy) => {}
+                Ok(0) | Err(ChangeError::Busy) => {}
+                Ok(_) => {
+                    let writable = since.elapsed();
+                    let millis = u64::try_from(writable.as_millis()).unwrap_or(u64::MAX);
+                    let total = &proxy.metrics.stray_writable_ms;
+                    total.fetch_add(millis, Ordering::Relaxed);
+                    warn!(
+                        ?writable,
+                        "two servers were writable for this long, as the monitor saw it: from its \
+                         first check that found the stray writable to its fence"
+                    );
+                    stray_since = None;
+                }
                 Err(error) => warn!(%error, "a stray writable server was not fenced yet"),
             }
+        } else {
+            stray_since = None;
         }
         if proxy.config.failover.auto && primary_failed(&proxy) {
             match change(&proxy, Kind::Failover, None, &Progress::default()).await {

@@ -108,6 +108,9 @@ pub struct Metrics {
     pub clients_refused_logging_in: AtomicU64,
     /// Logins and COM_CHANGE_USERs refused for a wrong user or password.
     pub login_failures: AtomicU64,
+    /// Milliseconds a stray server was seen writable beside the primary
+    /// before it was fenced, summed over the strays fenced.
+    pub stray_writable_ms: AtomicU64,
     pub backends: Vec<BackendMetrics>,
     /// Switchovers and failovers by kind and result (done, failed).
     topology_changes: [[AtomicU64; 2]; 2],
@@ -154,6 +157,7 @@ impl Metrics {
             clients_refused: AtomicU64::new(0),
             clients_refused_logging_in: AtomicU64::new(0),
             login_failures: AtomicU64::new(0),
+            stray_writable_ms: AtomicU64::new(0),
             backends: (0..backends).map(|_| BackendMetrics::default()).collect(),
             topology_changes: Default::default(),
             transaction_replays: Default::default(),
@@ -332,6 +336,13 @@ pub fn render(metrics: &Metrics, scene: Scene<'_>) -> String {
         "counter",
         "Logins and COM_CHANGE_USERs refused for a wrong user or password.",
         one(load(&metrics.login_failures).to_string()),
+    );
+    write_family(
+        &mut out,
+        "rwsplit_stray_writable_seconds_total",
+        "counter",
+        "Time two servers were writable as this rwsplit saw it (a lower bound): from the first check that found a stray writable beside the primary to its fence, summed over the strays fenced.",
+        one((load(&metrics.stray_writable_ms) as f64 / 1000.0).to_string()),
     );
     let changes = crate::failover::Kind::ALL.iter().flat_map(|&kind| {
         ["done", "failed"]
