@@ -158,7 +158,10 @@ impl ErrorPacket {
         Self::new(
             2013,
             b"HY000",
-            format!("Lost connection to backend {backend} during query; the session is closed"),
+            format!(
+                "Lost connection to backend {backend} during query; whether the statement took \
+                 effect is unknown; the session is closed"
+            ),
         )
     }
 
