@@ -253,15 +253,7 @@ impl Session {
             LastWrite::None => None,
             LastWrite::Known { gtid, .. } => Some(gtid.clone()),
             LastWrite::Unknown => {
-                let primary = self.healthy_primary()?;
-                self.ensure_backend(primary).await.ok()?;
-                let conn = self.backends[primary].as_mut()?;
-                let ask = match conn.greeting().is_mariadb() {
-                    true => "SELECT @@last_gtid",
-                    false => "SELECT @@global.gtid_executed",
-                };
-                let answer = conn.query_value(ask).await;
-                let value = self.answered(primary, answer)?;
+                let value = self.ask_primary("SELECT @@last_gtid").await?;
                 let gtid = std::str::from_utf8(&value).ok().and_then(Committed::parse);
                 match &gtid {
                     Some(gtid) => {
@@ -352,16 +344,22 @@ impl Session {
 
     /// What the primary has committed, if it answers.
     async fn primary_position(&mut self) -> Option<Committed> {
+        let value = self.ask_primary("SELECT @@gtid_binlog_pos").await?;
+        Committed::parse(std::str::from_utf8(&value).ok()?)
+    }
+
+    /// The healthy primary's answer to `mariadb` (a MySQL primary is asked
+    /// for `@@global.gtid_executed`), on the session's connection to it.
+    async fn ask_primary(&mut self, mariadb: &str) -> Option<Vec<u8>> {
         let primary = self.healthy_primary()?;
         self.ensure_backend(primary).await.ok()?;
         let conn = self.backends[primary].as_mut()?;
         let ask = match conn.greeting().is_mariadb() {
-            true => "SELECT @@gtid_binlog_pos",
+            true => mariadb,
             false => "SELECT @@global.gtid_executed",
         };
         let answer = conn.query_value(ask).await;
-        let value = self.answered(primary, answer)?;
-        Committed::parse(std::str::from_utf8(&value).ok()?)
+        self.answered(primary, answer)
     }
 
     /// The primary, unless the monitor finds it down: asking one that
