@@ -13,10 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{ChangeUserOpts, Conn};
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
-use mysql_common::packets::{
-    AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse,
-};
-use mysql_common::proto::MySerialize;
+use mysql_common::packets::{AuthPlugin as WireAuthPlugin, AuthSwitchRequest, HandshakePacket};
 use rwsplit::config::{AuthPluginChoice, ListenTlsConfig};
 use rwsplit::protocol::auth::AuthPlugin;
 use rwsplit::protocol::packet::put_packet;
@@ -145,18 +142,12 @@ fn an_unknown_plugin_gets_an_auth_switch() {
     let greeting: HandshakePacket = ParseBuf(&greeting).parse(()).unwrap();
     let capabilities =
         greeting.capabilities() - CapabilityFlags::CLIENT_SSL - CapabilityFlags::CLIENT_COMPRESS;
-    let response = HandshakeResponse::new(
-        Some(&b"not a sha256 answer"[..]),
-        (10, 11, 0),
-        Some(APP.user.as_bytes()),
-        None::<&[u8]>,
-        Some(WireAuthPlugin::Other(b"sha256_password".as_slice().into())),
+    let payload = common::handshake_response(
+        APP.user,
+        &b"not a sha256 answer"[..],
+        WireAuthPlugin::Other(b"sha256_password".as_slice().into()),
         capabilities,
-        None,
-        1 << 24,
     );
-    let mut payload = Vec::new();
-    response.serialize(&mut payload);
     write_packet(&mut tcp, 1, &payload);
     let (seq, switch) = read_packet(&mut tcp);
     assert_eq!(seq, 2);
@@ -195,18 +186,7 @@ fn raw_login(
         }
         _ => AuthPlugin::NativePassword.scramble(&nonce, APP.password),
     };
-    let response = HandshakeResponse::new(
-        Some(scramble.as_slice()),
-        (10, 11, 0),
-        Some(APP.user.as_bytes()),
-        None::<&[u8]>,
-        Some(plugin),
-        capabilities,
-        None,
-        1 << 24,
-    );
-    let mut payload = Vec::new();
-    response.serialize(&mut payload);
+    let payload = common::handshake_response(APP.user, scramble.as_slice(), plugin, capabilities);
     write_packet(&mut tcp, 1, &payload);
     let (mut seq, mut answer) = read_packet(&mut tcp);
     let switched = answer[0] == 0xFE;
@@ -321,18 +301,12 @@ fn first_answer_to_a_wrong_scramble(proxy: &TestProxy, user: &str) -> (u8, Vec<u
     let capabilities =
         greeting.capabilities() - CapabilityFlags::CLIENT_SSL - CapabilityFlags::CLIENT_COMPRESS;
     let wrong = AuthPlugin::CachingSha2Password.scramble(&greeting.nonce(), "not the password");
-    let response = HandshakeResponse::new(
-        Some(wrong.as_slice()),
-        (10, 11, 0),
-        Some(user.as_bytes()),
-        None::<&[u8]>,
-        Some(WireAuthPlugin::CachingSha2Password),
+    let payload = common::handshake_response(
+        user,
+        wrong.as_slice(),
+        WireAuthPlugin::CachingSha2Password,
         capabilities,
-        None,
-        1 << 24,
     );
-    let mut payload = Vec::new();
-    response.serialize(&mut payload);
     write_packet(&mut tcp, 1, &payload);
     read_packet(&mut tcp)
 }

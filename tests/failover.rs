@@ -115,6 +115,14 @@ impl Writer {
 }
 
 /// The ids in app.t on server `index`.
+/// Waits until the monitor marks db1, the first primary, down.
+async fn primary_marked_down(proxy: &TestProxy) {
+    eventually("the monitor marks the primary down", || async {
+        !proxy.proxy.topology.load().backends[0].healthy
+    })
+    .await;
+}
+
 async fn rows(sandbox: &Sandbox, index: usize) -> Vec<u32> {
     admin(sandbox, index)
         .await
@@ -548,10 +556,7 @@ async fn a_primary_the_replicas_still_hear_is_not_failed_over() {
         // It may have ended meanwhile.
         let _ = primary.query_drop(format!("KILL {id}")).await;
     }
-    eventually("the monitor marks the primary down", || async {
-        !proxy.proxy.topology.load().backends[0].healthy
-    })
-    .await;
+    primary_marked_down(&proxy).await;
     let lines = ask(&proxy, "/failover").await.unwrap();
     primary
         .query_drop("ALTER USER monitor ACCOUNT UNLOCK")
@@ -753,10 +758,7 @@ async fn a_diverged_old_primary_stays_fenced_and_out_of_replication() {
     }
     drop(conn);
     sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
-    eventually("the monitor marks the primary down", || async {
-        !proxy.proxy.topology.load().backends[0].healthy
-    })
-    .await;
+    primary_marked_down(&proxy).await;
     let lines = ask(&proxy, "/failover").await.unwrap();
     assert!(lines.last().unwrap().starts_with("done:"), "{lines:?}");
     let new = proxy.proxy.topology.primary().unwrap();
@@ -905,10 +907,7 @@ async fn a_failover_runs_the_fence_command_first_and_stops_if_it_fails() {
         config.failover.fence_command = Some("echo no power switch here >&2; exit 3".into());
     });
     sandbox.servers()[0].signal(libc::SIGKILL).unwrap();
-    eventually("the monitor marks the primary down", || async {
-        !proxy.proxy.topology.load().backends[0].healthy
-    })
-    .await;
+    primary_marked_down(&proxy).await;
     let lines = ask(&proxy, "/failover").await.unwrap();
     let text = lines.join("\n");
     assert!(
@@ -941,10 +940,7 @@ async fn a_failover_runs_the_fence_command_first_and_stops_if_it_fails() {
         config.failover.fence_command = Some(command)
     });
     let proxy = common::start_proxy_unsettled(config);
-    eventually("the monitor marks the primary down", || async {
-        !proxy.proxy.topology.load().backends[0].healthy
-    })
-    .await;
+    primary_marked_down(&proxy).await;
     let lines = ask(&proxy, "/failover").await.unwrap();
     let text = lines.join("\n");
     assert!(lines.last().unwrap().starts_with("done:"), "{text}");

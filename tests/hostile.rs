@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
-use mysql_common::packets::{AuthPlugin as WireAuthPlugin, HandshakePacket, HandshakeResponse};
-use mysql_common::proto::MySerialize;
+use mysql_common::packets::{AuthPlugin as WireAuthPlugin, HandshakePacket};
 use rwsplit::protocol::auth::AuthPlugin;
 use rwsplit::protocol::compress::compress_into;
 use rwsplit::protocol::packet::{HEADER_LEN, put_packet};
@@ -143,18 +142,12 @@ fn raw_login(proxy: &common::TestProxy, extra: CapabilityFlags) -> TcpStream {
     let greeting: HandshakePacket = ParseBuf(&greeting).parse(()).unwrap();
     let capabilities = common::modern_capabilities() | extra;
     let scramble = AuthPlugin::NativePassword.scramble(&greeting.nonce(), APP.password);
-    let response = HandshakeResponse::new(
-        Some(scramble.as_slice()),
-        (10, 11, 0),
-        Some(APP.user.as_bytes()),
-        None::<&[u8]>,
-        Some(WireAuthPlugin::MysqlNativePassword),
+    let payload = common::handshake_response(
+        APP.user,
+        scramble.as_slice(),
+        WireAuthPlugin::MysqlNativePassword,
         capabilities,
-        None,
-        1 << 24,
     );
-    let mut payload = Vec::new();
-    response.serialize(&mut payload);
     let mut out = Vec::new();
     put_packet(&mut out, 1, &payload);
     tcp.write_all(&out).unwrap();

@@ -212,6 +212,30 @@ impl TestProxy {
     }
 }
 
+/// The payload of a HandshakeResponse41 logging `user` in with `auth`,
+/// computed for `plugin`, asking for `capabilities`.
+pub fn handshake_response(
+    user: &str,
+    auth: &[u8],
+    plugin: mysql_common::packets::AuthPlugin<'_>,
+    capabilities: CapabilityFlags,
+) -> Vec<u8> {
+    use mysql_common::proto::MySerialize;
+    let response = mysql_common::packets::HandshakeResponse::new(
+        Some(auth),
+        (10, 11, 0),
+        Some(user.as_bytes()),
+        None::<&[u8]>,
+        Some(plugin),
+        capabilities,
+        None,
+        1 << 24,
+    );
+    let mut payload = Vec::new();
+    response.serialize(&mut payload);
+    payload
+}
+
 /// Capabilities a typical modern client asks for.
 pub fn modern_capabilities() -> CapabilityFlags {
     CapabilityFlags::CLIENT_PROTOCOL_41
