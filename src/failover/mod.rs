@@ -274,21 +274,13 @@ pub async fn fence_strays(proxy: &Proxy) -> Result<usize, ChangeError> {
             let Some(new) = servers[primary].as_mut() else {
                 continue;
             };
-            match rejoin(config, &mut server, new, primary).await {
-                Ok(()) => {
-                    proxy.lost.forget(stray);
-                    info!(
-                        backend = server.name,
-                        primary = names[primary],
-                        "it replicates from the primary"
-                    )
-                }
-                Err(Unjoined { problem, lost }) => {
-                    warn!(problem, "it was not made a replica");
-                    if let Some(lost) = lost {
-                        proxy.lost.record(stray, lost);
-                    }
-                }
+            match rejoin(proxy, (stray, &mut server), (primary, new)).await {
+                Ok(()) => info!(
+                    backend = server.name,
+                    primary = names[primary],
+                    "it replicates from the primary"
+                ),
+                Err(problem) => warn!(problem, "it was not made a replica"),
             }
         }
     }
@@ -444,11 +436,8 @@ async fn switch(
     }
     repoint(config, plan, servers, progress).await;
     progress.step(format!("{} replicates from {}", old.name, new.name));
-    if let Err(Unjoined { problem, lost }) = rejoin(config, &mut old, &mut new, plan.new).await {
+    if let Err(problem) = rejoin(proxy, (plan.old, &mut old), (plan.new, &mut new)).await {
         progress.warn(problem);
-        if let Some(lost) = lost {
-            proxy.lost.record(plan.old, lost);
-        }
     }
     Ok(())
 }
@@ -586,35 +575,22 @@ async fn repoint(
     }
 }
 
-/// Why a former primary was not made a replica, for the log; and what it
-/// has that the primary lacks, when that is why.
-struct Unjoined {
-    problem: String,
-    lost: Option<Lost>,
-}
-
-impl From<StepError> for Unjoined {
-    fn from(error: StepError) -> Self {
-        Unjoined {
-            problem: error.to_string(),
-            lost: None,
-        }
-    }
-}
-
-/// Makes a former primary, already read-only, a replica of `new` — unless
-/// it has transactions `new` lacks (written after it was fenced, or never
-/// replicated before it failed), which replication would trip over: it is
-/// then left read-only and not replicating, for an operator.
+/// Makes a former primary, already read-only, a replica of `new` (each
+/// with its backend index) — unless it has transactions `new` lacks
+/// (written after it was fenced, or never replicated before it failed),
+/// which replication would trip over: it is then left read-only and not
+/// replicating, for an operator, and what it has is recorded in
+/// [`Proxy::lost`] until it replicates. `Err`: why it was not made a
+/// replica.
 async fn rejoin(
-    config: &Config,
-    old: &mut Server,
-    new: &mut Server,
-    new_index: usize,
-) -> Result<(), Unjoined> {
-    let logged = old.logged().await?;
-    let applied = new.applied().await?;
-    let received = new.received().await?;
+    proxy: &Proxy,
+    (old_index, old): (usize, &mut Server),
+    (new_index, new): (usize, &mut Server),
+) -> Result<(), String> {
+    let config = &proxy.config;
+    let logged = old.logged().await.map_err(|e| e.to_string())?;
+    let applied = new.applied().await.map_err(|e| e.to_string())?;
+    let received = new.received().await.map_err(|e| e.to_string())?;
     let lacking = applied.lacks(&received, &logged);
     if !lacking.is_empty() {
         let ranges: Vec<String> = lacking.iter().map(ToString::to_string).collect();
@@ -628,8 +604,8 @@ async fn rejoin(
             new.name,
             new.name
         );
-        let lost = Some(Lost::new(&new.name, &lacking));
-        return Err(Unjoined { problem, lost });
+        proxy.lost.record(old_index, Lost::new(&new.name, &lacking));
+        return Err(problem);
     }
     let failover = &config.failover;
     let user = failover
@@ -640,9 +616,11 @@ async fn rejoin(
         .replication_password
         .as_deref()
         .unwrap_or(&config.monitor.password);
-    Ok(old
-        .rejoin(&config.backends[new_index].address, user, password)
-        .await?)
+    old.rejoin(&config.backends[new_index].address, user, password)
+        .await
+        .map_err(|e| e.to_string())?;
+    proxy.lost.forget(old_index);
+    Ok(())
 }
 
 /// Polls `done` every 50 ms until it holds or `limit` passes: whether it held.
